@@ -1,0 +1,3 @@
+from cml.cli import main
+
+raise SystemExit(main())

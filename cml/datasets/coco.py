@@ -1,0 +1,119 @@
+"""MS-COCO 2014 in its official layout, and any folder in the COCO instances format.
+
+    ROOT/train2014/*.jpg   ROOT/val2014/*.jpg   ROOT/annotations/instances_{train,val}2014.json
+
+Categories keep COCO's (non-contiguous) ids internally; columns follow ascending category id.
+Crowd annotations are not labels by default, as in the KRT loader (`data.coco.crowd`). Images
+with no label stay in the split (they belong to no step). Parsing the 450 MB train JSON is slow,
+so the parsed label matrix and file list are cached, keyed by the JSON's size and mtime.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from cml.datasets import DATASETS
+from cml.datasets._types import MultiLabelData, Split
+from cml.errors import UserError
+
+LAYOUT = ("ROOT/train2014/, ROOT/val2014/ and ROOT/annotations/instances_{train,val}2014.json "
+          "(MS-COCO 2014 from cocodataset.org: 2014 Train images, 2014 Val images, "
+          "2014 Train/Val annotations)")
+
+
+def parse_instances(json_path: Path, crowd: str = "ignore") -> tuple[list[int], list[str], list[int], list[str], np.ndarray]:
+    """(category ids, category names, image ids, file names, labels) from one instances JSON."""
+    try:
+        with open(json_path, "rb") as fh:
+            doc = json.load(fh)
+    except json.JSONDecodeError as err:
+        raise UserError(f"{json_path}: line {err.lineno}: not valid JSON ({err.msg})") from None
+    except OSError as err:
+        raise UserError(f"{json_path}: cannot read ({err.strerror})") from None
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(doc.get(key), list):
+            raise UserError(f"{json_path}: expected a COCO instances file with a '{key}' list")
+    categories = sorted(doc["categories"], key=lambda c: c["id"])
+    cat_ids = [int(c["id"]) for c in categories]
+    column = {cid: j for j, cid in enumerate(cat_ids)}
+    image_ids = [int(im["id"]) for im in doc["images"]]
+    files = [str(im["file_name"]) for im in doc["images"]]
+    row = {iid: i for i, iid in enumerate(image_ids)}
+    labels = np.zeros((len(image_ids), len(cat_ids)), dtype=np.uint8)
+    for k, ann in enumerate(doc["annotations"]):
+        if ann.get("iscrowd", 0) and crowd == "ignore":
+            continue
+        img, col = row.get(int(ann["image_id"])), column.get(int(ann["category_id"]))
+        if img is None or col is None:
+            what = f"image {ann['image_id']}" if img is None else f"category {ann['category_id']}"
+            raise UserError(f"{json_path}: annotation #{k} (id {ann.get('id')}) refers to unknown {what}")
+        labels[img, col] = 1
+    return cat_ids, [str(c["name"]) for c in categories], image_ids, files, labels
+
+
+def cache_folder(root: Path, cache_dir: str | None) -> Path:
+    """Where derived files go: `data.cache_dir`, else ROOT/.cml-cache, else the user cache."""
+    if cache_dir:
+        return Path(cache_dir).expanduser()
+    if os.access(root, os.W_OK):
+        return root / ".cml-cache"
+    digest = hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:12]
+    return Path(os.environ.get("CML_CACHE", "~/.cache/cml")).expanduser() / f"parsed-{digest}"
+
+
+def load_instances_cached(json_path: Path, crowd: str, cache: Path):
+    stat = json_path.stat()
+    key = f"{json_path.name}-{stat.st_size}-{stat.st_mtime_ns}-{crowd}"
+    target = cache / f"{hashlib.sha1(key.encode()).hexdigest()[:16]}.npz"
+    if target.is_file():
+        z = np.load(target, allow_pickle=False)
+        return (z["cat_ids"].tolist(), z["names"].tolist(), z["image_ids"].tolist(),
+                z["files"].tolist(), z["labels"])
+    parsed = parse_instances(json_path, crowd)
+    cat_ids, names, image_ids, files, labels = parsed
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(f".tmp{os.getpid()}.npz")
+        np.savez(tmp, cat_ids=np.array(cat_ids), names=np.array(names), image_ids=np.array(image_ids),
+                 files=np.array(files), labels=labels)
+        os.replace(tmp, target)
+    except OSError:
+        pass  # a read-only place: parse again next time
+    return parsed
+
+
+def load_coco_folder(root: Path, split_dirs: tuple[str, str], json_names: tuple[str, str],
+                     crowd: str, cache_dir: str | None, name: str, layout: str) -> MultiLabelData:
+    if not root.is_dir():
+        raise UserError(f"data.root: {root} does not exist; expected {layout}")
+    jsons = [root / "annotations" / j for j in json_names]
+    folders = [root / d for d in split_dirs]
+    for path in jsons + folders:
+        if not path.exists():
+            raise UserError(f"{name}: {path} not found; expected {layout}")
+    cache = cache_folder(root, cache_dir)
+    splits, skipped, class_names = [], {}, None
+    for part, json_path, folder in zip(("train", "test"), jsons, folders):
+        cat_ids, names, image_ids, files, labels = load_instances_cached(json_path, crowd, cache)
+        if class_names is None:
+            class_names, first_ids = names, cat_ids
+        elif cat_ids != first_ids:
+            raise UserError(f"{json_path}: its categories differ from those of {jsons[0]}")
+        present = np.array([os.path.exists(folder / f) for f in files], dtype=bool)
+        if not present.all():
+            skipped[f"{part}_missing_files"] = int((~present).sum())
+        rows = np.flatnonzero(present)
+        splits.append(Split([str(folder / files[i]) for i in rows], labels[rows], [image_ids[i] for i in rows]))
+    return MultiLabelData(name, class_names, splits[0], splits[1], skipped)
+
+
+@DATASETS.register("coco")
+def load(data_cfg) -> MultiLabelData:
+    return load_coco_folder(Path(data_cfg.root).expanduser(), ("train2014", "val2014"),
+                            ("instances_train2014.json", "instances_val2014.json"),
+                            data_cfg.coco.crowd, data_cfg.cache_dir, "coco", LAYOUT)

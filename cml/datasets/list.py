@@ -1,0 +1,138 @@
+"""Your own images, listed in files: `data.list.classes`, `data.list.train`, `data.list.test`.
+
+    classes.txt     one class name per line; the line order is the column order
+    train.csv       path,labels                      (header line required)
+                    img/a.jpg,cat|dog                (labels separated by |)
+                    img/b.jpg,                       (no label: skipped, counted)
+    train.jsonl     {"path": "img/a.jpg", "labels": ["cat", "dog"]}   (one object per line)
+
+The format follows the extension (.csv or .jsonl). Relative image paths are taken from
+`data.root` when it is set, else from the folder of the list file; the image id is the path as
+written. Blank lines are ignored, and so is a byte-order mark at the start of a file (Excel).
+A label that is not in the classes file is an error. Images with no label are skipped first
+(`<split>_unlabeled`), then images whose file is absent (`<split>_missing_files`).
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from cml.datasets import DATASETS
+from cml.datasets._types import MultiLabelData, Split
+from cml.errors import UserError
+
+FORMATS = "a .csv with the header path,labels or a .jsonl of {\"path\": ..., \"labels\": [...]} objects"
+
+
+def required_file(value: str | None, key: str, what: str) -> Path:
+    if not value:
+        raise UserError(f"{key}: required for data.dataset 'list'; expected {what}")
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise UserError(f"{key}: file not found: {path}; expected {what}")
+    return path
+
+
+def read_classes(path: Path) -> list[str]:
+    names: list[str] = []
+    for n, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1):
+        name = line.strip()
+        if not name:
+            continue
+        if name in names:
+            raise UserError(f"{path}: line {n}: class {name!r} listed twice; expected each name once")
+        names.append(name)
+    if not names:
+        raise UserError(f"{path}: no class names; expected one class name per line")
+    return names
+
+
+def read_csv(path: Path) -> list[tuple[int, str, list[str]]]:
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.reader(fh)
+        header = [cell.strip() for cell in next(reader, [])]
+        if header != ["path", "labels"]:
+            raise UserError(f"{path}: line 1: header {','.join(header)!r}; expected 'path,labels'")
+        rows = []
+        for row in reader:
+            if not row:
+                continue
+            if len(row) != 2 or not row[0].strip():
+                raise UserError(f"{path}: line {reader.line_num}: {','.join(row)!r}; "
+                                "expected path,labels with labels separated by | (e.g. img/a.jpg,cat|dog)")
+            labels = [name.strip() for name in row[1].split("|") if name.strip()]
+            rows.append((reader.line_num, row[0].strip(), labels))
+    return rows
+
+
+def read_jsonl(path: Path) -> list[tuple[int, str, list[str]]]:
+    rows = []
+    for n, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise UserError(f"{path}: line {n}: not valid JSON ({err.msg}); expected one object per line "
+                            'like {"path": "img/a.jpg", "labels": ["cat"]}') from None
+        if not (isinstance(item, dict) and isinstance(item.get("path"), str) and item["path"]
+                and isinstance(item.get("labels"), list) and all(isinstance(x, str) for x in item["labels"])):
+            raise UserError(f"{path}: line {n}: expected an object with a non-empty string \"path\" and "
+                            'a list of strings "labels", like {"path": "img/a.jpg", "labels": ["cat"]}')
+        rows.append((n, item["path"], item["labels"]))
+    return rows
+
+
+def read_split(path: Path, key: str, base: Path, classes: list[str], classes_path: Path):
+    """(split, unlabeled count, missing-file count) from one list file."""
+    readers = {".csv": read_csv, ".jsonl": read_jsonl}
+    if path.suffix.lower() not in readers:
+        raise UserError(f"{key}: {path}: unknown extension {path.suffix!r}; expected {FORMATS}")
+    column = {name: j for j, name in enumerate(classes)}
+    paths, ids, rows_labels, unlabeled, missing = [], [], [], 0, 0
+    for n, image, names in readers[path.suffix.lower()](path):
+        for name in names:
+            if name not in column:
+                close = difflib.get_close_matches(name, classes, n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                raise UserError(f"{path}: line {n}: unknown class {name!r}; {hint}"
+                                f"expected a name from {classes_path}")
+        if not names:
+            unlabeled += 1
+            continue
+        full = os.path.join(base, image)
+        if not os.path.exists(full):
+            missing += 1
+            continue
+        paths.append(full)
+        ids.append(image)
+        rows_labels.append([column[name] for name in names])
+    if missing and not paths:
+        raise UserError(f"{key}: none of the {missing} labelled images of {path} exists under {base}")
+    labels = np.zeros((len(paths), len(classes)), dtype=np.uint8)
+    for i, cols in enumerate(rows_labels):
+        labels[i, cols] = 1
+    return Split(paths, labels, ids), unlabeled, missing
+
+
+@DATASETS.register("list")
+def load(data_cfg) -> MultiLabelData:
+    cfg = data_cfg.list
+    classes_path = required_file(cfg.classes, "data.list.classes", "a text file with one class name per line")
+    classes = read_classes(classes_path)
+    splits, skipped = [], {}
+    for part in ("train", "test"):
+        key = f"data.list.{part}"
+        path = required_file(getattr(cfg, part), key, FORMATS)
+        base = Path(data_cfg.root).expanduser() if data_cfg.root else path.parent
+        split, unlabeled, missing = read_split(path, key, base.absolute(), classes, classes_path)
+        splits.append(split)
+        skipped.update({f"{part}_unlabeled": unlabeled, f"{part}_missing_files": missing})
+    skipped = {key: count for key, count in skipped.items() if count}
+    return MultiLabelData("list", classes, splits[0], splits[1], skipped)

@@ -1,0 +1,1 @@
+"""Multi-label metrics, the Avalanche metric plugin that reports them, and the results files."""

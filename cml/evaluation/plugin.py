@@ -1,0 +1,71 @@
+"""The Avalanche metric that scores each test experience with the multi-label metrics.
+
+Avalanche's accuracy and forgetting metrics compare argmax predictions with one int label; this
+one collects sigmoid scores and multi-hot targets over the whole experience and reports mAP, CP,
+CR, CF1, macro F1, OP, OR, OF1, per-class AP and the mAP of each step's classes. Values are
+published under the same names for every strategy, with the training step as x, so that the
+TensorBoard scalars of different runs overlay.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from avalanche.evaluation import PluginMetric
+from avalanche.evaluation.metric_results import MetricValue
+
+from cml.evaluation.metrics import multilabel_metrics
+
+SCALARS = {"map": "mAP", "cp": "CP", "cr": "CR", "cf1": "CF1", "macro_f1": "macro_F1",
+           "op": "OP", "or": "OR", "of1": "OF1"}
+
+
+class MultiLabelMetrics(PluginMetric[dict]):
+    def __init__(self, class_names: list[str], step_classes: list[list[int]], threshold: float):
+        super().__init__()
+        self.class_names = class_names
+        self.step_classes = step_classes
+        self.threshold = threshold
+        self.history: list[dict] = []  # one entry per evaluated test experience
+        self.reset()
+
+    def reset(self) -> None:
+        self._scores: list[torch.Tensor] = []
+        self._targets: list[torch.Tensor] = []
+
+    def result(self) -> dict | None:
+        return self.history[-1] if self.history else None
+
+    def before_eval_exp(self, strategy) -> None:
+        self.reset()
+
+    def after_eval_iteration(self, strategy) -> None:
+        super().after_eval_iteration(strategy)
+        logits = strategy.mb_output.detach().float()
+        self._scores.append(torch.sigmoid(logits).cpu())
+        self._targets.append(strategy.mb_y[:, : logits.shape[1]].detach().cpu())
+
+    def after_eval_exp(self, strategy) -> list[MetricValue]:
+        step = strategy.experience.step
+        values = multilabel_metrics(torch.cat(self._scores), torch.cat(self._targets), self.threshold)
+        ap = values.pop("per_class_ap")
+        values["per_class_ap"] = {self.class_names[c]: a for c, a in enumerate(ap)}
+        values["step_map"] = [_nanmean([ap[c] for c in classes]) for classes in self.step_classes[: step + 1]]
+        values["step"] = step
+        self.history.append(values)
+        self.reset()
+        out = [MetricValue(self, f"eval/{label}", values[key], step) for key, label in SCALARS.items()]
+        out += [MetricValue(self, f"eval_step_mAP/step{j}", v, step)
+                for j, v in enumerate(values["step_map"]) if not math.isnan(v)]
+        out += [MetricValue(self, f"eval_class_AP/{name}", v, step)
+                for name, v in values["per_class_ap"].items() if not math.isnan(v)]
+        return out
+
+    def __str__(self) -> str:
+        return "MultiLabelMetrics"
+
+
+def _nanmean(values: list[float]) -> float:
+    kept = [v for v in values if not math.isnan(v)]
+    return sum(kept) / len(kept) if kept else float("nan")

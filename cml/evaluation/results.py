@@ -1,0 +1,93 @@
+"""The run's summary: mAP matrix, Avg/Last mAP, forgetting; and the files that hold them.
+
+R[i][j] is the mAP on step j's classes after training step i (j <= i; later entries are null),
+measured on the test set of step i. Avg mAP is the mean of the per-step mAP, base step included
+(KRT's "Avg."); Last mAP the final one. Average forgetting (Chaudhry et al.): for each step
+j < T, the best R[i][j] over j <= i < T minus R[T][j], averaged over j (null with one step).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from pathlib import Path
+
+STEP_KEYS = ("map", "cp", "cr", "cf1", "macro_f1", "op", "or", "of1")
+
+
+def _clean(value):
+    """JSON has no NaN: undefined values are written as null."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _num(v) -> float:
+    return float("nan") if v is None else v
+
+
+def summarize(steps: list[dict]) -> dict:
+    T = len(steps)
+    matrix = [[_num(s["step_map"][j]) if j <= i else None for j in range(T)] for i, s in enumerate(steps)]
+    maps = [_num(s["map"]) for s in steps]
+    forgetting = None
+    if T > 1:
+        drops = []
+        for j in range(T - 1):
+            earlier = [matrix[i][j] for i in range(j, T - 1) if not math.isnan(matrix[i][j])]
+            if earlier and not math.isnan(matrix[T - 1][j]):
+                drops.append(max(earlier) - matrix[T - 1][j])
+        forgetting = sum(drops) / len(drops) if drops else None
+    return _clean({"map_matrix": matrix, "avg_map": sum(maps) / T, "last_map": maps[-1],
+                   "avg_forgetting": forgetting, "steps": steps})
+
+
+def write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_results(run_dir: Path, steps: list[dict], extra: dict) -> dict:
+    summary = {**summarize(steps), **extra}
+    write_atomic(run_dir / "results.json", json.dumps(summary, indent=2) + "\n")
+    columns = ["step", "n_classes", "n_train", "n_test", *STEP_KEYS, "classes_without_positive"]
+    rows = [[i, len(s["classes"]), s["n_train"], s["n_test"], *(_fmt(s[k]) for k in STEP_KEYS),
+             s["classes_without_positive"]] for i, s in enumerate(summary["steps"])]
+    tmp = run_dir / "metrics.csv.tmp"
+    with open(tmp, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(columns)
+        writer.writerows(rows)
+    os.replace(tmp, run_dir / "metrics.csv")
+    return summary
+
+
+def _fmt(v) -> str:
+    return "" if v is None else f"{v:.4f}"
+
+
+def format_row(i: int, s: dict) -> str:
+    cells = " ".join(f"{(s[k] if s[k] is not None else float('nan')):6.2f}" for k in ("map", "cf1", "of1"))
+    return f"{i:>4} {len(s['classes']):>7} {s['n_train']:>7} {s['n_test']:>6} {cells}"
+
+
+ROW_HEADER = f"{'step':>4} {'classes':>7} {'train':>7} {'test':>6} {'mAP':>6} {'CF1':>6} {'OF1':>6}"
+
+
+def format_summary(summary: dict) -> str:
+    T = len(summary["steps"])
+    lines = ["mAP matrix (row: after step i; column: classes of step j)",
+             "      " + " ".join(f"{'j=' + str(j):>7}" for j in range(T))]
+    for i, row in enumerate(summary["map_matrix"]):
+        lines.append(f"i={i:<3} " + " ".join(f"{v:7.2f}" if v is not None else f"{'':>7}" for v in row))
+    f = summary["avg_forgetting"]
+    lines.append(f"Avg mAP {summary['avg_map']:.2f}   Last mAP {summary['last_map']:.2f}   "
+                 f"Avg forgetting {'n/a' if f is None else f'{f:.2f}'}")
+    return "\n".join(lines)

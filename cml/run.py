@@ -1,0 +1,101 @@
+"""One experiment, start to end: config -> scenario -> model -> strategy (+ plugins) ->
+evaluation -> loggers, then train and evaluate step by step, saving results and a checkpoint
+after every step so that nothing completed is lost and `--resume` can continue exactly."""
+
+from __future__ import annotations
+
+import inspect
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+from avalanche.evaluation.metrics import loss_metrics
+from avalanche.logging import TensorboardLogger
+from avalanche.models.dynamic_modules import avalanche_model_adaptation
+from avalanche.training.plugins import EvaluationPlugin
+
+from cml import checkpoint
+from cml.config import Config
+from cml.datasets._types import MultiLabelData
+from cml.errors import UserError
+from cml.evaluation.plugin import MultiLabelMetrics
+from cml.evaluation.progress import ProgressLogger
+from cml.evaluation.results import ROW_HEADER, format_row, format_summary, write_results
+from cml.models import MODELS
+from cml.scenarios.builder import build_scenario
+from cml.strategies import PLUGINS, STRATEGIES
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("train.device: cuda was asked for but no CUDA device is available")
+    return torch.device("cuda" if name in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
+
+
+def build_model(cfg: Config) -> torch.nn.Module:
+    factory = MODELS.get(cfg.model.name)
+    accepted = set(inspect.signature(factory).parameters) - {"backbone", "pretrained", "num_classes"}
+    for key in cfg.model.options:
+        if key not in accepted:
+            raise UserError(f"model.options.{key}: not an option of model {cfg.model.name!r}; "
+                            f"its options: {', '.join(sorted(accepted)) or 'none'}")
+    return factory(backbone=cfg.model.backbone, pretrained=cfg.model.pretrained, **cfg.model.options)
+
+
+def run(cfg: Config, data: MultiLabelData, run_dir: Path, resume: bool = False) -> dict:
+    seed_everything(cfg.seed)
+    scenario = build_scenario(cfg, data)
+    bench, steps = scenario.benchmark, scenario.steps
+    device = pick_device(cfg.train.device)
+    model = build_model(cfg)
+    metric = MultiLabelMetrics(scenario.class_names, [s.classes for s in steps], cfg.eval.threshold)
+    evaluator = EvaluationPlugin(loss_metrics(epoch=True), metric,
+                                 loggers=[TensorboardLogger(run_dir / "tb"), ProgressLogger()])
+    plugins = [PLUGINS.get(name)(cfg) for name in cfg.strategy.plugins]
+    strategy = STRATEGIES.get(cfg.strategy.name)(
+        scenario=scenario, model=model, train_cfg=cfg.train, eval_batch_size=cfg.eval.batch_size,
+        device=device, plugins=plugins, evaluator=evaluator)
+
+    records: list[dict] = []
+    start = 0
+    if resume:
+        state = checkpoint.load(run_dir)
+        model.train()
+        for t in range(state["step"] + 1):  # regrow the head to its saved size, then load weights
+            avalanche_model_adaptation(model, bench.train_stream[t])
+        model.load_state_dict(state["model"])
+        records, start = state["steps"], state["step"] + 1
+        metric.history = list(records)
+        checkpoint.set_rng_state(state["rng"])
+        print(f"resuming {run_dir} after step {state['step']}")
+
+    loader_args = {"num_workers": cfg.data.num_workers, "persistent_workers": cfg.data.num_workers > 0}
+    print(f"{cfg.data.dataset}: {len(scenario.class_names)} classes, {len(steps)} steps "
+          f"({'-'.join(str(len(s.classes)) for s in steps)}), strategy {cfg.strategy.name}, "
+          f"model {cfg.model.name}/{cfg.model.backbone}, device {device}; run directory {run_dir}")
+    print(ROW_HEADER)
+    for row_index, record in enumerate(records):
+        print(format_row(row_index, record))
+    extra = {"dataset": cfg.data.dataset, "strategy": cfg.strategy.name, "class_order": scenario.class_names,
+             "skipped": data.skipped}
+    summary = None
+    for t in range(start, len(steps)):
+        strategy.train(bench.train_stream[t], eval_streams=[], **loader_args)
+        strategy.eval([bench.test_stream[t]], **loader_args)
+        values = metric.result()
+        records.append({"classes": [scenario.class_names[c] for c in steps[t].classes],
+                        "n_train": strategy.train_size, "n_test": len(steps[t].test_rows), **values})
+        summary = write_results(run_dir, records, extra)
+        checkpoint.save(run_dir, t, strategy, summary["steps"])
+        print(format_row(t, summary["steps"][t]), flush=True)
+    if summary is None:
+        summary = write_results(run_dir, records, extra)
+    print(format_summary(summary))
+    return summary

@@ -1,0 +1,1 @@
+"""Class-incremental multi-label scenarios as Avalanche benchmarks."""

@@ -1,0 +1,85 @@
+"""Config + loaded data -> an Avalanche benchmark with one train and one test experience per step.
+
+Avalanche's class-incremental generators (`nc_benchmark`, `classes_timeline`) read one int label
+per sample, so they cannot split multi-hot data. We split with `cml.scenarios.split` and hand the
+per-step datasets to `benchmark_from_datasets`, then record each step's classes on its
+experiences ourselves: `classes_in_this_experience` (train: the step's new classes; test: every
+class seen so far, which is what it is scored on) and `step`, a plain index that, unlike
+Avalanche's `current_experience`, is not masked during training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from avalanche.benchmarks.scenarios.dataset_scenario import benchmark_from_datasets
+from avalanche.benchmarks.utils import AvalancheDataset
+
+from cml.config import Config
+from cml.datasets._types import MultiLabelData
+from cml.errors import UserError
+from cml.scenarios.images import MultiLabelImages
+from cml.scenarios.split import Step, class_order, joint_rows_and_targets, make_steps, reorder, step_sizes
+
+
+@dataclass
+class Scenario:
+    benchmark: object  # avalanche CLScenario with train_stream and test_stream
+    data: MultiLabelData  # columns in class order
+    steps: list[Step]
+    image_size: int
+    hflip: bool
+    pixels: tuple[np.ndarray, np.ndarray] | None = None  # cached (train, test) images
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.data.class_names
+
+    def train_dataset(self, rows: np.ndarray, targets: np.ndarray) -> AvalancheDataset:
+        pixels = self.pixels[0] if self.pixels else None
+        images = MultiLabelImages([self.data.train.paths[i] for i in rows], targets, self.image_size,
+                                  self.hflip, pixels, rows)
+        return AvalancheDataset([images])
+
+    def test_dataset(self, step: Step) -> AvalancheDataset:
+        pixels = self.pixels[1] if self.pixels else None
+        images = MultiLabelImages([self.data.test.paths[i] for i in step.test_rows], step.test_targets,
+                                  self.image_size, False, pixels, step.test_rows)
+        return AvalancheDataset([images])
+
+    def joint_dataset(self, t: int) -> AvalancheDataset:
+        return self.train_dataset(*joint_rows_and_targets(self.data.train.labels, self.steps[t].n_seen))
+
+
+def build_scenario(cfg: Config, data: MultiLabelData) -> Scenario:
+    s = cfg.scenario
+    if s.protocol == "split-files":
+        from cml.scenarios.split_files import split_file_steps
+
+        data, steps = split_file_steps(data, s.split_dir, s.task_order, s.labels)
+    else:
+        data = reorder(data, class_order(data.class_names, s.order, cfg.seed))
+        n = len(data.class_names)
+        sizes = [n] if s.protocol == "static" else step_sizes(n, s.base, s.increment)
+        steps = make_steps(data.train.labels, data.test.labels, sizes, s.labels, data.test_ignore)
+    for t, step in enumerate(steps):
+        if len(step.train_rows) == 0 or len(step.test_rows) == 0:
+            names = ", ".join(data.class_names[c] for c in step.classes)
+            raise UserError(f"scenario: step {t} ({names}) has no "
+                            f"{'training' if len(step.train_rows) == 0 else 'test'} image")
+    pixels = None
+    if cfg.data.cache:
+        from cml.scenarios.cache import cached_pixels
+
+        pixels = cached_pixels(data, cfg.data)
+    scenario = Scenario(None, data, steps, cfg.data.image_size, cfg.train.hflip, pixels)
+    train = [scenario.train_dataset(st.train_rows, st.train_targets) for st in steps]
+    test = [scenario.test_dataset(st) for st in steps]
+    scenario.benchmark = benchmark_from_datasets(train=train, test=test)
+    for t, step in enumerate(steps):
+        train_exp, test_exp = scenario.benchmark.train_stream[t], scenario.benchmark.test_stream[t]
+        train_exp.classes_in_this_experience = list(step.classes)
+        test_exp.classes_in_this_experience = list(range(step.n_seen))
+        train_exp.step = test_exp.step = t
+    return scenario

@@ -1,0 +1,103 @@
+"""An optional cache of decoded, resized images (`data.cache: true`), memory-mapped at run time.
+
+On COCO, decoding JPEGs and resizing them dominates data loading, and every epoch, step and
+strategy decodes the same files again. The cache does it once per split: an (N, S, S, 3) uint8
+`.npy` file of `read_image(path, S)`, then opened read-only with `mmap_mode="r"`, so items are
+plain slices served from the page cache and DataLoader workers share one copy.
+
+The file name holds a hash of the split's image paths, S and FORMAT_VERSION, so another dataset,
+subset or size gets its own file and a stale one is never reused (an image replaced in place
+under the same path is not detected: delete the cache folder then). A build writes to a
+temporary name and is renamed into place only when complete, so a killed build never leaves a
+file that looks finished.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from cml.datasets._types import MultiLabelData
+from cml.datasets.coco import cache_folder
+from cml.errors import UserError
+from cml.scenarios.images import read_image
+
+FORMAT_VERSION = 1  # bump when read_image's output changes
+CHUNK = 256  # images per job handed to a worker
+
+
+def cached_pixels(data: MultiLabelData, data_cfg) -> tuple[np.ndarray, np.ndarray]:
+    """(train, test) read-only arrays whose row i is `read_image(split.paths[i], data.image_size)`."""
+    paths = data.train.paths + data.test.paths
+    root = Path(data_cfg.root).expanduser() if data_cfg.root else \
+        Path(os.path.commonpath({os.path.dirname(p) for p in paths}))
+    folder = cache_folder(root, data_cfg.cache_dir)
+    return (split_pixels(data.train.paths, data_cfg.image_size, folder, data_cfg.num_workers),
+            split_pixels(data.test.paths, data_cfg.image_size, folder, data_cfg.num_workers))
+
+
+def split_pixels(paths: list[str], size: int, folder: Path, workers: int = 0) -> np.ndarray:
+    """The cached images of `paths` in `folder`, built first if absent (with `workers` processes)."""
+    key = f"v{FORMAT_VERSION}\n{size}\n" + "\n".join(paths)
+    target = folder / f"images-{size}px-{len(paths)}-{hashlib.sha1(key.encode()).hexdigest()[:16]}.npy"
+    shape = (len(paths), size, size, 3)
+    if not target.is_file() or np.load(target, mmap_mode="r").shape != shape:
+        _build(paths, size, target, workers)
+    return np.load(target, mmap_mode="r")
+
+
+def _build(paths: list[str], size: int, target: Path, workers: int) -> None:
+    shape = (len(paths), size, size, 3)
+    tmp = target.with_name(f"{target.stem}.tmp{os.getpid()}.npy")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        need, free = int(np.prod(shape)), shutil.disk_usage(target.parent).free
+        if need > free:
+            raise UserError(f"data.cache_dir: the image cache needs {need / 1e9:.1f} GB but "
+                            f"{target.parent} has {free / 1e9:.1f} GB free; set data.cache_dir elsewhere")
+        np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)  # header + sparse body
+    except OSError as err:
+        raise UserError(f"data.cache_dir: cannot write the image cache in {target.parent} "
+                        f"({err.strerror or err}); set data.cache_dir to a writable folder") from None
+    interactive = sys.stdout.isatty()
+    if not interactive:
+        print(f"caching {len(paths)} images at {size}x{size} into {target} ...", flush=True)
+    start = time.perf_counter()
+    jobs = [(tmp, i, paths[i:i + CHUNK], size) for i in range(0, len(paths), CHUNK)]
+    try:
+        with tqdm(total=len(paths), desc="caching images", unit="img", disable=not interactive,
+                  file=sys.stdout) as bar:
+            if workers > 1:
+                with multiprocessing.Pool(workers) as pool:
+                    for done in pool.imap_unordered(_fill, jobs):
+                        bar.update(done)
+            else:
+                for job in jobs:
+                    bar.update(_fill(job))
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if not interactive:
+        print(f"cached {len(paths)} images in {time.perf_counter() - start:.0f}s", flush=True)
+
+
+def _fill(job: tuple[Path, int, list[str], int]) -> int:
+    """Decode one slice of images into the partly written cache file; returns how many."""
+    tmp, start, paths, size = job
+    pixels = np.load(tmp, mmap_mode="r+")
+    for i, path in enumerate(paths, start):
+        try:
+            pixels[i] = read_image(path, size)
+        except (OSError, ValueError) as err:
+            raise UserError(f"{path}: cannot read the image ({err})") from None
+    pixels.flush()
+    return len(paths)

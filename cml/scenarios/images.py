@@ -1,0 +1,45 @@
+"""A torch dataset of (image, multi-hot target) pairs, read from files or from the image cache."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
+STD = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+
+
+def read_image(path: str, size: int) -> np.ndarray:
+    """(size, size, 3) uint8: decoded, RGB, resized without keeping the aspect ratio."""
+    with Image.open(path) as img:
+        img.draft("RGB", (size, size))  # lets the JPEG decoder downscale for free
+        return np.asarray(img.convert("RGB").resize((size, size), Image.BILINEAR))
+
+
+class MultiLabelImages(Dataset):
+    """`pixels`, when given, is an (N_all, S, S, 3) uint8 array (the memory-mapped cache) and
+    `rows` index into it; otherwise images are decoded from `paths`."""
+
+    def __init__(self, paths: list[str], targets: np.ndarray, image_size: int, hflip: bool = False,
+                 pixels: np.ndarray | None = None, rows: np.ndarray | None = None):
+        self.paths = paths
+        self.targets = torch.from_numpy(np.ascontiguousarray(targets, dtype=np.float32))
+        self.image_size = image_size
+        self.hflip = hflip
+        self.pixels = pixels
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, i: int):
+        if self.pixels is not None:
+            array = np.asarray(self.pixels[self.rows[i]])
+        else:
+            array = read_image(self.paths[i], self.image_size)
+        x = torch.from_numpy(array.copy()).permute(2, 0, 1).float().div_(255)
+        if self.hflip and torch.rand(()) < 0.5:
+            x = x.flip(2)
+        return (x - MEAN) / STD, self.targets[i]

@@ -1,0 +1,102 @@
+"""Which classes, images and labels each step gets: the multi-label class-incremental protocol.
+
+Plain numpy, no torch: the rules are checked by hand in the tests.
+
+- Class order: alphabetical by name (KRT protocol), a seeded shuffle, or an explicit list (which
+  may name a subset of the classes). Columns are re-ordered once, so that class index == position
+  in the order and the classes of step t are one contiguous block.
+- `B{base}-C{increment}`: `base` classes first, then `increment` per step (`base: 0` = equal
+  steps); a last step with fewer classes than `increment` is kept.
+- Training set of step t: every training image with at least one class of step t; labels of
+  classes outside step t are 0 ("partial", the standard protocol), or those of all classes seen
+  so far ("full").
+- Test set after step t: every test image holding any seen class, labels of the seen classes.
+Targets are float32: 1 positive, 0 negative, -1 left out of the loss and the metrics.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+
+import numpy as np
+
+from cml.datasets._types import MultiLabelData
+from cml.errors import UserError
+
+IGNORE = -1.0
+
+
+@dataclass
+class Step:
+    classes: list[int]  # indices in the ordered class list
+    n_seen: int  # classes seen once this step is done (they are 0 .. n_seen-1)
+    train_rows: np.ndarray  # rows of data.train
+    train_targets: np.ndarray  # (n, C) float32
+    test_rows: np.ndarray
+    test_targets: np.ndarray
+
+
+def class_order(names: list[str], order: str | list[str], seed: int) -> list[int]:
+    if order == "alphabetical":
+        return sorted(range(len(names)), key=lambda i: names[i])
+    if order == "shuffle":
+        return np.random.default_rng(seed).permutation(len(names)).tolist()
+    index = {n: i for i, n in enumerate(names)}
+    for name in order:
+        if name not in index:
+            close = difflib.get_close_matches(name, names, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise UserError(f"scenario.order: unknown class {name!r}{hint}")
+    if len(set(order)) != len(order):
+        raise UserError("scenario.order: a class is listed twice")
+    return [index[n] for n in order]
+
+
+def step_sizes(n_classes: int, base: int, increment: int) -> list[int]:
+    first = base or increment
+    if first > n_classes:
+        raise UserError(f"scenario.base/increment: the first step needs {first} classes, "
+                        f"the dataset has {n_classes}")
+    sizes = [first]
+    while sum(sizes) < n_classes:
+        sizes.append(min(increment, n_classes - sum(sizes)))
+    return sizes
+
+
+def make_steps(train_labels: np.ndarray, test_labels: np.ndarray, sizes: list[int], labels: str = "partial",
+               test_ignore: np.ndarray | None = None) -> list[Step]:
+    """Steps over label matrices whose columns are already in class order."""
+    n_classes = train_labels.shape[1]
+    steps, start = [], 0
+    for size in sizes:
+        classes = list(range(start, start + size))
+        n_seen = start + size
+        rows = np.flatnonzero(train_labels[:, start:n_seen].any(1))
+        keep = np.zeros(n_classes, dtype=np.float32)
+        keep[start if labels == "partial" else 0:n_seen] = 1
+        train_targets = train_labels[rows].astype(np.float32) * keep
+        test_rows = np.flatnonzero(test_labels[:, :n_seen].any(1))
+        test_targets = test_labels[test_rows].astype(np.float32)
+        if test_ignore is not None:
+            test_targets[test_ignore[test_rows].astype(bool)] = IGNORE
+        test_targets[:, n_seen:] = 0
+        steps.append(Step(classes, n_seen, rows, train_targets, test_rows, test_targets))
+        start = n_seen
+    return steps
+
+
+def joint_rows_and_targets(train_labels: np.ndarray, n_seen: int) -> tuple[np.ndarray, np.ndarray]:
+    """Upper bound: every training image with any seen class, with the labels of all seen classes."""
+    rows = np.flatnonzero(train_labels[:, :n_seen].any(1))
+    targets = train_labels[rows].astype(np.float32)
+    targets[:, n_seen:] = 0
+    return rows, targets
+
+
+def reorder(data: MultiLabelData, order: list[int]) -> MultiLabelData:
+    """The same data with class columns in `order` (classes not in `order` dropped)."""
+    ignore = data.test_ignore[:, order] if data.test_ignore is not None else None
+    train = type(data.train)(data.train.paths, data.train.labels[:, order], data.train.ids)
+    test = type(data.test)(data.test.paths, data.test.labels[:, order], data.test.ids)
+    return MultiLabelData(data.name, [data.class_names[i] for i in order], train, test, data.skipped, ignore)

@@ -1,0 +1,98 @@
+"""The multi-label training loop: Avalanche's SupervisedTemplate with multi-hot targets.
+
+What changes from the template, and why:
+- loss: BCE-with-logits over the classes the head has (the classes seen so far); target -1
+  (a label to leave out) is masked. Targets carry every class of the dataset, so datasets of
+  different steps (replay, joint) collate together; the loss takes the first `n_out` columns.
+- optimizer and lr schedule: built from the config afresh at the start of every step (after the
+  head has grown), the common practice in class-incremental code; schedules step per iteration.
+- CUDA: autocast in bf16/fp16 (fp16 with a gradient scaler) and channels_last, when asked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from avalanche.training.templates import SupervisedTemplate
+from torch.nn import functional as F
+
+
+def masked_bce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    targets = targets[:, : logits.shape[1]]
+    valid = (targets >= 0).float()
+    loss = F.binary_cross_entropy_with_logits(logits.float(), targets.clamp(min=0), reduction="none")
+    return (loss * valid).sum() / valid.sum().clamp(min=1)
+
+
+def build_optimizer(model: torch.nn.Module, train_cfg) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if train_cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=train_cfg.lr, momentum=train_cfg.momentum,
+                               weight_decay=train_cfg.weight_decay)
+    cls = torch.optim.AdamW if train_cfg.optimizer == "adamw" else torch.optim.Adam
+    return cls(params, lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
+
+
+def build_scheduler(optimizer, train_cfg, total_iterations: int):
+    if train_cfg.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total_iterations))
+    if train_cfg.scheduler == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=train_cfg.lr,
+                                                   total_steps=max(2, total_iterations), pct_start=0.2)
+    return None
+
+
+class MultiLabelStrategy(SupervisedTemplate):
+    def __init__(self, *, model, train_cfg, eval_batch_size: int, device, plugins=(), evaluator=None):
+        self.train_cfg = train_cfg
+        self.scheduler = None
+        on_cuda = torch.device(device).type == "cuda"
+        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(train_cfg.amp) if on_cuda else None
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype is torch.float16 else None
+        self.channels_last = train_cfg.channels_last and on_cuda
+        super().__init__(model=model, optimizer=build_optimizer(model, train_cfg), criterion=masked_bce,
+                         train_mb_size=train_cfg.batch_size,
+                         train_epochs=1 if train_cfg.online else train_cfg.epochs,
+                         eval_mb_size=eval_batch_size, device=device, plugins=list(plugins),
+                         evaluator=evaluator)
+
+    def check_model_and_optimizer(self, **kwargs):
+        self.model = self.model_adaptation()
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.make_optimizer()
+
+    def make_train_dataloader(self, **kwargs):
+        self.train_size = len(self.adapted_dataset)  # after plugins (joint, replay) changed it
+        # a last batch of one sample breaks BatchNorm in training; drop only that one
+        kwargs["drop_last"] = self.train_size % self.train_mb_size == 1 and self.train_size > 1
+        super().make_train_dataloader(**kwargs)
+
+    def make_optimizer(self, **kwargs):
+        self.optimizer = build_optimizer(self.model, self.train_cfg)
+        self.scheduler = build_scheduler(self.optimizer, self.train_cfg, len(self.dataloader) * self.train_epochs)
+
+    def _unpack_minibatch(self):
+        super()._unpack_minibatch()
+        if self.channels_last:
+            self.mbatch[0] = self.mbatch[0].contiguous(memory_format=torch.channels_last)
+
+    def forward(self):
+        autocast = (torch.autocast("cuda", dtype=self.amp_dtype) if self.amp_dtype
+                    else contextlib.nullcontext())
+        with autocast:
+            return self.model(self.mb_x)
+
+    def backward(self):
+        loss = self.scaler.scale(self.loss) if self.scaler else self.loss
+        loss.backward(retain_graph=self.retain_graph)
+
+    def optimizer_step(self):
+        if self.scaler:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        if self.scheduler is not None:
+            self.scheduler.step()

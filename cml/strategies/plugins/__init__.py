@@ -1,0 +1,1 @@
+"""Avalanche plugins for multi-label continual learning, one file each, named in `strategy.plugins`."""

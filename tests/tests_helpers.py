@@ -1,0 +1,12 @@
+"""Shared settings for tests that run the whole pipeline: tiny images, tiny backbone, one epoch."""
+
+TINY = [
+    "data.image_size=32", "data.synthetic.num_classes=6", "data.synthetic.train_images=60",
+    "data.synthetic.test_images=30", "data.synthetic.image_size=32", "scenario.base=2",
+    "scenario.increment=2", "model.backbone=test_resnet", "train.epochs=1", "train.batch_size=16",
+    "train.lr=0.01", "eval.batch_size=32",
+]
+
+
+def tiny() -> list[str]:
+    return list(TINY)
