@@ -104,6 +104,13 @@ class StrategyConfig:
 
 
 @dataclass
+class AslConfig:
+    gamma_neg: float = _opt(4.0, low=0)
+    gamma_pos: float = _opt(0.0, low=0)
+    clip: float = _opt(0.05, low=0, high=1, help="probability margin shifted off easy negatives")
+
+
+@dataclass
 class TrainConfig:
     epochs: int = _opt(1, low=1)
     batch_size: int = _opt(32, low=1)
@@ -112,6 +119,8 @@ class TrainConfig:
     weight_decay: float = _opt(0.0, low=0)
     momentum: float = _opt(0.9, low=0, high=1)
     scheduler: Literal["none", "cosine", "onecycle"] = "none"
+    loss: Literal["bce", "asl"] = _opt("bce", help="bce: mean BCE-with-logits; asl: asymmetric loss (Ridnik et al.)")
+    asl: AslConfig = field(default_factory=AslConfig)
     hflip: bool = _opt(True, help="random horizontal flips while training")
     online: bool = _opt(False, help="one pass over each step (PRS online setting); overrides epochs")
     device: Literal["auto", "cpu", "cuda"] = "auto"

@@ -100,4 +100,8 @@ def test_config_errors_come_before_heavy_imports(tmp_path):
 
 def test_shipped_configs_are_valid():
     for path in sorted((ROOT / "configs").glob("*.yaml")):
-        load_config(path, ["data.root=/tmp"] if "synthetic" not in path.read_text() else [])
+        text = path.read_text()
+        overrides = [] if "synthetic" in text else ["data.root=/tmp"]
+        if "split-files" in text:
+            overrides.append("scenario.split_dir=/tmp")
+        load_config(path, overrides)

@@ -57,12 +57,12 @@ def test_official_layout(tmp_path):
     data = load(make(tmp_path))
     assert data.name == "nuswide"
     assert data.class_names == ["water", "animal", "sky"]
-    assert data.train.ids == ["actor/0001_1.jpg", "cat/0004_4.jpg"]
+    assert data.train.ids == [0, 3]  # line numbers in TrainImagelist.txt
     assert data.train.paths == [str(tmp_path / "images" / "actor" / "0001_1.jpg"),
                                 str(tmp_path / "images" / "cat" / "0004_4.jpg")]
     np.testing.assert_array_equal(data.train.labels, [[1, 0, 1], [0, 1, 1]])
     assert data.train.labels.dtype == np.uint8
-    assert data.test.ids == ["sky/0006_6.jpg", "sky/0007_7.jpg"]
+    assert data.test.ids == [0, 1]
     np.testing.assert_array_equal(data.test.labels, [[1, 1, 1], [0, 0, 1]])
     assert data.skipped == {"train_unlabeled": 2, "train_missing_files": 1, "test_missing_files": 1}
     assert data.test_ignore is None

@@ -85,3 +85,21 @@ def test_summary_matrix_and_forgetting_by_hand():
     # step 0: best 80 -> 30 (50); step 1: best 70 -> 40 (30); mean 40
     assert s["avg_forgetting"] == pytest.approx(40.0)
     assert summarize([{"map": 55.0, "step_map": [55.0]}])["avg_forgetting"] is None
+
+
+def test_losses_against_plain_formulas():
+    from cml.strategies._base import asymmetric_loss, masked_bce
+
+    logits = torch.tensor([[2.0, -1.0, 0.5], [-0.5, 1.5, 3.0]])
+    targets = torch.tensor([[1.0, 0.0, -1.0], [0.0, 1.0, 1.0]])
+    sig = lambda v: 1 / (1 + math.exp(-v))
+    # BCE: mean over the five labelled entries
+    terms = [-math.log(sig(2.0)), -math.log(1 - sig(-1.0)), -math.log(1 - sig(-0.5)),
+             -math.log(sig(1.5)), -math.log(sig(3.0))]
+    assert float(masked_bce(logits, targets)) == pytest.approx(sum(terms) / 5, rel=1e-6)
+    # ASL with gamma_pos 0: positives plain log p; negatives (1 - p_m)^4 * log(1 - p_m), p_m = max(p - clip, 0)
+    def neg(v, clip=0.05, gamma=4):
+        pm = max(sig(v) - clip, 0.0)
+        return -((pm ** gamma) * math.log(1 - pm))
+    want = -math.log(sig(2.0)) + neg(-1.0) + neg(-0.5) - math.log(sig(1.5)) - math.log(sig(3.0))
+    assert float(asymmetric_loss(logits, targets)) == pytest.approx(want, rel=1e-6)

@@ -8,8 +8,8 @@
     IMAGES/<path from the image list>              IMAGES = `data.nuswide.images`, default ROOT/images
 
 The folders as unzipped from the site are accepted too: ROOT/ConceptsList/Concepts81.txt and
-ROOT/Groundtruth/TrainTestLabels/. Backslashes in the image lists become `/`; the image id is
-that normalised relative path. The images are downloaded separately and real copies miss many:
+ROOT/Groundtruth/TrainTestLabels/. Backslashes in the image lists become `/`. The image id is
+the 0-based line number in its image list, as in PRS's published NUS-WIDEseq split files. The images are downloaded separately and real copies miss many:
 an image with no positive concept is skipped first (`<split>_unlabeled`), then a labelled image
 whose file is absent (`<split>_missing_files`). A relative `data.nuswide.images` is taken from the
 working directory, like every path in the config. In label files, blanks around the 0/1 (and
@@ -105,6 +105,6 @@ def load(data_cfg) -> MultiLabelData:
             raise UserError(f"data.nuswide.images: none of the {len(labelled)} labelled images of "
                             f"{list_path} is under {images} (first: {files[labelled[0]]})")
         rows = np.array(rows, dtype=np.int64)
-        splits.append(Split([files[i] for i in rows], labels[rows], [rel[i] for i in rows]))
+        splits.append(Split([files[i] for i in rows], labels[rows], rows.tolist()))
     skipped = {key: count for key, count in skipped.items() if count}
     return MultiLabelData("nuswide", concepts, splits[0], splits[1], skipped)

@@ -35,7 +35,7 @@ CHUNK = 256  # images per job handed to a worker
 
 
 def cached_pixels(data: MultiLabelData, data_cfg) -> tuple[np.ndarray, np.ndarray]:
-    """(train, test) read-only arrays whose row i is `read_image(split.paths[i], data.image_size)`."""
+    """(train, test) read-only arrays whose row i is `read_image(split.paths[i], data_cfg.image_size)`."""
     paths = data.train.paths + data.test.paths
     root = Path(data_cfg.root).expanduser() if data_cfg.root else \
         Path(os.path.commonpath({os.path.dirname(p) for p in paths}))

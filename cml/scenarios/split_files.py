@@ -5,9 +5,10 @@
     SPLIT_DIR/test_task{k}_id_<name>.json
 The id lists may also sit in SPLIT_DIR/ids/, as in the PRS release.
 
-- Image ids are the dataset's (COCO image ids, NUS-WIDE image-list paths); ints and strings both
-  match. An id is looked up in the dataset's own split, then in the other one (PRS draws on COCO
-  train2014 and val2014 alike). Ids not in the dataset (e.g. missing image files) are counted in
+- Image ids are the dataset's (COCO image ids; NUS-WIDE image-list line numbers, as in PRS's
+  files); ints and strings both match. An id is looked up in the dataset's own split, then, where
+  ids are unique across splits (COCO), in the other one (PRS draws on COCO train2014 and val2014
+  alike); NUS-WIDE's line numbers repeat across splits, so there only the own split counts. Ids not in the dataset (e.g. missing image files) are counted in
   `skipped` (`split_train_ids_not_found`, `split_test_ids_not_found`); a task left with no
   training or no test image is an error. The returned data holds the listed images only.
 - Classes of a task: the map's classes positive in its training images and not claimed by an
@@ -132,8 +133,9 @@ def split_file_steps(data: MultiLabelData, split_dir: str, task_order: list[int]
             skipped[f"split_{part}_ids_not_found"] = skipped.get(f"split_{part}_ids_not_found", 0) + missing
         return rows
 
-    task_train = [lookup(train, "train", train_index, test_index) for train, _ in files]
-    task_test = [lookup(test, "test", test_index, train_index) for _, test in files]
+    unique = train_index.keys().isdisjoint(test_index)
+    task_train = [lookup(train, "train", train_index, test_index if unique else {}) for train, _ in files]
+    task_test = [lookup(test, "test", test_index, train_index if unique else {}) for _, test in files]
 
     # Each task claims the map's classes in its training images that no earlier task claimed.
     blocks, claimed = [], set()

@@ -1,11 +1,12 @@
 """The multi-label training loop: Avalanche's SupervisedTemplate with multi-hot targets.
 
 What changes from the template, and why:
-- loss: BCE-with-logits over the classes the head has (the classes seen so far); target -1
-  (a label to leave out) is masked. Targets carry every class of the dataset, so datasets of
+- loss: BCE-with-logits (or ASL) over the classes the head has (the classes seen so far);
+  target -1 (a label to leave out) is masked. Targets carry every class of the dataset, so datasets of
   different steps (replay, joint) collate together; the loss takes the first `n_out` columns.
 - optimizer and lr schedule: built from the config afresh at the start of every step (after the
   head has grown), the common practice in class-incremental code; schedules step per iteration.
+- inputs arrive as uint8 and are normalised here, on the device.
 - CUDA: autocast in bf16/fp16 (fp16 with a gradient scaler) and channels_last, when asked.
 """
 
@@ -17,12 +18,36 @@ import torch
 from avalanche.training.templates import SupervisedTemplate
 from torch.nn import functional as F
 
+from cml.scenarios.images import normalize
+
 
 def masked_bce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     targets = targets[:, : logits.shape[1]]
     valid = (targets >= 0).float()
     loss = F.binary_cross_entropy_with_logits(logits.float(), targets.clamp(min=0), reduction="none")
     return (loss * valid).sum() / valid.sum().clamp(min=1)
+
+
+def asymmetric_loss(logits: torch.Tensor, targets: torch.Tensor, gamma_neg: float = 4.0,
+                    gamma_pos: float = 0.0, clip: float = 0.05, eps: float = 1e-8) -> torch.Tensor:
+    """ASL (Ridnik et al., ICCV 2021), the loss of KRT's recipe: negatives' probabilities are
+    shifted down by `clip` and both sides focal-weighted; summed over the batch as the authors do."""
+    targets = targets[:, : logits.shape[1]]
+    valid = (targets >= 0).float()
+    y = targets.clamp(min=0)
+    p = torch.sigmoid(logits.float())
+    p_neg = (1 - p + clip).clamp(max=1) if clip > 0 else 1 - p
+    loss = y * torch.log(p.clamp(min=eps)) + (1 - y) * torch.log(p_neg.clamp(min=eps))
+    p_true = p * y + p_neg * (1 - y)
+    loss = loss * torch.pow(1 - p_true, gamma_pos * y + gamma_neg * (1 - y))
+    return -(loss * valid).sum()
+
+
+def build_criterion(train_cfg):
+    if train_cfg.loss == "asl":
+        a = train_cfg.asl
+        return lambda logits, targets: asymmetric_loss(logits, targets, a.gamma_neg, a.gamma_pos, a.clip)
+    return masked_bce
 
 
 def build_optimizer(model: torch.nn.Module, train_cfg) -> torch.optim.Optimizer:
@@ -51,7 +76,7 @@ class MultiLabelStrategy(SupervisedTemplate):
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(train_cfg.amp) if on_cuda else None
         self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype is torch.float16 else None
         self.channels_last = train_cfg.channels_last and on_cuda
-        super().__init__(model=model, optimizer=build_optimizer(model, train_cfg), criterion=masked_bce,
+        super().__init__(model=model, optimizer=build_optimizer(model, train_cfg), criterion=build_criterion(train_cfg),
                          train_mb_size=train_cfg.batch_size,
                          train_epochs=1 if train_cfg.online else train_cfg.epochs,
                          eval_mb_size=eval_batch_size, device=device, plugins=list(plugins),
@@ -75,6 +100,7 @@ class MultiLabelStrategy(SupervisedTemplate):
 
     def _unpack_minibatch(self):
         super()._unpack_minibatch()
+        self.mbatch[0] = normalize(self.mbatch[0])
         if self.channels_last:
             self.mbatch[0] = self.mbatch[0].contiguous(memory_format=torch.channels_last)
 
