@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from cml.config import describe, load_config, to_dict
+from cml.config import describe, load_config, markdown_reference, to_dict
 from cml.errors import UserError
 
 MARKERS = ("checkpoint.pt", "results.json")
@@ -34,7 +34,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--out", help="run directory (default: runs/<config name>-<time>)")
     run.add_argument("--resume", action="store_true",
                      help="continue the run in --out after its last completed step")
-    sub.add_parser("keys", help="list the config keys, their types and defaults")
+    keys = sub.add_parser("keys", help="list the config keys, their types and defaults")
+    keys.add_argument("--markdown", action="store_true", help="as the table of docs/config.md")
     return parser
 
 
@@ -71,6 +72,9 @@ def _run_directory(args, cfg) -> Path:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "keys":
+        if args.markdown:
+            print(markdown_reference(), end="")
+            return 0
         for key, type_name, default, help_text in describe():
             print(f"{key:<28} {type_name:<40} {default:<16} {help_text}")
         return 0

@@ -105,3 +105,10 @@ def test_shipped_configs_are_valid():
         if "split-files" in text:
             overrides.append("scenario.split_dir=/tmp")
         load_config(path, overrides)
+
+
+def test_config_reference_doc_is_current():
+    from cml.config import markdown_reference
+
+    assert (ROOT / "docs" / "config.md").read_text() == markdown_reference(), \
+        "regenerate with: python -m cml keys --markdown > docs/config.md"
