@@ -64,24 +64,29 @@ def step_sizes(n_classes: int, base: int, increment: int) -> list[int]:
     return sizes
 
 
+def make_step(train_labels: np.ndarray, test_labels: np.ndarray, train_rows: np.ndarray, test_rows: np.ndarray,
+              start: int, n_seen: int, labels: str = "partial", test_ignore: np.ndarray | None = None) -> Step:
+    """A step of classes [start, n_seen) over the given rows, with the targets the rules above set."""
+    keep = np.zeros(train_labels.shape[1], dtype=np.float32)
+    keep[start if labels == "partial" else 0:n_seen] = 1
+    train_targets = train_labels[train_rows].astype(np.float32) * keep
+    test_targets = test_labels[test_rows].astype(np.float32)
+    if test_ignore is not None:
+        test_targets[test_ignore[test_rows].astype(bool)] = IGNORE
+    test_targets[:, n_seen:] = 0
+    return Step(list(range(start, n_seen)), n_seen, train_rows, train_targets, test_rows, test_targets)
+
+
 def make_steps(train_labels: np.ndarray, test_labels: np.ndarray, sizes: list[int], labels: str = "partial",
                test_ignore: np.ndarray | None = None) -> list[Step]:
     """Steps over label matrices whose columns are already in class order."""
-    n_classes = train_labels.shape[1]
     steps, start = [], 0
     for size in sizes:
-        classes = list(range(start, start + size))
         n_seen = start + size
-        rows = np.flatnonzero(train_labels[:, start:n_seen].any(1))
-        keep = np.zeros(n_classes, dtype=np.float32)
-        keep[start if labels == "partial" else 0:n_seen] = 1
-        train_targets = train_labels[rows].astype(np.float32) * keep
+        train_rows = np.flatnonzero(train_labels[:, start:n_seen].any(1))
         test_rows = np.flatnonzero(test_labels[:, :n_seen].any(1))
-        test_targets = test_labels[test_rows].astype(np.float32)
-        if test_ignore is not None:
-            test_targets[test_ignore[test_rows].astype(bool)] = IGNORE
-        test_targets[:, n_seen:] = 0
-        steps.append(Step(classes, n_seen, rows, train_targets, test_rows, test_targets))
+        steps.append(make_step(train_labels, test_labels, train_rows, test_rows, start, n_seen, labels,
+                               test_ignore))
         start = n_seen
     return steps
 

@@ -32,7 +32,7 @@ import numpy as np
 
 from cml.datasets._types import MultiLabelData, Split
 from cml.errors import UserError
-from cml.scenarios.split import IGNORE, Step, reorder
+from cml.scenarios.split import Step, make_step, reorder
 
 LAYOUT = ("SPLIT_DIR/multihot_map.json and SPLIT_DIR/{train,test}_task{k}_id_<name>.json "
           "(or SPLIT_DIR/ids/...), from the PRS authors' code release")
@@ -161,17 +161,10 @@ def split_file_steps(data: MultiLabelData, split_dir: str, task_order: list[int]
 
     steps, start, seen_test = [], 0, set()
     for task, block in zip(order, blocks):
-        n_seen = start + len(block)
-        rows = np.searchsorted(train_rows, sorted(task_train[task]))
-        keep = np.zeros(len(data.class_names), dtype=np.float32)
-        keep[start if labels == "partial" else 0:n_seen] = 1
-        train_targets = data.train.labels[rows].astype(np.float32) * keep
         seen_test |= task_test[task]
+        rows = np.searchsorted(train_rows, sorted(task_train[task]))
         test_at = np.searchsorted(test_rows, sorted(seen_test))
-        test_targets = data.test.labels[test_at].astype(np.float32)
-        if data.test_ignore is not None:
-            test_targets[data.test_ignore[test_at].astype(bool)] = IGNORE
-        test_targets[:, n_seen:] = 0
-        steps.append(Step(list(range(start, n_seen)), n_seen, rows, train_targets, test_at, test_targets))
-        start = n_seen
+        steps.append(make_step(data.train.labels, data.test.labels, rows, test_at, start, start + len(block),
+                               labels, data.test_ignore))
+        start += len(block)
     return data, steps
