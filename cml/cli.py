@@ -78,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         for key, type_name, default, help_text in describe():
             print(f"{key:<28} {type_name:<40} {default:<16} {help_text}")
         return 0
+    run_dir = None
     try:
         cfg = load_config(args.config, args.overrides)
         run_dir = _run_directory(args, cfg)
@@ -95,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
-        print(f"\ninterrupted; completed steps are saved in {run_dir}; continue with "
-              f"--out {run_dir} --resume", file=sys.stderr)
+        where = (f"; completed steps are saved in {run_dir}; continue with --out {run_dir} --resume"
+                 if run_dir and (run_dir / "checkpoint.pt").exists() else "")
+        print(f"\ninterrupted{where}", file=sys.stderr)
         return 130
     return 0

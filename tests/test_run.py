@@ -130,3 +130,15 @@ def test_static_is_one_step(tmp_path):
     results = json.loads((out / "results.json").read_text())
     assert len(results["steps"]) == 1 and len(results["steps"][0]["classes"]) == 6
     assert results["avg_forgetting"] is None
+
+
+def test_corrupt_image_is_one_clear_error(tmp_path, capsys):
+    from cml.datasets.synthetic import dataset_folder
+
+    cfg = load_config(DEMO, tiny() + [f"data.root={tmp_path / 'data'}"])
+    DATASETS.get("synthetic")(cfg.data)
+    victim = sorted((dataset_folder(cfg.data) / "train").glob("*.jpg"))[0]
+    victim.write_bytes(b"not a jpeg")
+    assert cli(tmp_path, tmp_path / "run", tiny()) == 2
+    err = capsys.readouterr().err
+    assert f"{victim}: cannot read the image" in err and err.count("\n") == 1

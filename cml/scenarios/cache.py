@@ -95,9 +95,6 @@ def _fill(job: tuple[Path, int, list[str], int]) -> int:
     tmp, start, paths, size = job
     pixels = np.load(tmp, mmap_mode="r+")
     for i, path in enumerate(paths, start):
-        try:
-            pixels[i] = read_image(path, size)
-        except (OSError, ValueError) as err:
-            raise UserError(f"{path}: cannot read the image ({err})") from None
+        pixels[i] = read_image(path, size)
     pixels.flush()
     return len(paths)
