@@ -72,7 +72,6 @@ def run(cfg: Config, data: MultiLabelData, run_dir: Path, resume: bool = False) 
             avalanche_model_adaptation(model, bench.train_stream[t])
         model.load_state_dict(state["model"])
         records, start = state["steps"], state["step"] + 1
-        metric.history = list(records)
         checkpoint.set_rng_state(state["rng"])
         print(f"resuming {run_dir} after step {state['step']}")
 

@@ -27,7 +27,7 @@ class MultiLabelMetrics(PluginMetric[dict]):
         self.class_names = class_names
         self.step_classes = step_classes
         self.threshold = threshold
-        self.history: list[dict] = []  # one entry per evaluated test experience
+        self.last: dict | None = None  # the values of the last evaluated test experience
         self.reset()
 
     def reset(self) -> None:
@@ -35,7 +35,7 @@ class MultiLabelMetrics(PluginMetric[dict]):
         self._targets: list[torch.Tensor] = []
 
     def result(self) -> dict | None:
-        return self.history[-1] if self.history else None
+        return self.last
 
     def before_eval_exp(self, strategy) -> None:
         self.reset()
@@ -53,7 +53,7 @@ class MultiLabelMetrics(PluginMetric[dict]):
         values["per_class_ap"] = {self.class_names[c]: a for c, a in enumerate(ap)}
         values["step_map"] = [_nanmean([ap[c] for c in classes]) for classes in self.step_classes[: step + 1]]
         values["step"] = step
-        self.history.append(values)
+        self.last = values
         self.reset()
         out = [MetricValue(self, f"eval/{label}", values[key], step) for key, label in SCALARS.items()]
         out += [MetricValue(self, f"eval_step_mAP/step{j}", v, step)
