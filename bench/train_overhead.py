@@ -44,7 +44,7 @@ def bare_loop(model, dataset, cfg, device) -> float:
     model.train()
     start = time.perf_counter()
     for _ in range(cfg.train.epochs):
-        for x, y in loader:
+        for x, y, _ in loader:
             x, y = normalize(x.to(device, non_blocking=True)), y.to(device, non_blocking=True)
             loss = criterion(model(x), y)
             optimizer.zero_grad()

@@ -1,7 +1,10 @@
 """Atomic per-step checkpoints as plain state_dicts, loaded with `weights_only=True`.
 
 Avalanche's own checkpointing pickles the whole strategy with dill, which fails with current
-torch; we keep only what a run needs to continue exactly where it stopped.
+torch; we keep only what a run needs to continue exactly where it stopped: the model, optimizer,
+scheduler, RNG states, the results so far, and the strategy's state (the previous step's model
+and every plugin's `checkpoint_state()`: replay buffers, Fisher information, ...). Plugin state
+must be made of tensors, numbers, strings, lists and dicts, which `weights_only` loading accepts.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ def set_rng_state(state: dict) -> None:
 def save(run_dir: Path, step: int, strategy, steps: list[dict]) -> None:
     state = {"step": step, "model": strategy.model.state_dict(), "optimizer": strategy.optimizer.state_dict(),
              "scheduler": strategy.scheduler.state_dict() if strategy.scheduler else None,
-             "rng": rng_state(), "steps": steps}
+             "rng": rng_state(), "steps": steps, "strategy": strategy.checkpoint_state()}
     tmp = run_dir / (FILE + ".tmp")
     torch.save(state, tmp)
     os.replace(tmp, run_dir / FILE)

@@ -99,9 +99,45 @@ class ModelConfig:
 
 
 @dataclass
+class ReplayConfig:
+    size: int = _opt(2000, low=1, help="prs, ocdm, reservoir: buffer size in images")
+    batch_ratio: float = _opt(1.0, low=0, help="replay images drawn per incoming image of a batch (PRS: 1)")
+    rho: float = _opt(-0.03, low=-1, high=1, help="prs, ocdm: target share of class i ~ n_i^rho "
+                                                    "(PRS: -0.03 COCOseq, 0.02 NUS-WIDEseq)")
+    per_class: int = _opt(20, low=1, help="herding: exemplars per class (KRT: 20 COCO, 2 VOC)")
+    relabel: bool = _opt(False, help="herding: stored exemplars gain the labels of later classes they hold (KRT)")
+    mix: Literal["batch", "concat"] = _opt(
+        "batch", help="batch: a replay batch joins each incoming batch; concat: the stored images "
+                      "join the step's training set (KRT)")
+
+
+@dataclass
+class LwfConfig:
+    weight: float = _opt(1.0, low=0, help="weight of the distillation loss")
+    temperature: float = _opt(2.0, positive=True, help="temperature of the old and new sigmoids")
+    feature_weight: float = _opt(0.0, low=0, help="weight of distilling per-label features (models that have them)")
+
+
+@dataclass
+class EwcConfig:
+    weight: float = _opt(100.0, low=0, help="lambda: weight of the quadratic penalty")
+    mode: Literal["separate", "online"] = _opt("separate", help="one penalty per past step, or one running Fisher")
+    decay: float = _opt(0.9, low=0, high=1, help="online: weight of the previous Fisher in the running average")
+
+
+@dataclass
+class PseudoConfig:
+    threshold: float = _opt(0.7, low=0, high=1, help="previous model's sigmoid at or above which an old class is labelled")
+
+
+@dataclass
 class StrategyConfig:
     name: str = _opt("finetune", help="finetune | joint")
     plugins: list[str] = _opt([], help="continual-learning plugins, combined in this order")
+    replay: ReplayConfig = field(default_factory=ReplayConfig)
+    lwf: LwfConfig = field(default_factory=LwfConfig)
+    ewc: EwcConfig = field(default_factory=EwcConfig)
+    pseudo: PseudoConfig = field(default_factory=PseudoConfig)
 
 
 @dataclass
@@ -285,6 +321,8 @@ def _check_semantics(config: Config, source: str) -> None:
         if plugin not in PLUGINS.names():
             known = ", ".join(PLUGINS.names()) or "none yet"
             raise UserError(f"{source}: strategy.plugins: unknown plugin {plugin!r}; known: {known}")
+        if config.strategy.plugins.count(plugin) > 1:
+            raise UserError(f"{source}: strategy.plugins: {plugin!r} is listed twice; expected each plugin once")
     pretrained = config.model.pretrained
     if isinstance(pretrained, str) and not Path(pretrained).expanduser().is_file():
         raise UserError(f"{source}: model.pretrained: file not found: {pretrained}")

@@ -58,7 +58,7 @@ def run(cfg: Config, data: MultiLabelData, run_dir: Path, resume: bool = False) 
     metric = MultiLabelMetrics(scenario.class_names, [s.classes for s in steps], cfg.eval.threshold)
     evaluator = EvaluationPlugin(loss_metrics(epoch=True), metric,
                                  loggers=[TensorboardLogger(run_dir / "tb"), ProgressLogger()])
-    plugins = [PLUGINS.get(name)(cfg) for name in cfg.strategy.plugins]
+    plugins = [PLUGINS.get(name)(cfg, scenario) for name in cfg.strategy.plugins]
     strategy = STRATEGIES.get(cfg.strategy.name)(
         scenario=scenario, model=model, train_cfg=cfg.train, eval_batch_size=cfg.eval.batch_size,
         device=device, plugins=plugins, evaluator=evaluator)
@@ -71,6 +71,7 @@ def run(cfg: Config, data: MultiLabelData, run_dir: Path, resume: bool = False) 
         for t in range(state["step"] + 1):  # regrow the head to its saved size, then load weights
             avalanche_model_adaptation(model, bench.train_stream[t])
         model.load_state_dict(state["model"])
+        strategy.load_checkpoint_state(state["strategy"])
         records, start = state["steps"], state["step"] + 1
         checkpoint.set_rng_state(state["rng"])
         print(f"resuming {run_dir} after step {state['step']}")

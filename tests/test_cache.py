@@ -57,8 +57,8 @@ def test_dataset_reads_the_same_tensor_from_the_cache(tmp_path):
     train, _ = cached_pixels(data, cfg)
     rows = np.array([3, 0, 17])
     paths = [data.train.paths[i] for i in rows]
-    plain = MultiLabelImages(paths, data.train.labels[rows], 24)
+    plain = MultiLabelImages(paths, data.train.labels[rows], 24, rows=rows)
     cached = MultiLabelImages(paths, data.train.labels[rows], 24, pixels=train, rows=rows)
     for i in range(len(rows)):
-        (x, y), (cx, cy) = plain[i], cached[i]
-        assert torch.equal(x, cx) and torch.equal(y, cy)
+        (x, y, row), (cx, cy, crow) = plain[i], cached[i]
+        assert torch.equal(x, cx) and torch.equal(y, cy) and int(row) == int(crow) == rows[i]

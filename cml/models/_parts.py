@@ -37,6 +37,13 @@ def create_backbone(name: str, pretrained: bool | str = False, **kwargs) -> nn.M
                         f"checkpoint path or set model.pretrained: false") from None
 
 
+def head_size(experience) -> int:
+    """How many outputs a model has once it has trained on `experience`: the classes seen so far
+    (`n_outputs`, set by the scenario builder; it may be all classes from the start, as in PRS's
+    code), else one past the highest class of the experience."""
+    return getattr(experience, "n_outputs", None) or max(experience.classes_in_this_experience) + 1
+
+
 def feature_dim(backbone: nn.Module) -> int:
     return getattr(backbone, "head_hidden_size", None) or backbone.num_features
 
@@ -70,7 +77,7 @@ class GrowingLinear(DynamicModule):
 
     def adaptation(self, experience) -> None:
         if self.training:  # test experiences of seen classes never grow the head
-            self.grow(max(experience.classes_in_this_experience) + 1)
+            self.grow(head_size(experience))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return nn.functional.linear(x, self.weight, self.bias)

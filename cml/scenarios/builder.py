@@ -4,8 +4,9 @@ Avalanche's class-incremental generators (`nc_benchmark`, `classes_timeline`) re
 per sample, so they cannot split multi-hot data. We split with `cml.scenarios.split` and hand the
 per-step datasets to `benchmark_from_datasets`, then record each step's classes on its
 experiences ourselves: `classes_in_this_experience` (train: the step's new classes; test: every
-class seen so far, which is what it is scored on) and `step`, a plain index that, unlike
-Avalanche's `current_experience`, is not masked during training.
+class seen so far, which is what it is scored on), `n_outputs` (the model's outputs once the step
+is trained: the classes seen so far) and `step`, a plain index that, unlike Avalanche's
+`current_experience`, is not masked during training.
 """
 
 from __future__ import annotations
@@ -36,11 +37,14 @@ class Scenario:
     def class_names(self) -> list[str]:
         return self.data.class_names
 
-    def train_dataset(self, rows: np.ndarray, targets: np.ndarray) -> AvalancheDataset:
+    def train_images(self, rows: np.ndarray, targets: np.ndarray) -> MultiLabelImages:
+        """Training images `rows` of `data.train` with the given targets (augmented)."""
         pixels = self.pixels[0] if self.pixels else None
-        images = MultiLabelImages([self.data.train.paths[i] for i in rows], targets, self.image_size,
-                                  self.hflip, pixels, rows)
-        return AvalancheDataset([images])
+        return MultiLabelImages([self.data.train.paths[i] for i in rows], targets, self.image_size,
+                                self.hflip, pixels, rows)
+
+    def train_dataset(self, rows: np.ndarray, targets: np.ndarray) -> AvalancheDataset:
+        return AvalancheDataset([self.train_images(rows, targets)])
 
     def test_dataset(self, step: Step) -> AvalancheDataset:
         pixels = self.pixels[1] if self.pixels else None
@@ -81,5 +85,6 @@ def build_scenario(cfg: Config, data: MultiLabelData) -> Scenario:
         train_exp, test_exp = scenario.benchmark.train_stream[t], scenario.benchmark.test_stream[t]
         train_exp.classes_in_this_experience = list(step.classes)
         test_exp.classes_in_this_experience = list(range(step.n_seen))
+        train_exp.n_outputs = step.n_seen
         train_exp.step = test_exp.step = t
     return scenario

@@ -29,8 +29,10 @@ def read_image(path: str, size: int) -> np.ndarray:
 
 
 class MultiLabelImages(Dataset):
-    """`pixels`, when given, is an (N_all, S, S, 3) uint8 array (the memory-mapped cache) and
-    `rows` index into it; otherwise images are decoded from `paths`."""
+    """Items are (uint8 image, target, row): `row` is the image's row in its split of the dataset
+    (`data.train` or `data.test`), which replay buffers store instead of the image. `pixels`,
+    when given, is that split's (N, S, S, 3) uint8 array (the memory-mapped cache), indexed by
+    `rows`; otherwise images are decoded from `paths`."""
 
     def __init__(self, paths: list[str], targets: np.ndarray, image_size: int, hflip: bool = False,
                  pixels: np.ndarray | None = None, rows: np.ndarray | None = None):
@@ -39,7 +41,7 @@ class MultiLabelImages(Dataset):
         self.image_size = image_size
         self.hflip = hflip
         self.pixels = pixels
-        self.rows = rows
+        self.rows = torch.arange(len(paths)) if rows is None else torch.as_tensor(np.asarray(rows, dtype=np.int64))
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -52,7 +54,7 @@ class MultiLabelImages(Dataset):
         x = torch.from_numpy(array.copy()).permute(2, 0, 1)
         if self.hflip and torch.rand(()) < 0.5:
             x = x.flip(2)
-        return x, self.targets[i]
+        return x, self.targets[i], self.rows[i]
 
 
 def normalize(x: torch.Tensor) -> torch.Tensor:

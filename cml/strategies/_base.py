@@ -6,13 +6,23 @@ What changes from the template, and why:
   different steps (replay, joint) collate together; the loss takes the first `n_out` columns.
 - optimizer and lr schedule: built from the config afresh at the start of every step (after the
   head has grown), the common practice in class-incremental code; schedules step per iteration.
-- inputs arrive as uint8 and are normalised here, on the device.
+- inputs arrive as uint8 and are normalised here, on the device. A minibatch is
+  [images, targets, rows]: `mb_rows` are the images' rows in `data.train`, what replay stores.
+- the model's own loss terms (deep supervision, SRN's branches, the discriminative regulariser)
+  are added to the criterion: training calls `model(x, full=True)` (see `cml/models/_base.py`).
+- the model as it was at the end of the previous step (`previous_model`), kept only when a plugin
+  asks for it (`uses_previous_model = True`: LwF, pseudo-labels), shared by all of them, and its
+  outputs on the current minibatch computed once per iteration (`previous_outputs()`).
+- plugin state: plugins with `checkpoint_state()` / `load_checkpoint_state(state)` are saved in
+  the checkpoint with the previous model (`checkpoint_state()` here), so a resumed run equals an
+  uninterrupted one whatever the plugins.
 - CUDA: autocast in bf16/fp16 (fp16 with a gradient scaler) and channels_last, when asked.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 
 import torch
 from avalanche.training.templates import SupervisedTemplate
@@ -50,6 +60,13 @@ def build_criterion(train_cfg):
     return masked_bce
 
 
+def frozen_copy(model: torch.nn.Module) -> torch.nn.Module:
+    copy_ = copy.deepcopy(model).eval()
+    for p in copy_.parameters():
+        p.requires_grad_(False)
+    return copy_
+
+
 def build_optimizer(model: torch.nn.Module, train_cfg) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
     if train_cfg.optimizer == "sgd":
@@ -72,6 +89,10 @@ class MultiLabelStrategy(SupervisedTemplate):
     def __init__(self, *, model, train_cfg, eval_batch_size: int, device, plugins=(), evaluator=None):
         self.train_cfg = train_cfg
         self.scheduler = None
+        self.previous_model = None
+        self._previous_cache: tuple[object, dict] | None = None
+        self.mb_outputs: dict = {}
+        self.loss_parts: dict[str, torch.Tensor] = {}
         on_cuda = torch.device(device).type == "cuda"
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(train_cfg.amp) if on_cuda else None
         self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype is torch.float16 else None
@@ -81,6 +102,15 @@ class MultiLabelStrategy(SupervisedTemplate):
                          train_epochs=1 if train_cfg.online else train_cfg.epochs,
                          eval_mb_size=eval_batch_size, device=device, plugins=list(plugins),
                          evaluator=evaluator)
+
+    @property
+    def core_model(self) -> torch.nn.Module:
+        """The cml model itself, also when `model` is wrapped (DistributedDataParallel)."""
+        return getattr(self.model, "module", self.model)
+
+    @property
+    def mb_rows(self) -> torch.Tensor:
+        return self.mbatch[2]
 
     def check_model_and_optimizer(self, **kwargs):
         self.model = self.model_adaptation()
@@ -104,11 +134,51 @@ class MultiLabelStrategy(SupervisedTemplate):
         if self.channels_last:
             self.mbatch[0] = self.mbatch[0].contiguous(memory_format=torch.channels_last)
 
+    def autocast(self):
+        return torch.autocast("cuda", dtype=self.amp_dtype) if self.amp_dtype else contextlib.nullcontext()
+
     def forward(self):
-        autocast = (torch.autocast("cuda", dtype=self.amp_dtype) if self.amp_dtype
-                    else contextlib.nullcontext())
-        with autocast:
-            return self.model(self.mb_x)
+        with self.autocast():
+            if not self.is_training:
+                return self.model(self.mb_x)
+            self.mb_outputs = self.model(self.mb_x, full=True)
+            return self.mb_outputs["logits"]
+
+    def criterion(self):
+        loss = self._criterion(self.mb_output, self.mb_y)
+        if not self.is_training:
+            return loss
+        self.loss_parts = self.core_model.loss_terms(self.mb_outputs, self.mb_y, self._criterion)
+        return loss + sum(self.loss_parts.values()) if self.loss_parts else loss
+
+    def previous_outputs(self) -> dict | None:
+        """The previous step's model on the current inputs (no gradient), computed once per batch."""
+        if self.previous_model is None:
+            return None
+        if self._previous_cache is None or self._previous_cache[0] is not self.mb_x:
+            with torch.no_grad(), self.autocast():
+                self._previous_cache = (self.mb_x, self.previous_model(self.mb_x, full=True))
+        return self._previous_cache[1]
+
+    def _after_training_exp(self, **kwargs):
+        if any(getattr(p, "uses_previous_model", False) for p in self.plugins):
+            self.previous_model = frozen_copy(self.core_model)
+        self._previous_cache = None
+        super()._after_training_exp(**kwargs)
+
+    def checkpoint_state(self) -> dict:
+        plugins = {type(p).__name__: p.checkpoint_state() for p in self.plugins if hasattr(p, "checkpoint_state")}
+        previous = self.previous_model.state_dict() if self.previous_model is not None else None
+        return {"previous_model": previous, "plugins": plugins}
+
+    def load_checkpoint_state(self, state: dict) -> None:
+        """After the model has been regrown and loaded to the checkpoint's step."""
+        if state["previous_model"] is not None:
+            self.previous_model = frozen_copy(self.core_model)
+            self.previous_model.load_state_dict(state["previous_model"])
+        for plugin in self.plugins:
+            if hasattr(plugin, "load_checkpoint_state"):
+                plugin.load_checkpoint_state(state["plugins"][type(plugin).__name__])
 
     def backward(self):
         loss = self.scaler.scale(self.loss) if self.scaler else self.loss
