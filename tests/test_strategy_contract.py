@@ -39,7 +39,7 @@ class Probe(SupervisedPlugin):
         if previous is not None:
             with torch.no_grad():
                 expected = strategy.previous_model(strategy.mb_x)
-        self.records.append((strategy.experience.step, float(strategy.loss), base, previous, again, expected,
+        self.records.append((strategy.experience.step, float(strategy.loss.detach()), base, previous, again, expected,
                              strategy.mb_rows.clone()))
         self.counter += 1
 
