@@ -122,3 +122,23 @@ def test_bad_split_files_exit_2_with_one_line(tmp_path, capsys, file, content, m
     import re
 
     assert re.search(message, err), err
+
+
+def test_cocoseq_config_runs_with_prs_evaluation(tmp_path, capsys):
+    overrides, lists, annotations, groups, _ = build(tmp_path)
+    out = tmp_path / "run"
+    args = ["run", CONFIG, "--out", str(out)]
+    for item in overrides + ["model.backbone=test_resnet", "model.pretrained=false", "data.image_size=16"]:
+        args += ["--set", item]
+    assert main(args) == 0
+    results = json.loads((out / "results.json").read_text())
+    found = {part: [[i for i in ids if i in annotations] for ids in per_task] for part, per_task in lists.items()}
+    for t, step in enumerate(results["steps"]):
+        assert step["n_train"] == len(found["train"][ORDER[t]])
+        assert [(r["task"], r["n_test"]) for r in step["per_task"]["tasks"]] == \
+            [(k, len(found["test"][k])) for k in ORDER[: t + 1]]
+        # each task's test set is scored on the classes present in it: its own (COCOseq-style data)
+        assert [r["n_classes"] for r in step["per_task"]["tasks"]] == [len(TASKS[k]) for k in ORDER[: t + 1]]
+    assert {g: sorted(names) for g, names in results["class_groups"].items()} == groups
+    assert [e["task"] for e in results["relative_forgetting"]["per_task"]] == ORDER[:3]
+    assert results["skipped"] == {"split_train_ids_not_found": 1}

@@ -135,7 +135,8 @@ class MultiLabelStrategy(SupervisedTemplate):
         self.train_size = len(self.adapted_dataset)  # after plugins (joint, replay) changed it
         # online (PRS) drops the last incomplete batch; otherwise only a last batch of one sample,
         # which breaks BatchNorm in training
-        kwargs["drop_last"] = self.train_cfg.online or (self.train_size % self.train_mb_size == 1 and self.train_size > 1)
+        last_is_single = self.train_size % self.train_mb_size == 1 and self.train_size > 1
+        kwargs["drop_last"] = self.train_cfg.online or last_is_single
         super().make_train_dataloader(**kwargs)
 
     def make_optimizer(self, **kwargs):
