@@ -61,6 +61,16 @@ def test_per_task_values_in_results(per_task_run):
     assert len(forgetting["per_task"]) == len(steps) - 1
 
 
+def test_per_task_scalars_in_tensorboard(per_task_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tmp, _, results = per_task_run
+    acc = EventAccumulator(str(tmp / "run" / "tb"))
+    acc.Reload()
+    logged = [e.value for e in acc.Scalars("eval_prs/tally_mAP")]
+    assert logged == pytest.approx([s["per_task"]["tally"]["map"] for s in results["steps"]], abs=1e-4)
+
+
 def test_plan_imports_neither_torch_nor_avalanche(per_task_run):
     tmp, overrides, _ = per_task_run
     code = ("import sys; from cml.cli import main; "

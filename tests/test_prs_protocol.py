@@ -101,9 +101,11 @@ def test_cocoseq_labels_include_crowd(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("file, content, message", [
-    ("ids/train_task2_id_coco.json", [100001, {"id": 3}], r'train_task2_id_coco.json: entry 1: {"id": 3} is not an image id'),
+    ("ids/train_task2_id_coco.json", [100001, {"id": 3}],
+     r'train_task2_id_coco.json: entry 1: {"id": 3} is not an image id'),
     ("ids/test_task0_id_coco.json", {"ids": [1]}, r"test_task0_id_coco.json: expected a JSON list of image ids"),
-    ("multihot_map.json", {"apple": 0, "book": 1, "bus": 3}, r"multihot_map.json: entry 'bus': index 3 is out of range"),
+    ("multihot_map.json", {"apple": 0, "book": 1, "bus": 3},
+     r"multihot_map.json: entry 'bus': index 3 is out of range"),
     ("multihot_map.json", {"apple": 0, "book": 0}, r"multihot_map.json: entry 'book': index 0 is also that of 'apple'"),
     ("multihot_map.json", {"apple": "0"}, r"multihot_map.json: entry 'apple': index '0' is not an integer"),
     ("minor_cats.json", ["vase", "tie", "pizzza"], r"minor_cats.json: entry 2: 'pizzza' is not a class of the dataset; "

@@ -32,14 +32,16 @@ def test_multilabel_soft_margin_equals_torch():
     assert torch.allclose(build_criterion(cfg)(logits, wide), loss)
     # -1 entries leave their image's mean: each image's loss over its valid classes only
     targets[0, 1] = targets[3, :4] = -1
-    per_image = [torch.nn.MultiLabelSoftMarginLoss()(logits[i, targets[i] >= 0][None], targets[i, targets[i] >= 0][None])
+    valid = targets >= 0
+    per_image = [torch.nn.MultiLabelSoftMarginLoss()(logits[i, valid[i]][None], targets[i, valid[i]][None])
                  for i in range(6)]
     assert torch.allclose(build_criterion(cfg)(logits, targets), torch.stack(per_image).mean(), atol=1e-6)
 
 
 def strategy_for(cfg, plugins=()):
+    evaluator = EvaluationPlugin(loggers=[ProgressLogger(io.StringIO())])
     return MultiLabelStrategy(model=LinearModel("test_resnet"), train_cfg=cfg.train, eval_batch_size=32, device="cpu",
-                              plugins=list(plugins), evaluator=EvaluationPlugin(loggers=[ProgressLogger(io.StringIO())]))
+                              plugins=list(plugins), evaluator=evaluator)
 
 
 def test_gradients_are_clipped_by_value(tmp_path):
