@@ -1,4 +1,5 @@
-"""`python -m cml run CONFIG [--set key=value ...] [--out DIR] [--resume]`.
+"""`python -m cml run CONFIG [--set key=value ...] [--out DIR] [--resume]`, and
+`python -m cml plan CONFIG [--set key=value ...] [--json FILE]` (the steps, without torch).
 
 Arguments, the config and the dataset are checked before torch and Avalanche are imported (they
 take seconds), so mistakes are reported at once: one line naming the file or key, exit code 2.
@@ -34,6 +35,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--out", help="run directory (default: runs/<config name>-<time>)")
     run.add_argument("--resume", action="store_true",
                      help="continue the run in --out after its last completed step")
+    plan = sub.add_parser("plan", help="show a protocol's steps without training (no torch)",
+                          description="Load the config and the dataset and print, per step, the classes, the "
+                                      "training and test images, positive labels per class and the selected "
+                                      "images with no positive label.")
+    plan.add_argument("config", help="YAML config file (see configs/)")
+    plan.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                      help="override a config key, as for run; repeatable")
+    plan.add_argument("--json", metavar="FILE", help="also write the same as JSON to FILE")
     keys = sub.add_parser("keys", help="list the config keys, their types and defaults")
     keys.add_argument("--markdown", action="store_true", help="as the table of docs/config.md")
     return parser
@@ -78,6 +87,14 @@ def main(argv: list[str] | None = None) -> int:
         for key, type_name, default, help_text in describe():
             print(f"{key:<28} {type_name:<40} {default:<16} {help_text}")
         return 0
+    if args.command == "plan":
+        from cml.plan import plan_command
+
+        try:
+            return plan_command(args.config, args.overrides, args.json)
+        except UserError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return err.exit_code
     run_dir = None
     try:
         cfg = load_config(args.config, args.overrides)

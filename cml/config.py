@@ -39,8 +39,9 @@ class SyntheticConfig:
 
 @dataclass
 class CocoConfig:
-    crowd: Literal["ignore", "positive"] = _opt(
-        "ignore", help="iscrowd=1 annotations: not a label (KRT loader) or a label")
+    crowd: Literal["ignore", "positive", "krt"] = _opt(
+        "ignore", help="iscrowd=1 annotations: ignored; a label (PRS's COCOseq); krt: they select "
+                       "the image for a step but are not labels (KRT's loader)")
 
 
 @dataclass
@@ -84,8 +85,9 @@ class ScenarioConfig:
     increment: int = _opt(10, low=1, help="classes per step after the first")
     order: Union[str, list[str]] = _opt(
         "alphabetical", help="alphabetical | shuffle | an explicit list of class names")
-    labels: Literal["partial", "full"] = _opt(
-        "partial", help="partial: only the current step's labels; full: all seen classes")
+    labels: Literal["partial", "full", "all"] = _opt(
+        "partial", help="partial: only the current step's labels; full: all seen classes; "
+                        "all: every class, seen or not (PRS's multi-hot over the whole map)")
     split_dir: Optional[str] = _opt(None, help="split-files: folder of PRS task id lists")
     task_order: list[int] = _opt([], help="split-files: order of the tasks (default 0..K-1)")
 
@@ -96,6 +98,8 @@ class ModelConfig:
     backbone: str = _opt("resnet18", help="any timm model name")
     pretrained: Union[bool, str] = _opt(False, help="false | true (timm weights) | path to a checkpoint")
     options: dict = _opt({}, help="model-specific keyword arguments")
+    outputs: Literal["seen", "all"] = _opt(
+        "seen", help="head size: the classes seen so far, or every class from the first step (PRS)")
 
 
 @dataclass
@@ -156,19 +160,37 @@ class TrainConfig:
     weight_decay: float = _opt(0.0, low=0)
     momentum: float = _opt(0.9, low=0, high=1)
     scheduler: Literal["none", "cosine", "onecycle"] = _opt("none", help="per-iteration schedule over each step")
-    loss: Literal["bce", "asl"] = _opt("bce", help="bce: mean BCE-with-logits; asl: asymmetric loss (Ridnik et al.)")
+    loss: Literal["bce", "asl", "multilabel_soft_margin"] = _opt(
+        "bce", help="bce: mean BCE-with-logits; asl: asymmetric loss (Ridnik et al.); "
+                    "multilabel_soft_margin: torch's MultiLabelSoftMarginLoss (PRS)")
     asl: AslConfig = field(default_factory=AslConfig)
     hflip: bool = _opt(True, help="random horizontal flips while training")
-    online: bool = _opt(False, help="one pass over each step (PRS online setting); overrides epochs")
+    clip_grad_value: Optional[float] = _opt(None, positive=True, help="clip each gradient to [-v, v] "
+                                                                    "before the step (PRS: 5); null = off")
+    online: bool = _opt(False, help="one pass over each step in a random order, the last incomplete "
+                                    "batch dropped (PRS online setting); overrides epochs")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: Literal["none", "bf16", "fp16"] = _opt("none", help="mixed precision on CUDA")
     channels_last: bool = _opt(False, help="channels_last memory format on CUDA")
 
 
 @dataclass
+class GroupsConfig:
+    majority: Optional[str] = _opt(None, help="per_task: JSON list of majority class names (PRS: major_cats*.json)")
+    moderate: Optional[str] = _opt(None, help="per_task: JSON list of moderate class names (PRS: moderate_cats*.json)")
+    minority: Optional[str] = _opt(None, help="per_task: JSON list of minority class names (PRS: minor_cats*.json)")
+    thresholds: list[float] = _opt([0.1, 0.7], help="without files: training count / largest count "
+                                                    "below the first is minority, from the second majority")
+
+
+@dataclass
 class EvalConfig:
     threshold: float = _opt(0.5, low=0, high=1, help="score threshold of CP/CR/CF1/OP/OR/OF1")
+    strict: bool = _opt(False, help="a prediction is score > threshold (KRT's and PRS's code), not >=")
     batch_size: int = _opt(64, low=1)
+    per_task: bool = _opt(False, help="also score each task's test set on its present classes, with "
+                                      "PRS's relative forgetting and class groups")
+    groups: GroupsConfig = field(default_factory=GroupsConfig)
 
 
 @dataclass
@@ -334,6 +356,18 @@ def _check_semantics(config: Config, source: str) -> None:
         raise UserError(f"{source}: scenario.split_dir: required when scenario.protocol is split-files")
     if s.split_dir and not Path(s.split_dir).expanduser().is_dir():
         raise UserError(f"{source}: scenario.split_dir: folder not found: {s.split_dir}")
+    groups = config.eval.groups
+    given = [g for g in ("majority", "moderate", "minority") if getattr(groups, g)]
+    if given and len(given) < 3:
+        raise UserError(f"{source}: eval.groups: {', '.join(given)} given; expected all three class lists "
+                        "(majority, moderate, minority) or none (groups from training counts)")
+    for name in given:
+        if not Path(getattr(groups, name)).expanduser().is_file():
+            raise UserError(f"{source}: eval.groups.{name}: file not found: {getattr(groups, name)}")
+    low_high = groups.thresholds
+    if len(low_high) != 2 or not 0 <= low_high[0] <= low_high[1] <= 1:
+        raise UserError(f"{source}: eval.groups.thresholds: expected [low, high] with 0 <= low <= high <= 1, "
+                        f"got {low_high}")
     if config.data.dataset in ("coco", "nuswide", "voc") and not config.data.root:
         raise UserError(f"{source}: data.root: required for data.dataset {config.data.dataset!r}")
 

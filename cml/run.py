@@ -55,7 +55,9 @@ def run(cfg: Config, data: MultiLabelData, run_dir: Path, resume: bool = False) 
     bench, steps = scenario.benchmark, scenario.steps
     device = pick_device(cfg.train.device)
     model = build_model(cfg)
-    metric = MultiLabelMetrics(scenario.class_names, [s.classes for s in steps], cfg.eval.threshold)
+    tasks = [s.test_tasks for s in steps] if cfg.eval.per_task else None
+    metric = MultiLabelMetrics(scenario.class_names, [s.classes for s in steps], cfg.eval.threshold,
+                               cfg.eval.strict, tasks, scenario.class_groups)
     evaluator = EvaluationPlugin(loss_metrics(epoch=True), metric,
                                  loggers=[TensorboardLogger(run_dir / "tb"), ProgressLogger()])
     plugins = [PLUGINS.get(name)(cfg, scenario) for name in cfg.strategy.plugins]
@@ -84,7 +86,9 @@ def run(cfg: Config, data: MultiLabelData, run_dir: Path, resume: bool = False) 
     for row_index, record in enumerate(records):
         print(format_row(row_index, record))
     extra = {"dataset": cfg.data.dataset, "strategy": cfg.strategy.name, "class_order": scenario.class_names,
-             "skipped": data.skipped}
+             "skipped": scenario.data.skipped}
+    if scenario.class_groups is not None:
+        extra["class_groups"] = {g: [scenario.class_names[c] for c in cs] for g, cs in scenario.class_groups.items()}
     summary = None
     for t in range(start, len(steps)):
         strategy.train(bench.train_stream[t], eval_streams=[], **loader_args)

@@ -104,6 +104,8 @@ def test_shipped_configs_are_valid():
         overrides = [] if "synthetic" in text else ["data.root=/tmp"]
         if "split-files" in text:
             overrides.append("scenario.split_dir=/tmp")
+        if "groups:" in text:  # PRS's class lists ship with its release, not with cml
+            overrides += [f"eval.groups.{g}=null" for g in ("majority", "moderate", "minority")]
         load_config(path, overrides)
 
 

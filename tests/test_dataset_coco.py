@@ -72,3 +72,18 @@ def test_unknown_category_is_reported(coco):
     path.write_text(json.dumps(doc))
     with pytest.raises(UserError, match="instances_val2014.json: annotation #0 .* unknown category 42"):
         DATASETS.get("coco")(coco_cfg(coco))
+
+
+def test_crowd_modes_share_one_parse(coco, tmp_path):
+    """The parse keeps crowd and non-crowd annotations apart, so every `data.coco.crowd` mode reads
+    the same cached files and none can see another mode's labels."""
+    cache = tmp_path / "cache"
+    loaded = {mode: DATASETS.get("coco")(coco_cfg(coco, f"data.cache_dir={cache}", f"data.coco.crowd={mode}"))
+              for mode in ("ignore", "krt", "positive", "ignore")}
+    assert len(list(cache.glob("*.npz"))) == 2
+    # train image 25 holds only a crowd apple; val image 6 a crowd zebra and a plain apple
+    assert loaded["ignore"].train.labels[1].tolist() == [0, 0, 0] and loaded["ignore"].train.select is None
+    assert loaded["krt"].train.labels[1].tolist() == [0, 0, 0]
+    assert loaded["krt"].train.selection[1].tolist() == [0, 0, 1]
+    assert loaded["krt"].test.labels[1].tolist() == [0, 0, 1] and loaded["krt"].test.selection[1].tolist() == [0, 1, 1]
+    assert loaded["positive"].train.labels[1].tolist() == [0, 0, 1] and loaded["positive"].train.select is None

@@ -103,3 +103,15 @@ def test_losses_against_plain_formulas():
         return -((pm ** gamma) * math.log(1 - pm))
     want = -math.log(sig(2.0)) + neg(-1.0) + neg(-0.5) - math.log(sig(1.5)) - math.log(sig(3.0))
     assert float(asymmetric_loss(logits, targets)) == pytest.approx(want, rel=1e-6)
+
+
+def test_strict_threshold():
+    """KRT's and PRS's code predict `score > threshold`; the default is `score >= threshold`."""
+    scores = torch.tensor([[0.8, 0.9], [0.8, 0.1], [0.2, 0.8]])
+    targets = torch.tensor([[1.0, 1.0], [0.0, 0.0], [1.0, 0.0]])
+    loose = multilabel_metrics(scores, targets, 0.8)
+    strict = multilabel_metrics(scores, targets, 0.8, strict=True)
+    # loose: class 0 predicted for images 0, 1 (tp 1), class 1 for 0, 2 (tp 1); strict: only image 0's 0.9
+    assert (loose["op"], loose["or"]) == (50.0, pytest.approx(200 / 3))
+    assert (strict["op"], strict["or"]) == (100.0, pytest.approx(100 / 3))
+    assert strict["cp"] == 50.0 and strict["cr"] == 50.0 and strict["macro_f1"] == 50.0

@@ -160,6 +160,20 @@ def write_prs_split(folder: Path, map_names: list[str], train_ids: list[list], t
         (folder / f"test_task{k}_id_{suffix}.json").write_text(json.dumps(te))
 
 
+def write_groups(folder: Path, names: list[str], suffix: str = "") -> list[str]:
+    """PRS's class lists (code/resources/{major,moderate,minor}_cats*.json: JSON lists of names),
+    and the overrides that name them."""
+    import json
+
+    thirds = [names[0::3], names[1::3], names[2::3]]
+    overrides = []
+    for group, prs_name, members in zip(("majority", "moderate", "minority"), ("major", "moderate", "minor"), thirds):
+        path = folder / f"{prs_name}_cats{suffix}.json"
+        path.write_text(json.dumps(members))
+        overrides.append(f"eval.groups.{group}={path}")
+    return overrides
+
+
 def test_cocoseq_prs_config(tmp_path):
     cat_id = dict((n, i) for i, n in COCO_CATEGORIES)
     train, test, train_ids, test_ids = {}, {}, [], []
@@ -175,8 +189,11 @@ def test_cocoseq_prs_config(tmp_path):
     map_names = sorted(n for block in PRS_BLOCKS for n in block)
     write_prs_split(tmp_path / "split", map_names, train_ids, test_ids, "coco")
     cfg = load_config(REPO / "configs" / "cocoseq_prs.yaml",
-                      [f"data.root={root}", f"scenario.split_dir={tmp_path / 'split'}", "data.image_size=8"])
+                      [f"data.root={root}", f"scenario.split_dir={tmp_path / 'split'}", "data.image_size=8",
+                       *write_groups(tmp_path / "split", map_names)])
     assert cfg.scenario.task_order == [0, 3, 1, 2] and cfg.train.online and cfg.train.batch_size == 10
+    assert (cfg.model.outputs, cfg.train.loss, cfg.train.clip_grad_value) == ("all", "multilabel_soft_margin", 5)
+    assert cfg.data.coco.crowd == "positive" and cfg.eval.per_task and cfg.eval.strict
     data = DATASETS.get("coco")(cfg.data)
     scenario = build_scenario(cfg, data)
     bench = scenario.benchmark
@@ -190,6 +207,11 @@ def test_cocoseq_prs_config(tmp_path):
         seen_test += test_ids[task]
         assert sorted(scenario.data.test.ids[r] for r in scenario.steps[t].test_rows) == sorted(seen_test)
     assert scenario.data.skipped["split_train_ids_not_found"] == 1
+    assert [len(e.dataset) for e in bench.train_stream] == [len(train_ids[k]) - (k == 0) for k in (0, 3, 1, 2)]
+    assert all(e.n_outputs == len(map_names) for e in bench.train_stream)  # every output from the start
+    names = scenario.class_names
+    assert {g: sorted(names[c] for c in cs) for g, cs in scenario.class_groups.items()} == \
+        {"majority": sorted(map_names[0::3]), "moderate": sorted(map_names[1::3]), "minority": sorted(map_names[2::3])}
 
 
 def test_nuswideseq_prs_config(tmp_path):
@@ -214,15 +236,17 @@ def test_nuswideseq_prs_config(tmp_path):
     write_prs_split(tmp_path / "split", [c for b in blocks for c in b], task_lines["Train"], task_lines["Test"],
                     "nuswide")
     cfg = load_config(REPO / "configs" / "nuswideseq_prs.yaml",
-                      [f"data.root={root}", f"scenario.split_dir={tmp_path / 'split'}", "data.image_size=8"])
+                      [f"data.root={root}", f"scenario.split_dir={tmp_path / 'split'}", "data.image_size=8",
+                       *write_groups(tmp_path / "split", [c for b in blocks for c in b], "_nuswide")])
+    assert cfg.scenario.task_order == [3, 1, 0, 5, 4, 2]  # PRS's episodes/nw-split_310542.yaml
     scenario = build_scenario(cfg, DATASETS.get("nuswide")(cfg.data))
     assert len(scenario.steps) == 6
     seen_test = set()
-    for t in range(6):
-        assert [scenario.class_names[c] for c in scenario.steps[t].classes] == blocks[t]
-        want_train = {i for i in task_lines["Train"][t] if i % 9 != 8}
+    for t, task in enumerate(cfg.scenario.task_order):
+        assert [scenario.class_names[c] for c in scenario.steps[t].classes] == blocks[task]
+        want_train = {i for i in task_lines["Train"][task] if i % 9 != 8}
         assert {scenario.data.train.ids[r] for r in scenario.steps[t].train_rows} == want_train
-        seen_test |= {i for i in task_lines["Test"][t] if i % 9 != 8}
+        seen_test |= {i for i in task_lines["Test"][task] if i % 9 != 8}
         assert {scenario.data.test.ids[r] for r in scenario.steps[t].test_rows} == seen_test
     # unlabeled lines are listed in the split files but are not images of the dataset
     assert scenario.data.skipped["split_train_ids_not_found"] == 4

@@ -77,3 +77,31 @@ def test_joint_uses_all_seen_labels():
     rows, targets = joint_rows_and_targets(TRAIN, 4)
     assert rows.tolist() == [0, 1, 2, 5]
     assert targets.tolist() == [[1, 0, 0, 0, 0, 0], [0, 1, 1, 0, 0, 0], [1, 0, 0, 1, 0, 0], [0, 0, 1, 0, 0, 0]]
+
+
+def test_all_labels_keep_every_class():
+    steps = make_steps(TRAIN, TEST, [2, 2, 2], "all")
+    assert steps[0].train_targets.tolist() == TRAIN[[0, 1, 2]].tolist()  # c and d are not seen yet
+    assert steps[0].test_targets.tolist() == [[1, 1, 0, 0, 0, 0]]
+    assert steps[1].test_targets.tolist() == TEST[[0, 1]].tolist()
+
+
+def test_selection_apart_from_labels():
+    """A selection matrix (KRT's crowd rule) picks the images; the labels stay the targets."""
+    select = TRAIN.copy()
+    select[4, 0] = 1  # image 4 holds an a that is no label (a crowd annotation)
+    test_select = TEST.copy()
+    test_select[3, 5] = 1
+    steps = make_steps(TRAIN, TEST, [2, 2, 2], "partial", train_select=select, test_select=test_select)
+    assert steps[0].train_rows.tolist() == [0, 1, 2, 4]
+    assert steps[0].train_targets[3].tolist() == [0] * 6  # selected, with no positive label
+    assert [s.test_rows.tolist() for s in steps] == [[1], [0, 1], [0, 1, 2, 3]]
+    rows, _ = joint_rows_and_targets(TRAIN, 2, select)
+    assert rows.tolist() == [0, 1, 2, 4]
+
+
+def test_test_images_of_each_task():
+    steps = make_steps(TRAIN, TEST, [2, 2, 2], "partial")
+    # after step 2 the test rows are 0 (d), 1 (a b), 2 (f): task 0 (a b) is row 1, task 1 (c d) row 0
+    assert [(task, at.tolist()) for task, at in steps[2].test_tasks] == [(0, [1]), (1, [0]), (2, [2])]
+    assert [s.task for s in steps] == [0, 1, 2]

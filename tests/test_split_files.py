@@ -141,3 +141,14 @@ def test_avalanche_benchmark(coco, split_dir):
     assert [e.classes_in_this_experience for e in bench.test_stream] == [[0, 1], [0, 1, 2], [0, 1, 2, 3, 4]]
     assert [len(e.dataset) for e in bench.train_stream] == [3, 3, 4]
     assert [len(e.dataset) for e in bench.test_stream] == [2, 4, 6]
+
+
+def test_test_images_of_each_task(coco, split_dir):
+    data, steps = split_file_steps(load(coco), str(split_dir), [2, 0, 1], "partial")
+    assert [s.task for s in steps] == [2, 0, 1]
+    # after the last step the test rows are 201..206; task 2 lists 205 206, task 0 201 202, task 1 203 204
+    ids = [data.test.ids[r] for r in steps[2].test_rows]
+    assert [(task, [ids[i] for i in at]) for task, at in steps[2].test_tasks] == \
+        [(2, [205, 206]), (0, [201, 202]), (1, [203, 204])]
+    ids = [data.test.ids[r] for r in steps[1].test_rows]
+    assert [(task, [ids[i] for i in at]) for task, at in steps[1].test_tasks] == [(2, [205, 206]), (0, [201, 202])]

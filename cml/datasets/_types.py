@@ -12,12 +12,25 @@ class Split:
     paths: list[str]  # absolute image paths
     labels: np.ndarray  # (N, C) uint8 multi-hot, columns in MultiLabelData.class_names order
     ids: list  # the dataset's own image ids (COCO ids, file stems), for split files
+    # (N, C) uint8: the classes for which a step selects the image, when they differ from its labels
+    # (KRT's COCO loader selects by every annotation, crowd included, but labels by non-crowd ones).
+    select: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         assert self.labels.ndim == 2 and len(self.paths) == len(self.labels) == len(self.ids)
+        assert self.select is None or self.select.shape == self.labels.shape
+
+    @property
+    def selection(self) -> np.ndarray:
+        return self.labels if self.select is None else self.select
 
     def subset(self, rows: np.ndarray) -> "Split":
-        return Split([self.paths[i] for i in rows], self.labels[rows], [self.ids[i] for i in rows])
+        select = None if self.select is None else self.select[rows]
+        return Split([self.paths[i] for i in rows], self.labels[rows], [self.ids[i] for i in rows], select)
+
+    def columns(self, order: list[int]) -> "Split":
+        select = None if self.select is None else self.select[:, order]
+        return Split(self.paths, self.labels[:, order], self.ids, select)
 
 
 @dataclass

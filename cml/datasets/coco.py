@@ -3,9 +3,16 @@
     ROOT/train2014/*.jpg   ROOT/val2014/*.jpg   ROOT/annotations/instances_{train,val}2014.json
 
 Categories keep COCO's (non-contiguous) ids internally; columns follow ascending category id.
-Crowd annotations are not labels by default, as in the KRT loader (`data.coco.crowd`). Images
-with no label stay in the split (they belong to no step). Parsing the 450 MB train JSON is slow,
-so the parsed label matrix and file list are cached, keyed by the JSON's size and mtime.
+Crowd annotations (`iscrowd: 1`, `data.coco.crowd`):
+- `ignore` (default): neither a label nor a reason to select the image;
+- `positive`: a label like any other (PRS's COCOseq maker reads every annotation);
+- `krt`: as KRT's official loader, the image is selected for a step by any annotation of the
+  step's classes, crowd included (pycocotools' `catToImgs`), but its labels come from the
+  non-crowd annotations only (`getAnnIds(iscrowd=False)`), so a crowd-only image is in the step
+  with no positive label.
+Images with no label stay in the split (they belong to no step). Parsing the 450 MB train JSON
+is slow, so the parsed matrices (non-crowd and crowd annotations apart, whatever the mode) and
+the file list are cached, keyed by the JSON's name, size and mtime and the cache format.
 """
 
 from __future__ import annotations
@@ -26,8 +33,12 @@ LAYOUT = ("ROOT/train2014/, ROOT/val2014/ and ROOT/annotations/instances_{train,
           "2014 Train/Val annotations)")
 
 
-def parse_instances(json_path: Path, crowd: str = "ignore") -> tuple[list[int], list[str], list[int], list[str], np.ndarray]:
-    """(category ids, category names, image ids, file names, labels) from one instances JSON."""
+PARSE_FORMAT = 2  # in the cache key: bump when what a parse returns changes
+
+
+def parse_instances(json_path: Path) -> tuple[list[int], list[str], list[int], list[str], np.ndarray, np.ndarray]:
+    """(category ids, category names, image ids, file names, non-crowd, crowd) from one instances
+    JSON; the last two are (images, categories) uint8 matrices of the annotations present."""
     try:
         with open(json_path, "rb") as fh:
             doc = json.load(fh)
@@ -44,16 +55,24 @@ def parse_instances(json_path: Path, crowd: str = "ignore") -> tuple[list[int], 
     image_ids = [int(im["id"]) for im in doc["images"]]
     files = [str(im["file_name"]) for im in doc["images"]]
     row = {iid: i for i, iid in enumerate(image_ids)}
-    labels = np.zeros((len(image_ids), len(cat_ids)), dtype=np.uint8)
+    plain = np.zeros((len(image_ids), len(cat_ids)), dtype=np.uint8)
+    crowd = np.zeros_like(plain)
     for k, ann in enumerate(doc["annotations"]):
-        if ann.get("iscrowd", 0) and crowd == "ignore":
-            continue
         img, col = row.get(int(ann["image_id"])), column.get(int(ann["category_id"]))
         if img is None or col is None:
             what = f"image {ann['image_id']}" if img is None else f"category {ann['category_id']}"
             raise UserError(f"{json_path}: annotation #{k} (id {ann.get('id')}) refers to unknown {what}")
-        labels[img, col] = 1
-    return cat_ids, [str(c["name"]) for c in categories], image_ids, files, labels
+        (crowd if ann.get("iscrowd", 0) else plain)[img, col] = 1
+    return cat_ids, [str(c["name"]) for c in categories], image_ids, files, plain, crowd
+
+
+def labels_and_selection(plain: np.ndarray, crowd: np.ndarray, mode: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """The label matrix and, where it differs, the selection matrix of a `data.coco.crowd` mode."""
+    if mode == "positive":
+        return plain | crowd, None
+    if mode == "krt":
+        return plain, plain | crowd
+    return plain, None
 
 
 def cache_folder(root: Path, cache_dir: str | None) -> Path:
@@ -66,21 +85,21 @@ def cache_folder(root: Path, cache_dir: str | None) -> Path:
     return Path(os.environ.get("CML_CACHE", "~/.cache/cml")).expanduser() / f"parsed-{digest}"
 
 
-def load_instances_cached(json_path: Path, crowd: str, cache: Path):
+def load_instances_cached(json_path: Path, cache: Path):
     stat = json_path.stat()
-    key = f"{json_path.name}-{stat.st_size}-{stat.st_mtime_ns}-{crowd}"
+    key = f"{json_path.name}-{stat.st_size}-{stat.st_mtime_ns}-v{PARSE_FORMAT}"
     target = cache / f"{hashlib.sha1(key.encode()).hexdigest()[:16]}.npz"
     if target.is_file():
         z = np.load(target, allow_pickle=False)
         return (z["cat_ids"].tolist(), z["names"].tolist(), z["image_ids"].tolist(),
-                z["files"].tolist(), z["labels"])
-    parsed = parse_instances(json_path, crowd)
-    cat_ids, names, image_ids, files, labels = parsed
+                z["files"].tolist(), z["plain"], z["crowd"])
+    parsed = parse_instances(json_path)
+    cat_ids, names, image_ids, files, plain, crowd = parsed
     try:
         cache.mkdir(parents=True, exist_ok=True)
         tmp = target.with_suffix(f".tmp{os.getpid()}.npz")
         np.savez(tmp, cat_ids=np.array(cat_ids), names=np.array(names), image_ids=np.array(image_ids),
-                 files=np.array(files), labels=labels)
+                 files=np.array(files), plain=plain, crowd=crowd)
         os.replace(tmp, target)
     except OSError:
         pass  # a read-only place: parse again next time
@@ -99,16 +118,20 @@ def load_coco_folder(root: Path, split_dirs: tuple[str, str], json_names: tuple[
     cache = cache_folder(root, cache_dir)
     splits, skipped, class_names = [], {}, None
     for part, json_path, folder in zip(("train", "test"), jsons, folders):
-        cat_ids, names, image_ids, files, labels = load_instances_cached(json_path, crowd, cache)
+        cat_ids, names, image_ids, files, plain, crowd_anns = load_instances_cached(json_path, cache)
+        labels, select = labels_and_selection(plain, crowd_anns, crowd)
         if class_names is None:
             class_names, first_ids = names, cat_ids
         elif cat_ids != first_ids:
             raise UserError(f"{json_path}: its categories differ from those of {jsons[0]}")
-        present = np.array([os.path.exists(folder / f) for f in files], dtype=bool)
+        # one directory listing instead of a stat per image, and str paths (pathlib costs seconds at 120k)
+        listed, prefix = set(os.listdir(folder)), os.path.join(folder, "")
+        present = np.array([f in listed if "/" not in f else os.path.exists(prefix + f) for f in files], dtype=bool)
         if not present.all():
             skipped[f"{part}_missing_files"] = int((~present).sum())
         rows = np.flatnonzero(present)
-        splits.append(Split([str(folder / files[i]) for i in rows], labels[rows], [image_ids[i] for i in rows]))
+        splits.append(Split([prefix + files[i] for i in rows], labels[rows], [image_ids[i] for i in rows],
+                            None if select is None else select[rows]))
     return MultiLabelData(name, class_names, splits[0], splits[1], skipped)
 
 

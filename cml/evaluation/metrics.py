@@ -6,7 +6,8 @@
 - CP, CR, CF1 (ML-GCN convention, CF1 = 2 CP CR / (CP + CR)) and `macro_f1` (the mean of the
   per-class F1, which SRN and KRT report under the name CF1), over the classes with a positive;
   a class with no prediction has precision 0.
-- OP, OR, OF1 over all scored classes. Predictions are `score >= threshold`.
+- OP, OR, OF1 over all scored classes. Predictions are `score >= threshold`, or
+  `score > threshold` with `strict` (KRT's `preds.gt(0.8)`, PRS's `probs > 0.5`).
 All values in percent.
 """
 
@@ -34,11 +35,12 @@ def per_class_ap(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return ap
 
 
-def multilabel_metrics(scores: torch.Tensor, targets: torch.Tensor, threshold: float = 0.5) -> dict:
+def multilabel_metrics(scores: torch.Tensor, targets: torch.Tensor, threshold: float = 0.5,
+                       strict: bool = False) -> dict:
     ap = per_class_ap(scores, targets)
     valid = targets >= 0
     positive = targets == 1
-    predicted = (scores >= threshold) & valid
+    predicted = ((scores > threshold) if strict else (scores >= threshold)) & valid
     tp = (predicted & positive).sum(0).double()
     n_pred, n_pos = predicted.sum(0).double(), positive.sum(0).double()
     scored = n_pos > 0

@@ -4,7 +4,10 @@ Avalanche's accuracy and forgetting metrics compare argmax predictions with one 
 one collects sigmoid scores and multi-hot targets over the whole experience and reports mAP, CP,
 CR, CF1, macro F1, OP, OR, OF1, per-class AP and the mAP of each step's classes. Values are
 published under the same names for every strategy, with the training step as x, so that the
-TensorBoard scalars of different runs overlay.
+TensorBoard scalars of different runs overlay. The default values cover the seen classes, also
+when the head has every class from the start (`model.outputs: all`). With `tasks` (from
+`eval.per_task`), each step also gets PRS's per-task values (`cml.evaluation.per_task`) over all
+of the head's outputs, under `per_task`.
 """
 
 from __future__ import annotations
@@ -16,17 +19,23 @@ from avalanche.evaluation import PluginMetric
 from avalanche.evaluation.metric_results import MetricValue
 
 from cml.evaluation.metrics import multilabel_metrics
+from cml.evaluation.per_task import per_task_values
 
 SCALARS = {"map": "mAP", "cp": "CP", "cr": "CR", "cf1": "CF1", "macro_f1": "macro_F1",
            "op": "OP", "or": "OR", "of1": "OF1"}
 
 
 class MultiLabelMetrics(PluginMetric[dict]):
-    def __init__(self, class_names: list[str], step_classes: list[list[int]], threshold: float):
+    def __init__(self, class_names: list[str], step_classes: list[list[int]], threshold: float,
+                 strict: bool = False, tasks: list[list[tuple[int, object]]] | None = None,
+                 groups: dict[str, list[int]] | None = None):
         super().__init__()
         self.class_names = class_names
         self.step_classes = step_classes
         self.threshold = threshold
+        self.strict = strict
+        self.tasks = tasks  # per step: (task, positions of its test images) for the tasks run so far
+        self.groups = groups
         self.last: dict | None = None  # the values of the last evaluated test experience
         self.reset()
 
@@ -48,11 +57,16 @@ class MultiLabelMetrics(PluginMetric[dict]):
 
     def after_eval_exp(self, strategy) -> list[MetricValue]:
         step = strategy.experience.step
-        values = multilabel_metrics(torch.cat(self._scores), torch.cat(self._targets), self.threshold)
+        scores, targets = torch.cat(self._scores), torch.cat(self._targets)
+        n_seen = sum(len(c) for c in self.step_classes[: step + 1])
+        values = multilabel_metrics(scores[:, :n_seen], targets[:, :n_seen], self.threshold, self.strict)
         ap = values.pop("per_class_ap")
         values["per_class_ap"] = {self.class_names[c]: a for c, a in enumerate(ap)}
         values["step_map"] = [_nanmean([ap[c] for c in classes]) for classes in self.step_classes[: step + 1]]
         values["step"] = step
+        if self.tasks is not None:
+            values["per_task"] = per_task_values(scores, targets, self.tasks[step], self.groups, self.threshold,
+                                                 self.strict)
         self.last = values
         self.reset()
         out = [MetricValue(self, f"eval/{label}", values[key], step) for key, label in SCALARS.items()]
@@ -60,6 +74,12 @@ class MultiLabelMetrics(PluginMetric[dict]):
                 for j, v in enumerate(values["step_map"]) if not math.isnan(v)]
         out += [MetricValue(self, f"eval_class_AP/{name}", v, step)
                 for name, v in values["per_class_ap"].items() if not math.isnan(v)]
+        if self.tasks is not None:
+            tally = values["per_task"]["tally"]
+            named = [("tally", k, tally[k]) for k in ("map", "cf1", "of1")]
+            named += [(g, k, v[k]) for g, v in tally.get("groups", {}).items() for k in ("map", "cf1", "of1")]
+            out += [MetricValue(self, f"eval_prs/{where}_{SCALARS[k]}", v, step)
+                    for where, k, v in named if not math.isnan(v)]
         return out
 
     def __str__(self) -> str:

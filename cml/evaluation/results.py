@@ -4,6 +4,7 @@ R[i][j] is the mAP on step j's classes after training step i (j <= i; later entr
 measured on the test set of step i. Avg mAP is the mean of the per-step mAP, base step included
 (KRT's "Avg."); Last mAP the final one. Average forgetting (Chaudhry et al.): for each step
 j < T, the best R[i][j] over j <= i < T minus R[T][j], averaged over j (null with one step).
+With per-task values (`eval.per_task`), also PRS's `relative_forgetting` (see `per_task.py`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import json
 import math
 import os
 from pathlib import Path
+
+from cml.evaluation.per_task import relative_forgetting
 
 STEP_KEYS = ("map", "cp", "cr", "cf1", "macro_f1", "op", "or", "of1")
 
@@ -44,8 +47,11 @@ def summarize(steps: list[dict]) -> dict:
             if earlier and not math.isnan(matrix[T - 1][j]):
                 drops.append(max(earlier) - matrix[T - 1][j])
         forgetting = sum(drops) / len(drops) if drops else None
-    return _clean({"map_matrix": matrix, "avg_map": sum(maps) / T, "last_map": maps[-1],
-                   "avg_forgetting": forgetting, "steps": steps})
+    summary = {"map_matrix": matrix, "avg_map": sum(maps) / T, "last_map": maps[-1],
+               "avg_forgetting": forgetting, "steps": steps}
+    if steps[0].get("per_task"):
+        summary["relative_forgetting"] = relative_forgetting(steps)
+    return _clean(summary)
 
 
 def write_atomic(path: Path, text: str) -> None:

@@ -1,12 +1,13 @@
 """Config + loaded data -> an Avalanche benchmark with one train and one test experience per step.
 
 Avalanche's class-incremental generators (`nc_benchmark`, `classes_timeline`) read one int label
-per sample, so they cannot split multi-hot data. We split with `cml.scenarios.split` and hand the
-per-step datasets to `benchmark_from_datasets`, then record each step's classes on its
-experiences ourselves: `classes_in_this_experience` (train: the step's new classes; test: every
-class seen so far, which is what it is scored on), `n_outputs` (the model's outputs once the step
-is trained: the classes seen so far) and `step`, a plain index that, unlike Avalanche's
-`current_experience`, is not masked during training.
+per sample, so they cannot split multi-hot data. The steps come from `cml.scenarios.steps` (numpy
+only, shared with `python -m cml plan`); we hand the per-step datasets to
+`benchmark_from_datasets`, then record each step's classes on its experiences ourselves:
+`classes_in_this_experience` (train: the step's new classes; test: every class seen so far, which
+is what it is scored on), `n_outputs` (the model's outputs once the step is trained: the classes
+seen so far, or every class with `model.outputs: all` as in PRS's code) and `step`, a plain index
+that, unlike Avalanche's `current_experience`, is not masked during training.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ from avalanche.benchmarks.utils import AvalancheDataset
 
 from cml.config import Config
 from cml.datasets._types import MultiLabelData
-from cml.errors import UserError
 from cml.scenarios.images import MultiLabelImages
-from cml.scenarios.split import Step, class_order, joint_rows_and_targets, make_steps, reorder, step_sizes
+from cml.scenarios.split import Step, joint_rows_and_targets
+from cml.scenarios.steps import plan_steps
 
 
 @dataclass
@@ -32,6 +33,7 @@ class Scenario:
     image_size: int
     hflip: bool
     pixels: tuple[np.ndarray, np.ndarray] | None = None  # cached (train, test) images
+    class_groups: dict[str, list[int]] | None = None  # eval.per_task: majority / moderate / minority
 
     @property
     def class_names(self) -> list[str]:
@@ -53,31 +55,19 @@ class Scenario:
         return AvalancheDataset([images])
 
     def joint_dataset(self, t: int) -> AvalancheDataset:
-        return self.train_dataset(*joint_rows_and_targets(self.data.train.labels, self.steps[t].n_seen))
+        train = self.data.train
+        return self.train_dataset(*joint_rows_and_targets(train.labels, self.steps[t].n_seen, train.select))
 
 
 def build_scenario(cfg: Config, data: MultiLabelData) -> Scenario:
-    s = cfg.scenario
-    if s.protocol == "split-files":
-        from cml.scenarios.split_files import split_file_steps
-
-        data, steps = split_file_steps(data, s.split_dir, s.task_order, s.labels)
-    else:
-        data = reorder(data, class_order(data.class_names, s.order, cfg.seed))
-        n = len(data.class_names)
-        sizes = [n] if s.protocol == "static" else step_sizes(n, s.base, s.increment)
-        steps = make_steps(data.train.labels, data.test.labels, sizes, s.labels, data.test_ignore)
-    for t, step in enumerate(steps):
-        if len(step.train_rows) == 0 or len(step.test_rows) == 0:
-            names = ", ".join(data.class_names[c] for c in step.classes)
-            raise UserError(f"scenario: step {t} ({names}) has no "
-                            f"{'training' if len(step.train_rows) == 0 else 'test'} image")
+    plan = plan_steps(cfg, data)
+    data, steps = plan.data, plan.steps
     pixels = None
     if cfg.data.cache:
         from cml.scenarios.cache import cached_pixels
 
         pixels = cached_pixels(data, cfg.data)
-    scenario = Scenario(None, data, steps, cfg.data.image_size, cfg.train.hflip, pixels)
+    scenario = Scenario(None, data, steps, cfg.data.image_size, cfg.train.hflip, pixels, plan.class_groups)
     train = [scenario.train_dataset(st.train_rows, st.train_targets) for st in steps]
     test = [scenario.test_dataset(st) for st in steps]
     scenario.benchmark = benchmark_from_datasets(train=train, test=test)
@@ -85,6 +75,6 @@ def build_scenario(cfg: Config, data: MultiLabelData) -> Scenario:
         train_exp, test_exp = scenario.benchmark.train_stream[t], scenario.benchmark.test_stream[t]
         train_exp.classes_in_this_experience = list(step.classes)
         test_exp.classes_in_this_experience = list(range(step.n_seen))
-        train_exp.n_outputs = step.n_seen
+        train_exp.n_outputs = len(data.class_names) if cfg.model.outputs == "all" else step.n_seen
         train_exp.step = test_exp.step = t
     return scenario

@@ -19,6 +19,7 @@ The id lists may also sit in SPLIT_DIR/ids/, as in the PRS release.
 - Training set of step t: the images of the task's train file (not every image with one of its
   classes), with the labels of the step's classes (partial) or of all seen classes (full).
 - Test set after step t: the test images of the first t+1 tasks run, labels of the seen classes.
+  Each step records which of them belong to which task (`Step.test_tasks`, task = file index).
 """
 
 from __future__ import annotations
@@ -55,8 +56,16 @@ def read_json(path: Path):
 def read_class_map(path: Path, class_names: list[str]) -> list[int]:
     """Dataset columns of the map's classes, by map index."""
     doc = read_json(path)
-    if not isinstance(doc, dict) or not all(is_int(i) for i in doc.values()):
+    if not isinstance(doc, dict):
         raise UserError(f"{path}: expected a JSON object mapping class name to index")
+    owner: dict[int, str] = {}
+    for name, index in doc.items():
+        if not is_int(index) or not 0 <= index < len(doc) or index in owner:
+            why = (f"index {index!r} is not an integer" if not is_int(index) else
+                   f"index {index} is also that of {owner[index]!r}" if index in owner else
+                   f"index {index} is out of range")
+            raise UserError(f"{path}: entry {name!r}: {why}; expected the indices 0..{len(doc) - 1}, each once")
+        owner[index] = name
     column = {name: j for j, name in enumerate(class_names)}
     for name in doc:
         if name not in column:
@@ -93,8 +102,13 @@ def task_files(folder: Path) -> list[tuple[Path, Path]]:
 def read_ids(path: Path) -> list[str]:
     """The file's ids as keys: `str`, with NUS-WIDE's Windows separators made `/`."""
     doc = read_json(path)
-    if not isinstance(doc, list) or not all(is_int(i) or isinstance(i, str) for i in doc):
-        raise UserError(f"{path}: expected a JSON list of image ids (integers or strings)")
+    if not isinstance(doc, list):
+        raise UserError(f"{path}: expected a JSON list of image ids (integers or strings), "
+                        f"got a JSON {type(doc).__name__}")
+    for k, value in enumerate(doc):
+        if not (is_int(value) or isinstance(value, str)):
+            raise UserError(f"{path}: entry {k}: {json.dumps(value)} is not an image id; expected a JSON list "
+                            "of image ids (integers or strings)")
     return [str(i).replace("\\", "/") for i in doc]
 
 
@@ -120,8 +134,11 @@ def split_file_steps(data: MultiLabelData, split_dir: str, task_order: list[int]
 
     # Train and test images of the dataset in one pool, rows looked up by id key.
     n_train = len(data.train.ids)
+    select = None
+    if data.train.select is not None or data.test.select is not None:
+        select = np.concatenate([data.train.selection, data.test.selection])
     pool = Split(data.train.paths + data.test.paths, np.concatenate([data.train.labels, data.test.labels]),
-                 data.train.ids + data.test.ids)
+                 data.train.ids + data.test.ids, select)
     train_index = {str(i): row for row, i in enumerate(data.train.ids)}
     test_index = {str(i): row for row, i in enumerate(data.test.ids, n_train)}
     example = pool.ids[0] if pool.ids else None
@@ -160,11 +177,15 @@ def split_file_steps(data: MultiLabelData, split_dir: str, task_order: list[int]
     data = reorder(listed, [c for block in blocks for c in block])
 
     steps, start, seen_test = [], 0, set()
-    for task, block in zip(order, blocks):
+    for t, (task, block) in enumerate(zip(order, blocks)):
         seen_test |= task_test[task]
         rows = np.searchsorted(train_rows, sorted(task_train[task]))
         test_at = np.searchsorted(test_rows, sorted(seen_test))
-        steps.append(make_step(data.train.labels, data.test.labels, rows, test_at, start, start + len(block),
-                               labels, data.test_ignore))
+        step = make_step(data.train.labels, data.test.labels, rows, test_at, start, start + len(block),
+                         labels, data.test_ignore)
+        step.task = task
+        step.test_tasks = [(k, np.searchsorted(test_at, np.searchsorted(test_rows, sorted(task_test[k]))))
+                           for k in order[: t + 1]]
+        steps.append(step)
         start += len(block)
     return data, steps

@@ -1,7 +1,7 @@
 """The multi-label training loop: Avalanche's SupervisedTemplate with multi-hot targets.
 
 What changes from the template, and why:
-- loss: BCE-with-logits (or ASL) over the classes the head has (the classes seen so far);
+- loss: BCE-with-logits (or ASL, or MultiLabelSoftMarginLoss) over the classes the head has;
   target -1 (a label to leave out) is masked. Targets carry every class of the dataset, so datasets of
   different steps (replay, joint) collate together; the loss takes the first `n_out` columns.
 - optimizer and lr schedule: built from the config afresh at the start of every step (after the
@@ -17,6 +17,8 @@ What changes from the template, and why:
   the checkpoint with the previous model (`checkpoint_state()` here), so a resumed run equals an
   uninterrupted one whatever the plugins.
 - CUDA: autocast in bf16/fp16 (fp16 with a gradient scaler) and channels_last, when asked.
+- gradients clipped by value before the optimizer step when asked (PRS's code clips at 5).
+- online mode (PRS): the last incomplete batch of a step is dropped, as PRS's loader does.
 """
 
 from __future__ import annotations
@@ -38,6 +40,15 @@ def masked_bce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return (loss * valid).sum() / valid.sum().clamp(min=1)
 
 
+def multilabel_soft_margin(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """torch's MultiLabelSoftMarginLoss (PRS's loss): per image the mean BCE over its classes, then
+    the mean over the batch; -1 targets are left out of their image's mean."""
+    targets = targets[:, : logits.shape[1]]
+    valid = (targets >= 0).float()
+    loss = F.binary_cross_entropy_with_logits(logits.float(), targets.clamp(min=0), reduction="none")
+    return ((loss * valid).sum(1) / valid.sum(1).clamp(min=1)).mean()
+
+
 def asymmetric_loss(logits: torch.Tensor, targets: torch.Tensor, gamma_neg: float = 4.0,
                     gamma_pos: float = 0.0, clip: float = 0.05, eps: float = 1e-8) -> torch.Tensor:
     """ASL (Ridnik et al., ICCV 2021), the loss of KRT's recipe: negatives' probabilities are
@@ -57,6 +68,8 @@ def build_criterion(train_cfg):
     if train_cfg.loss == "asl":
         a = train_cfg.asl
         return lambda logits, targets: asymmetric_loss(logits, targets, a.gamma_neg, a.gamma_pos, a.clip)
+    if train_cfg.loss == "multilabel_soft_margin":
+        return multilabel_soft_margin
     return masked_bce
 
 
@@ -120,8 +133,10 @@ class MultiLabelStrategy(SupervisedTemplate):
 
     def make_train_dataloader(self, **kwargs):
         self.train_size = len(self.adapted_dataset)  # after plugins (joint, replay) changed it
-        # a last batch of one sample breaks BatchNorm in training; drop only that one
-        kwargs["drop_last"] = self.train_size % self.train_mb_size == 1 and self.train_size > 1
+        # online (PRS) drops the last incomplete batch; otherwise only a last batch of one sample,
+        # which breaks BatchNorm in training
+        last_is_single = self.train_size % self.train_mb_size == 1 and self.train_size > 1
+        kwargs["drop_last"] = self.train_cfg.online or last_is_single
         super().make_train_dataloader(**kwargs)
 
     def make_optimizer(self, **kwargs):
@@ -185,6 +200,11 @@ class MultiLabelStrategy(SupervisedTemplate):
         loss.backward(retain_graph=self.retain_graph)
 
     def optimizer_step(self):
+        if self.train_cfg.clip_grad_value is not None:
+            if self.scaler:
+                self.scaler.unscale_(self.optimizer)  # clip the true gradients, not the scaled ones
+            params = [p for group in self.optimizer.param_groups for p in group["params"]]
+            torch.nn.utils.clip_grad_value_(params, self.train_cfg.clip_grad_value)
         if self.scaler:
             self.scaler.step(self.optimizer)
             self.scaler.update()
