@@ -346,7 +346,8 @@ def _check_semantics(config: Config, source: str) -> None:
         if config.strategy.plugins.count(plugin) > 1:
             raise UserError(f"{source}: strategy.plugins: {plugin!r} is listed twice; expected each plugin once")
     d, s = config.data, config.scenario
-    for key, value in (("data.root", d.root), ("data.cache_dir", d.cache_dir), ("data.nuswide.images", d.nuswide.images),
+    for key, value in (("data.root", d.root), ("data.cache_dir", d.cache_dir),
+                       ("data.nuswide.images", d.nuswide.images),
                        ("data.list.train", d.list.train), ("data.list.test", d.list.test),
                        ("data.list.classes", d.list.classes), ("scenario.split_dir", s.split_dir),
                        ("model.pretrained", config.model.pretrained)):

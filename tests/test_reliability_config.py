@@ -64,7 +64,8 @@ def test_moderate_aliases_are_fine(tmp_path):
     ("seed: !!int abc\n", "not valid YAML (ValueError: invalid literal for int()"),
     ("seed: !!timestamp 2020-13-45\n", "not valid YAML (ValueError: month must be in 1..12)"),
     ("seed: !!python/object/apply:os.system [ls]\n", "not valid YAML (could not determine a constructor"),
-    ("a: 1\n---\nb: 2\n", "line 2: not valid YAML (expected a single document in the stream; but found another document)"),
+    ("a: 1\n---\nb: 2\n",
+     "line 2: not valid YAML (expected a single document in the stream; but found another document)"),
     ("seed: 1\x07\n", "not valid YAML (ReaderError: unacceptable character #x0007"),
 ])
 def test_yaml_limits_and_errors(tmp_path, text, expected):

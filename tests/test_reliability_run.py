@@ -9,6 +9,7 @@ import math
 import os
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,11 +17,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from cml import checkpoint
+from cml import checkpoint, rundir
 from cml.cli import main
 from cml.rundir import LOCK_FILE, RunLock
-from cml.strategies._base import MultiLabelStrategy
 from cml.errors import UserError
+from cml.strategies._base import MultiLabelStrategy
 from tests_helpers import tiny
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -183,9 +184,11 @@ def test_second_process_and_sigterm_then_resume(reference, tmp_path, capsys):
             assert main(argv(data, out, (), *extra)) == 2
             err = capsys.readouterr().err
             assert err == (f"error: --out: {out} is in use by another cml run (pid {proc.pid} on "
-                           f"{os.uname().nodename}); wait for it to end, or choose another directory\n")
-        while not proc.stdout.readline().startswith("   0 "):  # step 0 is saved
-            pass
+                           f"{socket.gethostname()}); wait for it to end, or choose another directory\n")
+        line = proc.stdout.readline()
+        while line and not line.startswith("   0 "):  # the row of step 0: it is saved
+            line = proc.stdout.readline()
+        assert line, proc.stderr.read()
         proc.send_signal(signal.SIGTERM)
         stdout, stderr = proc.communicate(timeout=120)
     finally:
@@ -208,7 +211,7 @@ def test_sigterm_during_training_then_resume_equals_an_undisturbed_run(reference
     assert main(argv(data, out)) == 143
     err = capsys.readouterr().err
     assert err.startswith(f"interrupted by SIGTERM; the completed steps are saved in {out}; continue with: ")
-    assert err.count("\n") == 1 and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handler restored
+    assert err.count("\n") == 1 and signal.getsignal(signal.SIGTERM) is not rundir._handler  # restored
     assert saved_step(out) == 0 and results(out)["steps"] == results(ref)["steps"][:1] and leftovers(out) == []
     assert main(shlex.split(err.split("continue with: ")[1])[3:]) == 0
     assert results(out) == results(ref)
@@ -292,7 +295,8 @@ def test_out_is_a_file_or_under_a_file(reference, tmp_path, capsys):
     data, _ = reference
     (tmp_path / "f").write_text("x")
     assert main(argv(data, tmp_path / "f")) == 2
-    assert capsys.readouterr().err == f"error: --out: {tmp_path / 'f'} is a file; expected a directory (new or holding a run)\n"
+    assert capsys.readouterr().err == \
+        f"error: --out: {tmp_path / 'f'} is a file; expected a directory (new or holding a run)\n"
     assert main(argv(data, tmp_path / "f" / "run")) == 2
     assert capsys.readouterr().err == (f"error: {tmp_path / 'f' / 'run'}: cannot create the run directory "
                                        "(Not a directory [ENOTDIR])\n")

@@ -216,7 +216,7 @@ class MultiLabelStrategy(SupervisedTemplate):
         if bool(finite):
             return True
         if not self._weights_finite():
-            raise TrainingDiverged(f"{self._batch_name(index - 1)}: the weights became non-finite after this "
+            raise TrainingDiverged(f"{self._batch_name(max(index - 1, 0))}: the weights became non-finite after this "
                                    "batch's update; skipping batches cannot repair them: lower train.lr")
         self.skipped_batches += 1
         self._skip_update = True
