@@ -1,7 +1,6 @@
 """Bad and unusual image files and list files: the check before training, conversion to 8-bit RGB,
 the size limit, duplicated list rows, and errors raised in DataLoader workers."""
 
-import os
 import struct
 import zlib
 from pathlib import Path

@@ -3,7 +3,6 @@ directory, SIGTERM at several points, a full disk, unwritable places, bad checkp
 images. Each test checks the exit code, the one-line message and that completed work is intact
 (the first completed steps equal those of an undisturbed run)."""
 
-import errno
 import json
 import math
 import os
@@ -12,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -178,6 +178,8 @@ def test_second_process_and_sigterm_then_resume(reference, tmp_path, capsys):
     out = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "cml", *argv(data, out)], cwd=ROOT, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    watchdog = threading.Timer(300, proc.kill)  # a hung child fails the test instead of hanging it
+    watchdog.start()
     try:
         assert proc.stdout.readline().startswith("synthetic: 6 classes, 2 steps")  # holds the lock
         for extra in ((), ("--resume",)):
@@ -192,6 +194,7 @@ def test_second_process_and_sigterm_then_resume(reference, tmp_path, capsys):
         proc.send_signal(signal.SIGTERM)
         stdout, stderr = proc.communicate(timeout=120)
     finally:
+        watchdog.cancel()
         proc.kill()
     assert proc.returncode == 143, stderr
     message = stderr.strip().splitlines()[-1]
