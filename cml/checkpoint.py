@@ -5,20 +5,31 @@ torch; we keep only what a run needs to continue exactly where it stopped: the m
 scheduler, RNG states, the results so far, and the strategy's state (the previous step's model
 and every plugin's `checkpoint_state()`: replay buffers, Fisher information, ...). Plugin state
 must be made of tensors, numbers, strings, lists and dicts, which `weights_only` loading accepts.
+
+Writing: the free space is checked first (the new file is written beside the old one, which
+stays valid until the new one is complete and renamed over it; see `cml.rundir.write_atomic`).
+Reading: the file's format VERSION, its keys, its step and the shapes of every saved weight are
+checked against this run before anything is loaded, so that a file from another run, another
+version or a damaged one gets one line saying what is wrong.
 """
 
 from __future__ import annotations
 
-import os
 import random
+import shutil
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from cml.errors import UserError
+from cml.evaluation.results import STEP_KEYS
+from cml.rundir import storage_error, write_atomic
 
 FILE = "checkpoint.pt"
+VERSION = 1  # bump when the layout below changes
+KEYS = ("version", "step", "model", "optimizer", "scheduler", "rng", "steps", "strategy")
+RECORD_KEYS = ("classes", "n_train", "n_test", "step_map", "classes_without_positive", *STEP_KEYS)
 
 
 def rng_state() -> dict:
@@ -39,20 +50,127 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def stored_bytes(obj) -> int:
+    """What torch.save writes for the tensors in `obj`: each storage once, whole."""
+    storages: dict[tuple, int] = {}
+
+    def visit(x) -> None:
+        if isinstance(x, torch.Tensor):
+            storage = x.untyped_storage()
+            storages[(x.device.type, storage.data_ptr())] = storage.nbytes()
+        elif isinstance(x, dict):
+            for v in x.values():
+                visit(v)
+        elif isinstance(x, (list, tuple)):
+            for v in x:
+                visit(v)
+
+    visit(obj)
+    return sum(storages.values())
+
+
 def save(run_dir: Path, step: int, strategy, steps: list[dict]) -> None:
-    state = {"step": step, "model": strategy.model.state_dict(), "optimizer": strategy.optimizer.state_dict(),
+    state = {"version": VERSION, "step": step, "model": strategy.model.state_dict(),
+             "optimizer": strategy.optimizer.state_dict(),
              "scheduler": strategy.scheduler.state_dict() if strategy.scheduler else None,
              "rng": rng_state(), "steps": steps, "strategy": strategy.checkpoint_state()}
-    tmp = run_dir / (FILE + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, run_dir / FILE)
+    path = Path(run_dir) / FILE
+    need = int(stored_bytes(state) * 1.01) + (1 << 20)  # + pickled records, zip headers
+    try:
+        free = shutil.disk_usage(run_dir).free
+    except OSError as err:
+        raise storage_error(run_dir, err, "cannot read the free space") from None
+    if need > free:
+        raise UserError(f"{path}: the checkpoint of step {step} needs {need / 2**20:.1f} MiB but "
+                        f"{run_dir} has {free / 2**20:.1f} MiB free (No space left on device); "
+                        f"free some space, then continue with --resume")
+    write_atomic(path, lambda fh: torch.save(state, fh))
 
 
-def load(run_dir: Path) -> dict:
-    path = run_dir / FILE
+def _problem(state, n_steps: int) -> str | None:
+    """What makes a loaded checkpoint unusable for a run of `n_steps` steps, or None."""
+    if not isinstance(state, dict):
+        return f"expected a cml checkpoint (a dict), found a {type(state).__name__}"
+    if state.get("version") != VERSION:
+        found = "none (an older cml?)" if "version" not in state else repr(state["version"])[:40]
+        return f"unknown checkpoint format version {found}; this cml reads version {VERSION}"
+    missing = [k for k in KEYS if k not in state]
+    if missing:
+        return f"missing {', '.join(missing)}"
+    step, steps = state["step"], state["steps"]
+    if not isinstance(step, int) or not 0 <= step < n_steps:
+        return f"step {step!r} is not a step of this run (0 to {n_steps - 1})"
+    if not isinstance(steps, list) or len(steps) != step + 1:
+        return f"'steps' should hold the results of the {step + 1} completed steps"
+    for i, record in enumerate(steps):
+        if not isinstance(record, dict) or any(k not in record for k in RECORD_KEYS) \
+                or not isinstance(record["step_map"], list) or len(record["step_map"]) <= i:
+            return f"the results of step {i} are incomplete"
+    strategy = state["strategy"]
+    if not isinstance(strategy, dict) or "previous_model" not in strategy \
+            or not isinstance(strategy.get("plugins"), dict):
+        return "'strategy' should hold 'previous_model' and 'plugins'"
+    if not isinstance(state["rng"], dict) or any(k not in state["rng"] for k in ("torch", "python", "numpy")):
+        return "'rng' should hold the torch, python and numpy states"
+    return None
+
+
+def _shape_problem(name: str, saved, expected: dict) -> str | None:
+    """How a saved state_dict differs from the model's `expected` one, or None."""
+    if not isinstance(saved, dict):
+        return f"'{name}' is not a state dict"
+    missing = [k for k in expected if k not in saved]
+    unexpected = [k for k in saved if k not in expected]
+    if missing or unexpected:
+        keys, what = (missing, "lacks") if missing else (unexpected, "has unexpected")
+        more = f" and {len(keys) - 3} more" if len(keys) > 3 else ""
+        return f"'{name}' {what} weights {', '.join(map(str, keys[:3]))}{more}: another model?"
+    for key, tensor in expected.items():
+        value = saved[key]
+        if not isinstance(value, torch.Tensor) or value.shape != tensor.shape:
+            shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+            return (f"'{name}' weight {key} has shape {shape} in the checkpoint but {tuple(tensor.shape)} "
+                    "in this run's model: another run's checkpoint?")
+    return None
+
+
+def load(run_dir: Path, n_steps: int) -> dict:
+    path = Path(run_dir) / FILE
     if not path.is_file():
         raise UserError(f"--resume: {path} not found: no step of this run was completed")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise UserError(f"--resume: {path} cannot be read ({type(err).__name__}: {err})") from None
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated zip, a pickle with code, ... (weights_only refuses those)
+        first = " ".join(str(err).split())[:200]
+        raise UserError(f"--resume: {path} cannot be read ({type(err).__name__}: {first})") from None
+    problem = _problem(state, n_steps)
+    if problem:
+        raise UserError(f"--resume: {path}: {problem}")
+    return state
+
+
+def restore(run_dir: Path, state: dict, model, strategy, train_stream) -> None:
+    """Regrow the model to the checkpoint's step, load it, the strategy state and the RNG states."""
+    from avalanche.models.dynamic_modules import avalanche_model_adaptation
+
+    path = Path(run_dir) / FILE
+    model.train()
+    for t in range(state["step"] + 1):  # regrow the head to its saved size, then load weights
+        avalanche_model_adaptation(model, train_stream[t])
+    expected = model.state_dict()
+    previous = state["strategy"]["previous_model"]
+    problem = _shape_problem("model", state["model"], expected) or (
+        _shape_problem("strategy.previous_model", previous, expected) if previous is not None else None)
+    if problem:
+        raise UserError(f"--resume: {path}: {problem}")
+    model.load_state_dict(state["model"])
+    for plugin in strategy.plugins:
+        if hasattr(plugin, "load_checkpoint_state") and type(plugin).__name__ not in state["strategy"]["plugins"]:
+            raise UserError(f"--resume: {path}: no saved state for plugin {type(plugin).__name__}")
+    try:
+        strategy.load_checkpoint_state(state["strategy"])
+        set_rng_state(state["rng"])
+    except (KeyError, IndexError, TypeError, ValueError, RuntimeError, AttributeError) as err:
+        first = " ".join(str(err).split())[:200]
+        raise UserError(f"--resume: {path}: the saved strategy or RNG state cannot be restored "
+                        f"({type(err).__name__}: {first})") from None

@@ -1,13 +1,17 @@
 """`python -m cml run CONFIG [--set key=value ...] [--out DIR] [--resume]`, and
 `python -m cml plan CONFIG [--set key=value ...] [--json FILE]` (the steps, without torch).
 
-Arguments, the config and the dataset are checked before torch and Avalanche are imported (they
-take seconds), so mistakes are reported at once: one line naming the file or key, exit code 2.
+Arguments, the config, the dataset and its images are checked before torch and Avalanche are
+imported (they take seconds), so mistakes are reported at once: one line naming the file or key,
+exit code 2. Exit codes (docs/reliability.md): 0 done, 2 bad input or storage, 3 training
+diverged (non-finite loss), 130 SIGINT, 143 SIGTERM (completed steps kept, resumable).
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
+import signal
 import sys
 import time
 import warnings
@@ -15,8 +19,11 @@ from pathlib import Path
 
 import yaml
 
+from cml import safeyaml
 from cml.config import describe, load_config, markdown_reference, to_dict
-from cml.errors import UserError
+from cml.errors import TrainingDiverged, UserError
+from cml.imagefiles import check_images
+from cml.rundir import RunLock, reason, received_signal, stop_signals_raise, storage_error, write_text_atomic
 
 MARKERS = ("checkpoint.pt", "results.json")
 
@@ -58,24 +65,123 @@ def _first_difference(a, b, prefix: str = "") -> str | None:
     return None if a == b else f"{prefix[:-1]} ({b!r} in the run, {a!r} now)"
 
 
-def _run_directory(args, cfg) -> Path:
+def _run_directory(args) -> Path:
+    if args.resume and not args.out:
+        raise UserError("--resume needs --out DIR, the run directory to continue")
+    run_dir = Path(args.out) if args.out else \
+        Path("runs") / f"{Path(args.config).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"--out: {run_dir} is a file; expected a directory (new or holding a run)")
+    return run_dir
+
+
+def _check_run_directory(args, cfg, run_dir: Path) -> None:
+    """For --resume, a run of the same config; else a directory without a run."""
     if args.resume:
-        if not args.out:
-            raise UserError("--resume needs --out DIR, the run directory to continue")
-        run_dir = Path(args.out)
         saved_path = run_dir / "config.yaml"
         if not saved_path.is_file():
             raise UserError(f"--resume: {saved_path} not found; is {run_dir} a cml run directory?")
-        diff = _first_difference(to_dict(cfg), yaml.safe_load(saved_path.read_text()))
+        try:
+            saved = safeyaml.load(saved_path.read_bytes(), str(saved_path))
+        except OSError as err:
+            raise storage_error(saved_path, err, "cannot read") from None
+        diff = _first_difference(to_dict(cfg), saved)
         if diff:
             raise UserError(f"--resume: the config differs from the one {run_dir} was started with: {diff}")
-        return run_dir
-    run_dir = Path(args.out) if args.out else \
-        Path("runs") / f"{Path(args.config).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if any((run_dir / m).exists() for m in MARKERS):
+    elif any((run_dir / m).exists() for m in MARKERS):
         raise UserError(f"--out: {run_dir} already holds a run; add --resume to continue it, "
                         f"or choose another directory")
-    return run_dir
+
+
+def _resume_command(args, run_dir: Path) -> str:
+    words = ["python", "-m", "cml", "run", args.config, "--out", str(run_dir), "--resume"]
+    for item in args.overrides:
+        words += ["--set", item]
+    return " ".join(shlex.quote(w) for w in words)
+
+
+def _one_line(err: UserError) -> str:
+    """The message; for an error raised in a DataLoader worker, which torch re-raises with the
+    worker's traceback in it, the original message (the traceback's last line)."""
+    text = str(err)
+    if text.startswith("Caught ") and "\n" in text:
+        last = [line for line in text.splitlines() if line.strip()][-1]
+        text = last.split(": ", 1)[1] if ": " in last else last
+    return text.replace("\n", "\\n")
+
+
+class _Session:
+    """What the error messages need to know about the run in progress."""
+    run_dir: Path | None = None
+    lock: RunLock | None = None
+
+
+def _start(args, session: _Session):
+    cfg = load_config(args.config, args.overrides)
+    run_dir = session.run_dir = _run_directory(args)
+    if run_dir.is_dir():  # lock before looking inside: a run in progress is named with its pid
+        session.lock = RunLock(run_dir)
+    _check_run_directory(args, cfg, run_dir)
+    from cml.datasets import DATASETS
+
+    data = check_images(DATASETS.get(cfg.data.dataset)(cfg.data), cfg.data)
+    if data.skipped:
+        counts = ", ".join(f"{key} {count}" for key, count in data.skipped.items())
+        print(f"{cfg.data.dataset}: counted in results' skipped: {counts}", flush=True)
+    if session.lock is None:  # a new directory, made only now that the data are known to be good
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise storage_error(run_dir, err, "cannot create the run directory") from None
+        session.lock = RunLock(run_dir)
+        _check_run_directory(args, cfg, run_dir)  # another run may have used it in the meantime
+    write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    return cfg, data, run_dir
+
+
+def _run(args) -> int:
+    session = _Session()
+    try:
+        with stop_signals_raise():
+            try:
+                cfg, data, run_dir = _start(args, session)
+                # qpsolvers, imported by Avalanche, warns on every start that it found no QP solver
+                warnings.filterwarnings("ignore", message="no QP solver", category=UserWarning)
+                from cml.run import run  # the heavy imports: torch, timm, Avalanche
+
+                run(cfg, data, run_dir, resume=args.resume)
+            finally:
+                if session.lock is not None:
+                    session.lock.release()
+    except UserError as err:
+        message = _one_line(err)
+        run_dir = session.run_dir
+        if isinstance(err, TrainingDiverged) and run_dir and (run_dir / "checkpoint.pt").exists():
+            message += f"; the completed steps are saved in {run_dir}"
+        print(f"error: {message}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt as err:
+        return _interrupted(args, session, getattr(err, "signum", signal.SIGINT))
+    except OSError as err:  # writes outside cml's own (TensorBoard's, a full disk under the cache)
+        print(f"error: {err.filename or 'a file'}: {reason(err)}", file=sys.stderr)
+        return 2
+    except Exception:
+        if received_signal() is not None:  # e.g. a DataLoader worker stopped by the same signal first
+            return _interrupted(args, session, received_signal())
+        raise
+    return 0
+
+
+def _interrupted(args, session: _Session, signum: int) -> int:
+    name = signal.Signals(signum).name
+    run_dir = session.run_dir
+    if run_dir and (run_dir / "checkpoint.pt").exists():
+        where = (f"; the completed steps are saved in {run_dir}; continue with: "
+                 f"{_resume_command(args, run_dir)}")
+    else:
+        where = "; no step was completed, nothing to resume"
+    print(f"{chr(10) if sys.stderr.isatty() else ''}interrupted by {name}{where}", file=sys.stderr)
+    return 128 + signum
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,26 +201,4 @@ def main(argv: list[str] | None = None) -> int:
         except UserError as err:
             print(f"error: {err}", file=sys.stderr)
             return err.exit_code
-    run_dir = None
-    try:
-        cfg = load_config(args.config, args.overrides)
-        run_dir = _run_directory(args, cfg)
-        from cml.datasets import DATASETS
-
-        data = DATASETS.get(cfg.data.dataset)(cfg.data)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-        # qpsolvers, imported by Avalanche, warns on every start that it found no QP solver
-        warnings.filterwarnings("ignore", message="no QP solver", category=UserWarning)
-        from cml.run import run  # the heavy imports: torch, timm, Avalanche
-
-        run(cfg, data, run_dir, resume=args.resume)
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return err.exit_code
-    except KeyboardInterrupt:
-        where = (f"; completed steps are saved in {run_dir}; continue with --out {run_dir} --resume"
-                 if run_dir and (run_dir / "checkpoint.pt").exists() else "")
-        print(f"\ninterrupted{where}", file=sys.stderr)
-        return 130
-    return 0
+    return _run(args)

@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
-import yaml
-
+from cml import safeyaml
 from cml.errors import UserError
+from cml.safeyaml import check_values, key_name, show
 
+SEED_MAX = 2**32 - 1  # numpy's legacy seeding (np.random.seed) takes 0 .. 2**32 - 1
 
 def _opt(default: Any = dataclasses.MISSING, *, low: float | None = None, high: float | None = None,
          positive: bool = False, help: str = "", **kw: Any) -> Any:
@@ -31,10 +32,10 @@ def _opt(default: Any = dataclasses.MISSING, *, low: float | None = None, high: 
 @dataclass
 class SyntheticConfig:
     num_classes: int = _opt(24, low=4, high=24, help="how many of the 24 named classes to use")
-    train_images: int = _opt(1500, low=8)
-    test_images: int = _opt(500, low=8)
+    train_images: int = _opt(1500, low=8, high=1_000_000)
+    test_images: int = _opt(500, low=8, high=1_000_000)
     image_size: int = _opt(64, low=16, high=512, help="size of the generated images on disk")
-    seed: int = _opt(0, help="the dataset's own seed, independent of the run's seed")
+    seed: int = _opt(0, low=0, high=SEED_MAX, help="the dataset's own seed, independent of the run's seed")
 
 
 @dataclass
@@ -70,6 +71,9 @@ class DataConfig:
     num_workers: int = _opt(0, low=0, high=64, help="DataLoader worker processes")
     cache: bool = _opt(False, help="decode and resize images once into a memory-mapped cache")
     cache_dir: Optional[str] = _opt(None, help="where the image cache lives (default ROOT/.cml-cache)")
+    bad_images: Literal["skip", "stop"] = _opt(
+        "skip", help="unreadable images found by the check before training: leave them out (counted "
+                     "in results' skipped) or stop with their list")
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     coco: CocoConfig = field(default_factory=CocoConfig)
     voc: VocConfig = field(default_factory=VocConfig)
@@ -172,6 +176,8 @@ class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: Literal["none", "bf16", "fp16"] = _opt("none", help="mixed precision on CUDA")
     channels_last: bool = _opt(False, help="channels_last memory format on CUDA")
+    nonfinite: Literal["stop", "skip"] = _opt(
+        "stop", help="a NaN/inf loss: stop the run (exit 3), or skip the batch (counted in results)")
 
 
 @dataclass
@@ -195,7 +201,7 @@ class EvalConfig:
 
 @dataclass
 class Config:
-    seed: int = _opt(0, help="one seed for data order, initialisation and augmentation")
+    seed: int = _opt(0, low=0, high=SEED_MAX, help="one seed for data order, initialisation and augmentation")
     data: DataConfig = field(default_factory=DataConfig)
     scenario: ScenarioConfig = field(default_factory=ScenarioConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -205,7 +211,6 @@ class Config:
 
 
 # --------------------------------------------------------------------------- parsing
-
 
 def _type_name(tp: Any) -> str:
     origin = typing.get_origin(tp)
@@ -248,24 +253,26 @@ def _build(cls: type, raw: Any, prefix: str, source: str) -> Any:
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise UserError(f"{source}: {prefix or 'the config'}: expected a mapping of keys, got {raw!r}")
+        raise UserError(f"{source}: {prefix[:-1] or 'the config'}: expected a mapping of keys, got {show(raw)}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     values = {}
     for key, value in raw.items():
-        dotted = f"{prefix}{key}"
+        dotted = f"{prefix}{key_name(key)}"
         if key not in fields:
-            close = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.5)
+            close = difflib.get_close_matches(str(key)[:100], list(fields), n=1, cutoff=0.5)
             hint = f"; did you mean '{prefix}{close[0]}'?" if close else f"; valid keys: {', '.join(fields)}"
             raise UserError(f"{source}: unknown key '{dotted}'{hint}")
         tp = hints[key]
         if dataclasses.is_dataclass(tp):
             values[key] = _build(tp, value, dotted + ".", source)
             continue
-        if tp is float and isinstance(value, str):
+        takes_float = tp is float or float in typing.get_args(tp)
+        if takes_float and isinstance(value, str):
             value = _yaml11_float(value)  # YAML reads 1e-4 (no dot) as a string
         if not _matches(value, tp):
-            raise UserError(f"{source}: {dotted}: expected {_type_name(tp)}, got {value!r}")
+            raise UserError(f"{source}: {dotted}: expected {_type_name(tp)}, got {show(value)}")
+        check_values(value, dotted, source)
         meta = fields[key].metadata
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             low, high = meta.get("low"), meta.get("high")
@@ -274,8 +281,8 @@ def _build(cls: type, raw: Any, prefix: str, source: str) -> Any:
                 bound = ("> 0" if meta.get("positive") else
                          f"in [{low}, {high}]" if low is not None and high is not None else
                          f">= {low}" if low is not None else f"<= {high}")
-                raise UserError(f"{source}: {dotted}: expected a value {bound}, got {value!r}")
-        if tp is float and isinstance(value, int):
+                raise UserError(f"{source}: {dotted}: expected a value {bound}, got {show(value)}")
+        if takes_float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         values[key] = value
     return cls(**values)
@@ -293,39 +300,55 @@ def _set_dotted(raw: dict, dotted: str, value: Any) -> None:
 
 def parse_override(text: str) -> tuple[str, Any]:
     """`key.sub=value`, the value read as YAML (so `[a, b]` is a list and `3` an int)."""
+    shown = show(text)
     if "=" not in text:
-        raise UserError(f"--set {text!r}: expected key.sub=value")
+        raise UserError(f"--set {shown}: expected key.sub=value")
     key, value = text.split("=", 1)
-    try:
-        return key.strip(), yaml.safe_load(value)
-    except yaml.YAMLError as err:
-        raise UserError(f"--set {text!r}: the value is not valid YAML ({err.problem})") from None
+    key = key.strip()
+    if not key or key.count(".") >= safeyaml.MAX_DEPTH or not key.isprintable():
+        raise UserError(f"--set {shown}: expected key.sub=value with a dotted config key")
+    return key, safeyaml.load(value, f"--set {shown}")
 
 
 def load_config(path: str | os.PathLike | None, overrides: list[str] = ()) -> Config:
-    raw: dict = {}
+    raw: Any = {}
     source = str(path) if path else "config"
     if path is not None:
         try:
-            text = Path(path).read_text()
+            with open(path, "rb") as fh:
+                data = fh.read(safeyaml.MAX_BYTES + 1)
         except FileNotFoundError:
             raise UserError(f"{path}: config file not found") from None
         except OSError as err:
             raise UserError(f"{path}: cannot read the config ({err.strerror})") from None
-        try:
-            raw = yaml.safe_load(text) or {}
-        except yaml.YAMLError as err:
-            mark = getattr(err, "problem_mark", None)
-            where = f" line {mark.line + 1}" if mark else ""
-            raise UserError(f"{path}:{where} not valid YAML ({getattr(err, 'problem', err)})") from None
+        raw = safeyaml.load(data, source)
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            raise UserError(f"{source}: expected a mapping of config keys (like 'train:'), got {show(raw)}")
     for item in overrides:
         key, value = parse_override(item)
         _set_dotted(raw, key, value)
     if overrides:
         source += " (with --set)"
+    check_values(raw, "", source)
     config = _build(Config, raw, "", source)
     _check_semantics(config, source)
     return config
+
+
+def _path(value: str, key: str, source: str) -> Path:
+    try:
+        return Path(value).expanduser()
+    except RuntimeError:  # ~user of an unknown user
+        raise UserError(f"{source}: {key}: cannot expand the '~' of {show(value)}; unknown user?") from None
+
+
+def _exists(path: Path, test: str) -> bool:
+    try:
+        return getattr(path, test)()
+    except (OSError, ValueError):  # name too long, ...
+        return False
 
 
 def _check_semantics(config: Config, source: str) -> None:
@@ -337,33 +360,41 @@ def _check_semantics(config: Config, source: str) -> None:
                                  ("model.name", config.model.name, MODELS),
                                  ("strategy.name", config.strategy.name, STRATEGIES)):
         if value not in registry.names():
-            raise UserError(f"{source}: {key}: unknown {registry.kind} {value!r}; "
+            raise UserError(f"{source}: {key}: unknown {registry.kind} {show(value)}; "
                             f"expected one of {', '.join(registry.names())}")
     for plugin in config.strategy.plugins:
         if plugin not in PLUGINS.names():
             known = ", ".join(PLUGINS.names()) or "none yet"
-            raise UserError(f"{source}: strategy.plugins: unknown plugin {plugin!r}; known: {known}")
+            raise UserError(f"{source}: strategy.plugins: unknown plugin {show(plugin)}; known: {known}")
         if config.strategy.plugins.count(plugin) > 1:
             raise UserError(f"{source}: strategy.plugins: {plugin!r} is listed twice; expected each plugin once")
+    d, s = config.data, config.scenario
+    for key, value in (("data.root", d.root), ("data.cache_dir", d.cache_dir),
+                       ("data.nuswide.images", d.nuswide.images),
+                       ("data.list.train", d.list.train), ("data.list.test", d.list.test),
+                       ("data.list.classes", d.list.classes), ("scenario.split_dir", s.split_dir),
+                       ("model.pretrained", config.model.pretrained)):
+        if isinstance(value, str):
+            _path(value, key, source)
     pretrained = config.model.pretrained
-    if isinstance(pretrained, str) and not Path(pretrained).expanduser().is_file():
-        raise UserError(f"{source}: model.pretrained: file not found: {pretrained}")
-    s = config.scenario
+    if isinstance(pretrained, str) and not _exists(_path(pretrained, "model.pretrained", source), "is_file"):
+        raise UserError(f"{source}: model.pretrained: file not found: {key_name(pretrained, 200)}")
     if isinstance(s.order, str) and s.order not in ("alphabetical", "shuffle"):
         raise UserError(f"{source}: scenario.order: expected 'alphabetical', 'shuffle' or a list "
-                        f"of class names, got {s.order!r}")
+                        f"of class names, got {show(s.order)}")
     if s.protocol == "split-files" and not s.split_dir:
         raise UserError(f"{source}: scenario.split_dir: required when scenario.protocol is split-files")
-    if s.split_dir and not Path(s.split_dir).expanduser().is_dir():
-        raise UserError(f"{source}: scenario.split_dir: folder not found: {s.split_dir}")
+    if s.split_dir and not _exists(_path(s.split_dir, "scenario.split_dir", source), "is_dir"):
+        raise UserError(f"{source}: scenario.split_dir: folder not found: {key_name(s.split_dir, 200)}")
     groups = config.eval.groups
     given = [g for g in ("majority", "moderate", "minority") if getattr(groups, g)]
     if given and len(given) < 3:
         raise UserError(f"{source}: eval.groups: {', '.join(given)} given; expected all three class lists "
                         "(majority, moderate, minority) or none (groups from training counts)")
     for name in given:
-        if not Path(getattr(groups, name)).expanduser().is_file():
-            raise UserError(f"{source}: eval.groups.{name}: file not found: {getattr(groups, name)}")
+        path = _path(getattr(groups, name), f"eval.groups.{name}", source)
+        if not _exists(path, "is_file"):
+            raise UserError(f"{source}: eval.groups.{name}: file not found: {key_name(getattr(groups, name), 200)}")
     low_high = groups.thresholds
     if len(low_high) != 2 or not 0 <= low_high[0] <= low_high[1] <= 1:
         raise UserError(f"{source}: eval.groups.thresholds: expected [low, high] with 0 <= low <= high <= 1, "

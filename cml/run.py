@@ -12,7 +12,6 @@ import numpy as np
 import torch
 from avalanche.evaluation.metrics import loss_metrics
 from avalanche.logging import TensorboardLogger
-from avalanche.models.dynamic_modules import avalanche_model_adaptation
 from avalanche.training.plugins import EvaluationPlugin
 
 from cml import checkpoint
@@ -21,8 +20,9 @@ from cml.datasets._types import MultiLabelData
 from cml.errors import UserError
 from cml.evaluation.plugin import MultiLabelMetrics
 from cml.evaluation.progress import ProgressLogger
-from cml.evaluation.results import ROW_HEADER, format_row, format_summary, write_results
+from cml.evaluation.results import ROW_HEADER, build_summary, format_row, format_summary, write_results, write_summary
 from cml.models import MODELS
+from cml.rundir import deferred_signals
 from cml.scenarios.builder import build_scenario
 from cml.strategies import PLUGINS, STRATEGIES
 
@@ -67,15 +67,15 @@ def run(cfg: Config, data: MultiLabelData, run_dir: Path, resume: bool = False) 
 
     records: list[dict] = []
     start = 0
+    extra = {"dataset": cfg.data.dataset, "strategy": cfg.strategy.name, "class_order": scenario.class_names,
+             "skipped": scenario.data.skipped}
+    if scenario.class_groups is not None:
+        extra["class_groups"] = {g: [scenario.class_names[c] for c in cs] for g, cs in scenario.class_groups.items()}
     if resume:
-        state = checkpoint.load(run_dir)
-        model.train()
-        for t in range(state["step"] + 1):  # regrow the head to its saved size, then load weights
-            avalanche_model_adaptation(model, bench.train_stream[t])
-        model.load_state_dict(state["model"])
-        strategy.load_checkpoint_state(state["strategy"])
+        state = checkpoint.load(run_dir, len(steps))
+        checkpoint.restore(run_dir, state, model, strategy, bench.train_stream)
         records, start = state["steps"], state["step"] + 1
-        checkpoint.set_rng_state(state["rng"])
+        write_summary(run_dir, build_summary(records, extra))  # a kill may have left them behind the checkpoint
         print(f"resuming {run_dir} after step {state['step']}")
 
     loader_args = {"num_workers": cfg.data.num_workers, "persistent_workers": cfg.data.num_workers > 0}
@@ -85,19 +85,18 @@ def run(cfg: Config, data: MultiLabelData, run_dir: Path, resume: bool = False) 
     print(ROW_HEADER)
     for row_index, record in enumerate(records):
         print(format_row(row_index, record))
-    extra = {"dataset": cfg.data.dataset, "strategy": cfg.strategy.name, "class_order": scenario.class_names,
-             "skipped": scenario.data.skipped}
-    if scenario.class_groups is not None:
-        extra["class_groups"] = {g: [scenario.class_names[c] for c in cs] for g, cs in scenario.class_groups.items()}
     summary = None
     for t in range(start, len(steps)):
         strategy.train(bench.train_stream[t], eval_streams=[], **loader_args)
         strategy.eval([bench.test_stream[t]], **loader_args)
         values = metric.result()
         records.append({"classes": [scenario.class_names[c] for c in steps[t].classes],
-                        "n_train": strategy.train_size, "n_test": len(steps[t].test_rows), **values})
-        summary = write_results(run_dir, records, extra)
-        checkpoint.save(run_dir, t, strategy, summary["steps"])
+                        "n_train": strategy.train_size, "n_test": len(steps[t].test_rows),
+                        "skipped_batches": strategy.skipped_batches, **values})
+        summary = build_summary(records, extra)
+        with deferred_signals():  # checkpoint first: results are never ahead of it
+            checkpoint.save(run_dir, t, strategy, summary["steps"])
+            write_summary(run_dir, summary)
         print(format_row(t, summary["steps"][t]), flush=True)
     if summary is None:
         summary = write_results(run_dir, records, extra)

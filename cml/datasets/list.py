@@ -8,15 +8,18 @@
 
 The format follows the extension (.csv or .jsonl). Relative image paths are taken from
 `data.root` when it is set, else from the folder of the list file; the image id is the path as
-written. Blank lines are ignored, and so is a byte-order mark at the start of a file (Excel).
-A label that is not in the classes file is an error. Images with no label are skipped first
-(`<split>_unlabeled`), then images whose file is absent (`<split>_missing_files`).
+written. Blank lines are ignored, and so is a byte-order mark at the start of a file (Excel);
+files must be UTF-8 text. A label that is not in the classes file is an error. Rows naming the
+same image file (after resolving the path) are merged into one row with the union of their labels,
+and counted (`<split>_duplicate_rows`: the rows merged away). Then images with no label are
+skipped (`<split>_unlabeled`), then images whose file is absent (`<split>_missing_files`).
 """
 
 from __future__ import annotations
 
 import csv
 import difflib
+import io
 import json
 import os
 from pathlib import Path
@@ -26,6 +29,7 @@ import numpy as np
 from cml.datasets import DATASETS
 from cml.datasets._types import MultiLabelData, Split
 from cml.errors import UserError
+from cml.safeyaml import decode
 
 FORMATS = "a .csv with the header path,labels or a .jsonl of {\"path\": ..., \"labels\": [...]} objects"
 
@@ -39,9 +43,16 @@ def required_file(value: str | None, key: str, what: str) -> Path:
     return path
 
 
+def read_text(path: Path, expected: str) -> str:
+    try:
+        return decode(path.read_bytes(), str(path), expected)
+    except OSError as err:
+        raise UserError(f"{path}: cannot read ({err.strerror})") from None
+
+
 def read_classes(path: Path) -> list[str]:
     names: list[str] = []
-    for n, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1):
+    for n, line in enumerate(read_text(path, "one class name per line").splitlines(), 1):
         name = line.strip()
         if not name:
             continue
@@ -54,7 +65,7 @@ def read_classes(path: Path) -> list[str]:
 
 
 def read_csv(path: Path) -> list[tuple[int, str, list[str]]]:
-    with open(path, newline="", encoding="utf-8-sig") as fh:
+    with io.StringIO(read_text(path, "a CSV list"), newline="") as fh:
         reader = csv.reader(fh)
         header = [cell.strip() for cell in next(reader, [])]
         if header != ["path", "labels"]:
@@ -73,7 +84,7 @@ def read_csv(path: Path) -> list[tuple[int, str, list[str]]]:
 
 def read_jsonl(path: Path) -> list[tuple[int, str, list[str]]]:
     rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1):
+    for n, line in enumerate(read_text(path, "a JSONL list").splitlines(), 1):
         if not line.strip():
             continue
         try:
@@ -90,12 +101,13 @@ def read_jsonl(path: Path) -> list[tuple[int, str, list[str]]]:
 
 
 def read_split(path: Path, key: str, base: Path, classes: list[str], classes_path: Path):
-    """(split, unlabeled count, missing-file count) from one list file."""
+    """(split, {"unlabeled": n, "missing_files": n, "duplicate_rows": n}) from one list file."""
     readers = {".csv": read_csv, ".jsonl": read_jsonl}
     if path.suffix.lower() not in readers:
         raise UserError(f"{key}: {path}: unknown extension {path.suffix!r}; expected {FORMATS}")
     column = {name: j for j, name in enumerate(classes)}
-    paths, ids, rows_labels, unlabeled, missing = [], [], [], 0, 0
+    rows: dict[str, tuple[str, set[int]]] = {}  # resolved path -> (path as written, label columns)
+    counts = {"unlabeled": 0, "missing_files": 0, "duplicate_rows": 0}
     for n, image, names in readers[path.suffix.lower()](path):
         for name in names:
             if name not in column:
@@ -103,22 +115,26 @@ def read_split(path: Path, key: str, base: Path, classes: list[str], classes_pat
                 hint = f"did you mean {close[0]!r}? " if close else ""
                 raise UserError(f"{path}: line {n}: unknown class {name!r}; {hint}"
                                 f"expected a name from {classes_path}")
-        if not names:
-            unlabeled += 1
-            continue
-        full = os.path.join(base, image)
-        if not os.path.exists(full):
-            missing += 1
-            continue
-        paths.append(full)
-        ids.append(image)
-        rows_labels.append([column[name] for name in names])
-    if missing and not paths:
-        raise UserError(f"{key}: none of the {missing} labelled images of {path} exists under {base}")
+        full = os.path.normpath(os.path.join(base, image))
+        if full in rows:
+            counts["duplicate_rows"] += 1
+        rows.setdefault(full, (image, set()))[1].update(column[name] for name in names)
+    paths, ids, rows_labels = [], [], []
+    for full, (image, columns) in rows.items():
+        if not columns:
+            counts["unlabeled"] += 1
+        elif not os.path.exists(full):
+            counts["missing_files"] += 1
+        else:
+            paths.append(full)
+            ids.append(image)
+            rows_labels.append(sorted(columns))
+    if counts["missing_files"] and not paths:
+        raise UserError(f"{key}: none of the {counts['missing_files']} labelled images of {path} exists under {base}")
     labels = np.zeros((len(paths), len(classes)), dtype=np.uint8)
     for i, cols in enumerate(rows_labels):
         labels[i, cols] = 1
-    return Split(paths, labels, ids), unlabeled, missing
+    return Split(paths, labels, ids), counts
 
 
 @DATASETS.register("list")
@@ -131,8 +147,8 @@ def load(data_cfg) -> MultiLabelData:
         key = f"data.list.{part}"
         path = required_file(getattr(cfg, part), key, FORMATS)
         base = Path(data_cfg.root).expanduser() if data_cfg.root else path.parent
-        split, unlabeled, missing = read_split(path, key, base.absolute(), classes, classes_path)
+        split, counts = read_split(path, key, base.absolute(), classes, classes_path)
         splits.append(split)
-        skipped.update({f"{part}_unlabeled": unlabeled, f"{part}_missing_files": missing})
+        skipped.update({f"{part}_{what}": count for what, count in counts.items()})
     skipped = {key: count for key, count in skipped.items() if count}
     return MultiLabelData("list", classes, splits[0], splits[1], skipped)

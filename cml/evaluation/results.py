@@ -10,12 +10,13 @@ With per-task values (`eval.per_task`), also PRS's `relative_forgetting` (see `p
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
-import os
 from pathlib import Path
 
 from cml.evaluation.per_task import relative_forgetting
+from cml.rundir import write_text_atomic
 
 STEP_KEYS = ("map", "cp", "cr", "cf1", "macro_f1", "op", "or", "of1")
 
@@ -54,24 +55,32 @@ def summarize(steps: list[dict]) -> dict:
     return _clean(summary)
 
 
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def write_results(run_dir: Path, steps: list[dict], extra: dict) -> dict:
+def build_summary(steps: list[dict], extra: dict) -> dict:
+    """The contents of results.json; batches skipped for a non-finite loss (`train.nonfinite:
+    skip`, per step in `skipped_batches`) are added up in `skipped`."""
     summary = {**summarize(steps), **extra}
-    write_atomic(run_dir / "results.json", json.dumps(summary, indent=2) + "\n")
+    nonfinite = sum(s.get("skipped_batches", 0) for s in steps)
+    if nonfinite:
+        summary["skipped"] = {**summary.get("skipped", {}), "train_nonfinite_batches": nonfinite}
+    return summary
+
+
+def write_summary(run_dir: Path, summary: dict) -> None:
+    """results.json and metrics.csv, each replaced atomically (a failed write leaves the old file)."""
+    write_text_atomic(run_dir / "results.json", json.dumps(summary, indent=2) + "\n")
     columns = ["step", "n_classes", "n_train", "n_test", *STEP_KEYS, "classes_without_positive"]
     rows = [[i, len(s["classes"]), s["n_train"], s["n_test"], *(_fmt(s[k]) for k in STEP_KEYS),
              s["classes_without_positive"]] for i, s in enumerate(summary["steps"])]
-    tmp = run_dir / "metrics.csv.tmp"
-    with open(tmp, "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(columns)
-        writer.writerows(rows)
-    os.replace(tmp, run_dir / "metrics.csv")
+    table = io.StringIO(newline="")
+    writer = csv.writer(table)
+    writer.writerow(columns)
+    writer.writerows(rows)
+    write_text_atomic(run_dir / "metrics.csv", table.getvalue())
+
+
+def write_results(run_dir: Path, steps: list[dict], extra: dict) -> dict:
+    summary = build_summary(steps, extra)
+    write_summary(run_dir, summary)
     return summary
 
 

@@ -30,7 +30,7 @@ from cml.datasets.coco import cache_folder
 from cml.errors import UserError
 from cml.scenarios.images import read_image
 
-FORMAT_VERSION = 1  # bump when read_image's output changes
+FORMAT_VERSION = 2  # bump when read_image's output changes (2: 16-bit and transparent images)
 CHUNK = 256  # images per job handed to a worker
 
 

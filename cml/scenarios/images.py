@@ -9,23 +9,23 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
 
 from cml.errors import UserError
+from cml.imagefiles import decode_rgb, reason
 
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
 STD = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
 
 
 def read_image(path: str, size: int) -> np.ndarray:
-    """(size, size, 3) uint8: decoded, RGB, resized without keeping the aspect ratio."""
+    """(size, size, 3) uint8: decoded, 8-bit RGB (`cml.imagefiles.to_rgb`), resized without
+    keeping the aspect ratio. Images are checked before training; this error is for a file
+    changed or damaged since."""
     try:
-        with Image.open(path) as img:
-            img.draft("RGB", (size, size))  # lets the JPEG decoder downscale for free
-            return np.asarray(img.convert("RGB").resize((size, size), Image.BILINEAR))
-    except (OSError, ValueError) as err:
-        raise UserError(f"{path}: cannot read the image ({err})") from None
+        return decode_rgb(path, size)
+    except Exception as err:  # PIL raises many types on damaged files
+        raise UserError(f"{path}: cannot read the image ({reason(err, path)})") from None
 
 
 class MultiLabelImages(Dataset):

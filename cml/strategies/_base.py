@@ -19,6 +19,11 @@ What changes from the template, and why:
 - CUDA: autocast in bf16/fp16 (fp16 with a gradient scaler) and channels_last, when asked.
 - gradients clipped by value before the optimizer step when asked (PRS's code clips at 5).
 - online mode (PRS): the last incomplete batch of a step is dropped, as PRS's loader does.
+- non-finite loss (`train.nonfinite`): "stop" raises TrainingDiverged naming the step, epoch and
+  batch. The check stays on the device (no GPU sync per batch) and is read every
+  NONFINITE_CHECK_EVERY batches and at the end of every epoch, where the weights are checked too
+  (a finite loss followed by non-finite weights can only come from the epoch's last update).
+  "skip" reads the flag at every batch (one sync) and skips that batch's backward and update.
 """
 
 from __future__ import annotations
@@ -30,7 +35,10 @@ import torch
 from avalanche.training.templates import SupervisedTemplate
 from torch.nn import functional as F
 
+from cml.errors import TrainingDiverged
 from cml.scenarios.images import normalize
+
+NONFINITE_CHECK_EVERY = 32  # stop mode: batches between two reads of the device-side flag
 
 
 def masked_bce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -106,6 +114,9 @@ class MultiLabelStrategy(SupervisedTemplate):
         self._previous_cache: tuple[object, dict] | None = None
         self.mb_outputs: dict = {}
         self.loss_parts: dict[str, torch.Tensor] = {}
+        self.skipped_batches = 0  # this step's batches skipped for a non-finite loss
+        self._skip_update = False
+        self._nonfinite: tuple[torch.Tensor, torch.Tensor] | None = None  # (first bad batch, its loss)
         on_cuda = torch.device(device).type == "cuda"
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(train_cfg.amp) if on_cuda else None
         self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype is torch.float16 else None
@@ -195,11 +206,67 @@ class MultiLabelStrategy(SupervisedTemplate):
             if hasattr(plugin, "load_checkpoint_state"):
                 plugin.load_checkpoint_state(state["plugins"][type(plugin).__name__])
 
+    def _before_training_exp(self, **kwargs):
+        self.skipped_batches, self._nonfinite = 0, None
+        super()._before_training_exp(**kwargs)
+
+    def _batch_name(self, index: int) -> str:
+        n = len(self.dataloader)
+        return (f"step {self.experience.step}, epoch {index // n + 1}/{self.train_epochs}, "
+                f"batch {index % n + 1}/{n}")
+
+    def _weights_finite(self) -> bool:
+        tensors = [t for t in self.model.state_dict().values() if t.is_floating_point()]
+        return bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())
+
+    def _loss_usable(self) -> bool:
+        """False when this batch is to be skipped; raises when the run is to stop."""
+        finite = torch.isfinite(self.loss.detach())
+        index = self.clock.train_exp_iterations
+        if self.train_cfg.nonfinite == "stop":
+            first, value = self._nonfinite or (torch.full_like(finite, -1, dtype=torch.long), self.loss.detach())
+            new = ~finite & (first < 0)
+            self._nonfinite = (torch.where(new, index, first), torch.where(new, self.loss.detach(), value))
+            return True
+        if bool(finite):
+            return True
+        if not self._weights_finite():
+            raise TrainingDiverged(f"{self._batch_name(max(index - 1, 0))}: the weights became non-finite after this "
+                                   "batch's update; skipping batches cannot repair them: lower train.lr")
+        self.skipped_batches += 1
+        self._skip_update = True
+        self.loss = torch.zeros_like(self.loss)  # counts as 0 in the epoch's mean loss
+        return False
+
+    def _check_nonfinite(self, end_of_epoch: bool = False) -> None:
+        if self._nonfinite is not None and int(self._nonfinite[0]) >= 0:
+            index, value = int(self._nonfinite[0]), float(self._nonfinite[1])
+            raise TrainingDiverged(f"{self._batch_name(index)}: the loss is {value}; training stopped "
+                                   "(train.nonfinite: stop); lower train.lr, or set train.nonfinite=skip "
+                                   "to skip such batches")
+        if end_of_epoch and not self._weights_finite():
+            raise TrainingDiverged(f"{self._batch_name(self.clock.train_exp_iterations - 1)}: the weights "
+                                   "became non-finite after this batch's update; training stopped; lower train.lr")
+
+    def _after_training_iteration(self, **kwargs):
+        super()._after_training_iteration(**kwargs)
+        if self.clock.train_exp_iterations % NONFINITE_CHECK_EVERY == 0:
+            self._check_nonfinite()
+
+    def _after_training_epoch(self, **kwargs):
+        self._check_nonfinite(end_of_epoch=True)
+        super()._after_training_epoch(**kwargs)
+
     def backward(self):
+        if not self._loss_usable():
+            return
         loss = self.scaler.scale(self.loss) if self.scaler else self.loss
         loss.backward(retain_graph=self.retain_graph)
 
     def optimizer_step(self):
+        if self._skip_update:
+            self._skip_update = False
+            return
         if self.train_cfg.clip_grad_value is not None:
             if self.scaler:
                 self.scaler.unscale_(self.optimizer)  # clip the true gradients, not the scaled ones
