@@ -6,8 +6,8 @@ and number of classes, in one command (figures as ratios to linear).
         --amp bf16 --channels-last                                    # a CUDA machine
 
 One training iteration is what the strategy does: normalise the uint8 batch, forward with
-`full=True` (under autocast on CUDA when --amp is given), the criterion on the logits plus the
-model's `loss_terms`, backward, Adam step. The data are random images and multi-hot targets
+`full=True` (under autocast when --amp is given), the criterion on the logits plus the model's
+`loss_terms` (outside autocast), backward, Adam step. The data are random images and multi-hot targets
 made once on the device, so the figure is the model's cost, not the loader's. The models take
 turns within each repeat, so that a change in machine load hits them alike; the median over
 repeats is reported.
@@ -49,8 +49,8 @@ def train_seconds(model, optimizer, batches, iterations: int, autocast, device) 
         x = normalize(images)
         with autocast():
             outputs = model(x, full=True)
-            loss = masked_bce(outputs["logits"], targets)
-            loss = loss + sum(model.loss_terms(outputs, targets, masked_bce).values())
+        # the losses outside autocast, as in the strategy
+        loss = masked_bce(outputs["logits"], targets) + sum(model.loss_terms(outputs, targets, masked_bce).values())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -78,7 +78,7 @@ def test_clustered_features_score_lower_than_shuffled():
 def test_options():
     assert build_discriminative(None) is None
     loss = build_discriminative(None, defaults={})
-    assert (loss.weight, loss.temperature) == (0.1, 0.1)
+    assert (loss.weight, loss.temperature) == (0.03, 0.1)
     assert build_discriminative({"weight": 0}, defaults={}) is None
     loss = build_discriminative({"weight": 2, "temperature": 0.5})
     features, targets = torch.randn(4, 3, 5), torch.ones(4, 3)

@@ -120,3 +120,24 @@ def test_vit_backbone(name):
     with torch.no_grad():
         out = model(torch.randn(2, 3, 64, 64), full=True)  # test_vit takes any size: a 4x4 grid
     assert out["logits"].shape == (2, 4) and out["label_features"].shape == (2, 4, 16 if name != "srn" else 64)
+
+
+@pytest.mark.parametrize("name", sorted(TINY_OPTIONS))
+def test_bf16_autocast_and_channels_last(name):
+    """The CUDA path (autocast, channels_last) run on CPU: no dtype clash, finite gradients,
+    logits close to float32's."""
+    model = build(name, "test_resnet", 5).to(memory_format=torch.channels_last)
+    x = torch.randn(4, 3, 64, 64).contiguous(memory_format=torch.channels_last)
+    y = targets(4, 5)
+    model.eval()
+    with torch.no_grad():
+        reference = model(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.no_grad():
+            low = model(x)
+        model.train()
+        out = model(x, full=True)
+    loss = masked_bce(out["logits"], y) + sum(model.loss_terms(out, y, masked_bce).values())
+    loss.backward()
+    assert torch.isfinite(loss) and all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    torch.testing.assert_close(low.float(), reference, rtol=0, atol=0.15)

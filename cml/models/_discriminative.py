@@ -1,6 +1,6 @@
 """The discriminative regulariser (after Hassanin et al., arXiv 2107.11159) as a loss over
 per-label features, for any model that emits them (`dr`, `dlfl`, `srn`):
-`model.options.discriminative: {weight: 0.1, temperature: 0.1}`.
+`model.options.discriminative: {weight: 0.03, temperature: 0.1}`.
 
 The paper pulls features of the same class together and pushes features of different classes
 apart; its formula was not found, so cml uses a supervised contrastive loss (Khosla et al.,
@@ -23,7 +23,7 @@ from torch.nn import functional as F
 
 from cml.models._parts import check_float, option_error
 
-DEFAULTS = {"weight": 0.1, "temperature": 0.1}
+DEFAULTS = {"weight": 0.03, "temperature": 0.1}
 
 
 def supervised_contrastive(features: torch.Tensor, targets: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -57,7 +57,7 @@ def build_discriminative(options: dict | None, defaults: dict | None = None) -> 
     if options is None and defaults is None:
         return None
     if options is not None and not isinstance(options, dict):
-        raise option_error("discriminative", f"expected a mapping such as {{weight: 0.1, temperature: 0.1}} "
+        raise option_error("discriminative", f"expected a mapping such as {{weight: 0.03, temperature: 0.1}} "
                                              f"or null, got {options!r}")
     merged = {**DEFAULTS, **(defaults or {}), **(options or {})}
     for key in merged:

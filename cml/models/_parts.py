@@ -1,4 +1,5 @@
-"""Pieces every cml model shares: a timm backbone by name and a classifier that grows."""
+"""Pieces the cml models share: a timm backbone by name and its feature map, checks of
+`model.options`, and the per-class layers that grow (classifiers, queries, 1x1 convolutions)."""
 
 from __future__ import annotations
 
@@ -140,10 +141,11 @@ class GrowingConv1x1(GrowingLinear):
 
 class GrowingVectors(DynamicModule):
     """One learnable vector per class (DLFL's semantic queries, DR's attention and gates); new
-    classes append N(0, 1) rows."""
+    classes append rows drawn from N(0, std^2)."""
 
-    def __init__(self, dim: int, num_classes: int = 0):
+    def __init__(self, dim: int, num_classes: int = 0, std: float = 1.0):
         super().__init__()
+        self.std = std
         self.weight = nn.Parameter(torch.empty(0, dim))
         self.grow(num_classes)
 
@@ -154,7 +156,7 @@ class GrowingVectors(DynamicModule):
     def grow(self, num_classes: int) -> None:
         extra = num_classes - self.num_classes
         if extra > 0:
-            fresh = torch.randn(extra, self.weight.shape[1], device=self.weight.device)
+            fresh = torch.randn(extra, self.weight.shape[1], device=self.weight.device) * self.std
             self.weight = nn.Parameter(torch.cat([self.weight.data, fresh]))
 
     def adaptation(self, experience) -> None:

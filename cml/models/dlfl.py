@@ -22,6 +22,10 @@ from cml.models._discriminative import build_discriminative
 from cml.models._parts import (GrowingVectors, PerLabelLinear, check_bool, check_float, check_int,
                                create_backbone, feature_map, option_error)
 
+# Small queries (timm's std for learned tokens): they reach the attention through a LayerNorm,
+# so their scale matters only in the residual stream, where the attended content then dominates.
+QUERY_STD = 0.02
+
 
 def sine_positions(height: int, width: int, dim: int, device) -> torch.Tensor:
     """DETR's fixed 2-D sine encoding, (H*W, dim): half the channels for y, half for x. No
@@ -37,14 +41,14 @@ def sine_positions(height: int, width: int, dim: int, device) -> torch.Tensor:
 
 class SSCABlock(nn.Module):
     """Multi-head cross-attention of label queries (B, C, D) over map positions (B, N, D), then a
-    feed-forward layer, each with a residual connection and a LayerNorm (a post-norm transformer
-    decoder layer without self-attention among the labels)."""
+    feed-forward layer, each a residual branch behind a LayerNorm (a pre-norm transformer decoder
+    layer without self-attention among the labels)."""
 
     def __init__(self, dim: int, heads: int, ffn_dim: int, dropout: float):
         super().__init__()
         self.heads, self.dropout = heads, dropout
         self.query, self.key, self.value, self.out = (nn.Linear(dim, dim) for _ in range(4))
-        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.norm_query, self.norm_ffn = nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.ffn = nn.Sequential(nn.Linear(dim, ffn_dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(ffn_dim, dim))
         self.drop = nn.Dropout(dropout)
 
@@ -52,13 +56,13 @@ class SSCABlock(nn.Module):
         return x.unflatten(-1, (self.heads, -1)).transpose(1, 2)  # (B, heads, L, D/heads)
 
     def forward(self, queries: torch.Tensor, memory: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        q = self.split(self.query(queries))
+        q = self.split(self.query(self.norm_query(queries)))
         k = self.split(self.key(memory + positions))  # positions on keys only, as in DETR
         v = self.split(self.value(memory))
         # softmax over the positions; SDPA accumulates it in float32 under autocast
         attended = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)
-        x = self.norm1(queries + self.drop(self.out(attended.transpose(1, 2).flatten(2))))
-        return self.norm2(x + self.drop(self.ffn(x)))
+        x = queries + self.drop(self.out(attended.transpose(1, 2).flatten(2)))
+        return x + self.drop(self.ffn(self.norm_ffn(x)))
 
 
 @MODELS.register("dlfl")
@@ -79,6 +83,7 @@ class DLFL(MultiLabelModel):
         self.backbone = create_backbone(backbone, pretrained)
         self.embed_dim = embed_dim
         self.input_proj = nn.Linear(self.backbone.num_features, embed_dim)
+        self.input_norm = nn.LayerNorm(embed_dim)
         self.blocks = nn.ModuleList(SSCABlock(embed_dim, heads, ffn_dim, dropout) for _ in range(blocks))
         self.reset_classifier(num_classes)
 
@@ -89,7 +94,7 @@ class DLFL(MultiLabelModel):
     def reset_classifier(self, num_classes: int) -> None:
         """New queries and classifiers (one per block with deep supervision, else the last only)."""
         device = self.input_proj.weight.device
-        self.queries = GrowingVectors(self.embed_dim, num_classes).to(device)
+        self.queries = GrowingVectors(self.embed_dim, num_classes, std=QUERY_STD).to(device)
         scored = len(self.blocks) if self.deep_supervision else 1
         self.classifiers = nn.ModuleList(PerLabelLinear(self.embed_dim, num_classes).to(device) for _ in range(scored))
 
@@ -97,9 +102,9 @@ class DLFL(MultiLabelModel):
         return self.backbone.forward_features(x)
 
     def label_features(self, features: torch.Tensor) -> list[torch.Tensor]:
-        """Every block's label features, (B, C, D) each."""
+        """Every block's label features, (B, C, D) each (block k's are block k+1's queries)."""
         fmap = feature_map(self.backbone, features)
-        memory = self.input_proj(fmap.flatten(2).transpose(1, 2))  # (B, H*W, D)
+        memory = self.input_norm(self.input_proj(fmap.flatten(2).transpose(1, 2)))  # (B, H*W, D)
         positions = sine_positions(fmap.shape[2], fmap.shape[3], self.embed_dim, fmap.device).to(memory.dtype)
         x = self.queries.weight.expand(fmap.shape[0], -1, -1)
         out = []
