@@ -63,6 +63,7 @@ def test_cascade_and_deep_supervision():
     ("{heads: 3}", "model.options.heads: 3 does not divide embed_dim 256"),
     ("{embed_dim: 18, heads: 2}", "model.options.embed_dim: expected a multiple of 4"),
     ("{dropout: 1.0}", "model.options.dropout: expected a number >= 0.0 and < 1.0, got 1.0"),
+    ("{dropout: high}", "model.options.dropout: expected a number >= 0.0 and < 1.0, got 'high'"),
     ("{blocks: 0}", "model.options.blocks: expected an integer >= 1, got 0"),
     ("{deep_supervision: 1}", "model.options.deep_supervision: expected true or false, got 1"),
     ("{depth: 2}", "model.options.depth: not an option of model 'dlfl'; its options: blocks, deep_supervision"),
@@ -72,3 +73,8 @@ def test_bad_options_are_one_clear_error(options, message):
     cfg = load_config(None, ["model.name=dlfl", "model.backbone=test_resnet", f"model.options={options}"])
     with pytest.raises(UserError, match=message):
         build_model(cfg)
+
+
+def test_numbers_written_without_a_dot():
+    cfg = load_config(None, ["model.name=dlfl", "model.backbone=test_resnet", "model.options={dropout: 1e-1}"])
+    assert build_model(cfg).blocks[0].dropout == 0.1

@@ -49,6 +49,11 @@ def check_int(key: str, value, low: int = 1) -> int:
 
 
 def check_float(key: str, value, low: float = 0.0, high: float | None = None, positive: bool = False) -> float:
+    if isinstance(value, str):  # YAML reads 1e-4 (no dot) as a string; the config accepts it too
+        try:
+            value = float(value)
+        except ValueError:
+            pass
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value >= low
     ok = ok and (high is None or value < high) and (not positive or value > 0)
     if not ok:
