@@ -61,7 +61,8 @@ def test_loss_weights():
     with torch.no_grad():
         out = model(x, full=True)
         terms = model.loss_terms(out, y, masked_bce)
-    assert set(terms) == {"main"} and float(terms["main"]) == pytest.approx(2 * float(masked_bce(out["main_logits"], y)))
+    assert set(terms) == {"main"}
+    assert float(terms["main"]) == pytest.approx(2 * float(masked_bce(out["main_logits"], y)))
 
 
 class NoStride16:

@@ -71,8 +71,8 @@ class DLFL(MultiLabelModel):
                  embed_dim: int = 256, blocks: int = 2, heads: int = 4, ffn_dim: int = 512,
                  dropout: float = 0.1, deep_supervision: bool = True, discriminative: dict | None = None):
         super().__init__()
-        embed_dim, blocks, heads = check_int("embed_dim", embed_dim), check_int("blocks", blocks), check_int("heads", heads)
-        ffn_dim = check_int("ffn_dim", ffn_dim)
+        embed_dim, heads = check_int("embed_dim", embed_dim), check_int("heads", heads)
+        blocks, ffn_dim = check_int("blocks", blocks), check_int("ffn_dim", ffn_dim)
         dropout = check_float("dropout", dropout, high=1.0)
         self.deep_supervision = check_bool("deep_supervision", deep_supervision)
         if embed_dim % heads:
