@@ -98,10 +98,11 @@ class ScenarioConfig:
 
 @dataclass
 class ModelConfig:
-    name: str = _opt("linear", help="registered cml model: linear")
+    name: str = _opt("linear", help="registered cml model: linear | dlfl | srn | dr (docs/models.md)")
     backbone: str = _opt("resnet18", help="any timm model name")
     pretrained: Union[bool, str] = _opt(False, help="false | true (timm weights) | path to a checkpoint")
-    options: dict = _opt({}, help="model-specific keyword arguments")
+    options: dict = _opt({}, help="model-specific keyword arguments, e.g. {embed_dim: 256, blocks: 2} "
+                                  "for dlfl (docs/models.md)")
     outputs: Literal["seen", "all"] = _opt(
         "seen", help="head size: the classes seen so far, or every class from the first step (PRS)")
 

@@ -40,13 +40,17 @@ def pick_device(name: str) -> torch.device:
 
 
 def build_model(cfg: Config) -> torch.nn.Module:
+    """The factory gets the backbone, `model.options`, and `image_size` if it takes one (SRN's
+    regulariser kernel follows the input size)."""
     factory = MODELS.get(cfg.model.name)
-    accepted = set(inspect.signature(factory).parameters) - {"backbone", "pretrained", "num_classes"}
+    parameters = set(inspect.signature(factory).parameters)
+    accepted = parameters - {"backbone", "pretrained", "num_classes", "image_size"}
     for key in cfg.model.options:
         if key not in accepted:
             raise UserError(f"model.options.{key}: not an option of model {cfg.model.name!r}; "
                             f"its options: {', '.join(sorted(accepted)) or 'none'}")
-    return factory(backbone=cfg.model.backbone, pretrained=cfg.model.pretrained, **cfg.model.options)
+    extra = {"image_size": cfg.data.image_size} if "image_size" in parameters else {}
+    return factory(backbone=cfg.model.backbone, pretrained=cfg.model.pretrained, **extra, **cfg.model.options)
 
 
 def run(cfg: Config, data: MultiLabelData, run_dir: Path, resume: bool = False) -> dict:

@@ -1,4 +1,5 @@
-"""Pieces every cml model shares: a timm backbone by name and a classifier that grows."""
+"""Pieces the cml models share: a timm backbone by name and its feature map, checks of
+`model.options`, and the per-class layers that grow (classifiers, queries, 1x1 convolutions)."""
 
 from __future__ import annotations
 
@@ -35,6 +36,36 @@ def create_backbone(name: str, pretrained: bool | str = False, **kwargs) -> nn.M
         raise UserError(f"model.pretrained: could not load weights for {name!r} from {where}: "
                         f"{type(err).__name__}: {str(err).splitlines()[0][:200]}; give a local "
                         f"checkpoint path or set model.pretrained: false") from None
+
+
+def option_error(key: str, message: str) -> UserError:
+    return UserError(f"model.options.{key}: {message}")
+
+
+def check_int(key: str, value, low: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise option_error(key, f"expected an integer >= {low}, got {value!r}")
+    return value
+
+
+def check_float(key: str, value, low: float = 0.0, high: float | None = None, positive: bool = False) -> float:
+    if isinstance(value, str):  # YAML reads 1e-4 (no dot) as a string; the config accepts it too
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value >= low
+    ok = ok and (high is None or value < high) and (not positive or value > 0)
+    if not ok:
+        bounds = "> 0" if positive else f">= {low}" + (f" and < {high}" if high is not None else "")
+        raise option_error(key, f"expected a number {bounds}, got {value!r}")
+    return float(value)
+
+
+def check_bool(key: str, value) -> bool:
+    if not isinstance(value, bool):
+        raise option_error(key, f"expected true or false, got {value!r}")
+    return value
 
 
 def head_size(experience) -> int:
@@ -81,3 +112,93 @@ class GrowingLinear(DynamicModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return nn.functional.linear(x, self.weight, self.bias)
+
+
+def feature_map(backbone: nn.Module, features: torch.Tensor) -> torch.Tensor:
+    """The backbone's `forward_features` output as a (B, C, H, W) map, whatever its layout:
+    NCHW (CNNs), NHWC (timm models with `output_fmt == "NHWC"`: Swin, MambaOut) or tokens
+    (B, N, C) of a ViT, whose prefix (class, register) tokens are dropped and the rest laid out
+    on the square grid of a square input."""
+    if features.ndim == 4:
+        return features.permute(0, 3, 1, 2) if getattr(backbone, "output_fmt", "NCHW") == "NHWC" else features
+    if features.ndim != 3:
+        raise ValueError(f"backbone features of shape {tuple(features.shape)} are not a map or tokens")
+    tokens = features[:, getattr(backbone, "num_prefix_tokens", 0):]
+    side = math.isqrt(tokens.shape[1])
+    if side * side != tokens.shape[1]:
+        raise ValueError(f"{tokens.shape[1]} patch tokens do not make a square grid")
+    return tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], side, side)
+
+
+class PerLabelLinear(GrowingLinear):
+    """One classifier per label: logit_c = <feature_c, weight_c> + bias_c on (B, C, D) features."""
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return (features * self.weight).sum(-1) + self.bias
+
+
+class GrowingConv1x1(GrowingLinear):
+    """A 1x1 convolution with one output map per class (SRN's attention and confidence maps)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.conv2d(x, self.weight[:, :, None, None], self.bias)
+
+
+class GrowingVectors(DynamicModule):
+    """One learnable vector per class (DLFL's semantic queries, DR's attention and gates); new
+    classes append rows drawn from N(0, std^2)."""
+
+    def __init__(self, dim: int, num_classes: int = 0, std: float = 1.0):
+        super().__init__()
+        self.std = std
+        self.weight = nn.Parameter(torch.empty(0, dim))
+        self.grow(num_classes)
+
+    @property
+    def num_classes(self) -> int:
+        return self.weight.shape[0]
+
+    def grow(self, num_classes: int) -> None:
+        extra = num_classes - self.num_classes
+        if extra > 0:
+            fresh = torch.randn(extra, self.weight.shape[1], device=self.weight.device) * self.std
+            self.weight = nn.Parameter(torch.cat([self.weight.data, fresh]))
+
+    def adaptation(self, experience) -> None:
+        if self.training:
+            self.grow(head_size(experience))
+
+
+class GrowingInputConv1x1(DynamicModule):
+    """A 1x1 convolution whose inputs are one map per class (SRN's first regulariser layer).
+    New classes add input channels with zero weights, so the output for the classes already
+    seen does not change when the model grows; training then moves the new weights."""
+
+    def __init__(self, out_channels: int, num_classes: int = 0):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(out_channels, 0))
+        self.bias = nn.Parameter(torch.zeros(out_channels))
+        self.grow(num_classes, init=True)
+
+    @property
+    def num_classes(self) -> int:
+        return self.weight.shape[1]
+
+    def grow(self, num_classes: int, init: bool = False) -> None:
+        """`init`: the first classes of a new module get nn.Conv2d's default initialisation."""
+        extra = num_classes - self.num_classes
+        if extra <= 0:
+            return
+        fresh = torch.zeros(self.weight.shape[0], extra, device=self.weight.device)
+        if init:
+            bound = 1 / math.sqrt(num_classes)
+            nn.init.uniform_(fresh, -bound, bound)
+            nn.init.uniform_(self.bias.data, -bound, bound)
+        self.weight = nn.Parameter(torch.cat([self.weight.data, fresh], dim=1))
+
+    def adaptation(self, experience) -> None:
+        if self.training:
+            self.grow(head_size(experience), init=self.num_classes == 0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.conv2d(x, self.weight[:, :, None, None], self.bias)

@@ -1,0 +1,69 @@
+"""The discriminative regulariser (after Hassanin et al., arXiv 2107.11159) as a loss over
+per-label features, for any model that emits them (`dr`, `dlfl`, `srn`):
+`model.options.discriminative: {weight: 0.03, temperature: 0.1}`.
+
+The paper pulls features of the same class together and pushes features of different classes
+apart; its formula was not found, so cml uses a supervised contrastive loss (Khosla et al.,
+NeurIPS 2020) over the label features of a batch:
+- anchors: the feature of every (image, class) pair whose target is 1 (positive labels only:
+  the feature a model emits for a class absent from the image describes nothing);
+- positives of an anchor: the features of the same class in the other images of the batch;
+  every other anchor (other classes, in this image and in others) is in the denominator;
+- L = mean over anchors with at least one positive of
+  -1/|P(a)| sum_{p in P(a)} log( exp(s_ap / t) / sum_{k != a} exp(s_ak / t) ),
+  with s the cosine similarity, computed in float32.
+A batch without any pair of images sharing a class (for example one-label images of distinct
+classes) gives 0 with zero gradients, never NaN.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+
+from cml.models._parts import check_float, option_error
+
+DEFAULTS = {"weight": 0.03, "temperature": 0.1}
+
+
+def supervised_contrastive(features: torch.Tensor, targets: torch.Tensor, temperature: float) -> torch.Tensor:
+    """features (B, C, D); targets (B, >= C) with 1 for positives (0 and -1 are not anchors)."""
+    image, label = (targets[:, : features.shape[1]] == 1).nonzero(as_tuple=True)
+    anchors = F.normalize(features[image, label].float(), dim=1)
+    n = anchors.shape[0]
+    same_class = label[:, None] == label[None, :]
+    self_pair = torch.eye(n, dtype=torch.bool, device=features.device)
+    positives = same_class & ~self_pair
+    has_positive = positives.any(1)
+    if not bool(has_positive.any()):
+        return features.sum() * 0.0  # keeps the graph: zero loss, zero gradients
+    logits = (anchors @ anchors.T / temperature).masked_fill(self_pair, float("-inf"))
+    log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
+    per_anchor = -(log_prob.masked_fill(~positives, 0).sum(1)) / positives.sum(1).clamp(min=1)
+    return per_anchor[has_positive].mean()
+
+
+class DiscriminativeLoss:
+    def __init__(self, weight: float, temperature: float):
+        self.weight = weight
+        self.temperature = temperature
+
+    def __call__(self, features: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return self.weight * supervised_contrastive(features, targets, self.temperature)
+
+
+def build_discriminative(options: dict | None, defaults: dict | None = None) -> DiscriminativeLoss | None:
+    """`model.options.discriminative` -> the loss, or None when absent (or null) and no defaults."""
+    if options is None and defaults is None:
+        return None
+    if options is not None and not isinstance(options, dict):
+        raise option_error("discriminative", f"expected a mapping such as {{weight: 0.03, temperature: 0.1}} "
+                                             f"or null, got {options!r}")
+    merged = {**DEFAULTS, **(defaults or {}), **(options or {})}
+    for key in merged:
+        if key not in DEFAULTS:
+            raise option_error(f"discriminative.{key}", f"not an option of the discriminative loss; its "
+                                                        f"options: {', '.join(DEFAULTS)}")
+    weight = check_float("discriminative.weight", merged["weight"])
+    temperature = check_float("discriminative.temperature", merged["temperature"], positive=True)
+    return DiscriminativeLoss(weight, temperature) if weight > 0 else None
