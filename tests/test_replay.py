@@ -44,12 +44,12 @@ def test_target_partition_by_hand():
 def test_prs_sample_in_probability_by_hand():
     n = np.array([6.0, 2.0, 0.0, 0.0])  # stream counts before the sample; classes 2, 3 unseen
     held = multi_hot([{0, 1}, {0}, {1}, {2}, set()], 4).astype(bool)
-    s = sample_in_probability(np.tile(n, (5, 1)), held, capacity=4, rho=0.0)
+    s = sample_in_probability(np.tile(n, (5, 1)), held, target_partition(np.tile(n, (5, 1)), 0.0), 4)
     # rho 0: p = (1/2, 1/2), quotas m = 2: r_0 = 2/6, r_1 = min(1, 2/2) = 1; unseen class: r = 1
     w0 = math.exp(-6) / (math.exp(-6) + math.exp(-2))  # softmax(-n) over {0, 1}
     assert s == pytest.approx([w0 / 3 + (1 - w0), 1 / 3, 1, 1, 0])
     # rho -1: p = (1/6, 1/2) / (2/3) = (1/4, 3/4), m = (1, 3): r_0 = 1/6, r_1 = 1
-    s = sample_in_probability(n[None], held[:1], capacity=4, rho=-1.0)
+    s = sample_in_probability(n[None], held[:1], target_partition(n[None], -1.0), 4)
     assert s == pytest.approx([w0 / 6 + (1 - w0)])
 
 
@@ -95,7 +95,7 @@ def test_prs_sample_out_evicts_the_item_by_hand(u, evicted):
     (3,2,1): 1 + 0 + 1 = 2, so slot 1 again. Class 2 (u = 0.99): its only holder, slot 4."""
     buffer = full_prs_buffer()
     buffer.rng = FixedDraws(u)
-    assert buffer.sample_out(buffer.stream_counts.copy()) == evicted
+    assert buffer.sample_out(target_partition(buffer.stream_counts, 0.0)) == evicted
 
 
 def test_prs_offer_replaces_the_evicted_item_and_keeps_counts():
@@ -265,3 +265,10 @@ def test_buffer_state_round_trip_continues_identically():
             for start in range(1500, 3000, 10):
                 buffer.offer(np.arange(start, start + 10), labels[start:start + 10])
         assert a.rows.tolist() == b.rows.tolist() and a.counts.tolist() == b.counts.tolist()
+
+
+def test_prs_with_only_label_less_items_evicts_one_of_them():
+    buffer = PRSBuffer(2, 2, seed=0, rho=0.0)
+    buffer.offer(np.array([0, 1]), np.zeros((2, 2), np.float32))  # stored while filling
+    buffer.offer(np.array([2]), multi_hot([{0}], 2))  # a new class: s = 1
+    assert sorted(buffer.rows.tolist()) in ([0, 2], [1, 2]) and buffer.counts.tolist() == [1, 0]

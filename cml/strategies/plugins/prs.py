@@ -29,11 +29,11 @@ from cml.strategies.plugins._replay import replay_plugin
 from cml.strategies.plugins._replay_buffer import ReplayBuffer, target_partition
 
 
-def sample_in_probability(n: np.ndarray, held: np.ndarray, capacity: int, rho: float) -> np.ndarray:
+def sample_in_probability(n: np.ndarray, held: np.ndarray, p: np.ndarray, capacity: int) -> np.ndarray:
     """Per row: the probability that a sample with labels `held` enters a full buffer, given the
-    stream counts `n` before it (rows: samples; columns: classes)."""
+    stream counts `n` before it and the target partition `p` of those counts (rows: samples)."""
     n = np.asarray(n, dtype=np.float64)
-    quota = capacity * target_partition(n, rho)
+    quota = capacity * p
     ratio = np.where(n > quota, quota / np.where(n > 0, n, 1.0), 1.0)  # min(1, m_i/n_i); 1 if unseen
     rarest = np.where(held, n, np.inf).min(-1, keepdims=True)
     weights = np.where(held, np.exp(np.where(held, rarest - n, 0.0)), 0.0)  # softmax(-n) over Y
@@ -48,21 +48,23 @@ class PRSBuffer(ReplayBuffer):
 
     def offer(self, rows: np.ndarray, targets: np.ndarray, first: int = 0) -> None:
         held = np.asarray(targets) == 1
-        before = self.stream_counts + np.cumsum(held, 0) - held  # n_i seen before each sample
-        accept = np.ones(len(held), dtype=bool)
         fill = min(len(held), self.capacity - self.size)  # stored unconditionally while not full
+        for j in range(fill):
+            self.store(self.size, rows[j], targets[j], held[j], first)
         if fill < len(held):
-            s = sample_in_probability(before[fill:], held[fill:], self.capacity, self.rho)
-            accept[fill:] = self.rng.random(len(held) - fill) < s
-        for j in np.flatnonzero(accept):
-            slot = self.size if self.size < self.capacity else self.sample_out(before[j])
-            self.store(slot, rows[j], targets[j], held[j], first)
+            before = self.stream_counts + np.cumsum(held, 0) - held  # n_i seen before each sample
+            before, held_in = before[fill:], held[fill:]
+            p = target_partition(before, self.rho)
+            s = sample_in_probability(before, held_in, p, self.capacity)
+            for j in np.flatnonzero(self.rng.random(len(s)) < s):
+                self.store(self.sample_out(p[j]), rows[fill + j], targets[fill + j], held_in[j], first)
         self.stream_counts += held.sum(0)
         self.seen += len(held)
 
-    def sample_out(self, n: np.ndarray) -> int:
-        """The slot to evict, given the stream counts `n` (PRS's sample-out)."""
-        p = target_partition(n, self.rho)
+    def sample_out(self, p: np.ndarray) -> int:
+        """The slot to evict, given the target partition `p` (PRS's sample-out)."""
+        if not self.counts.any():  # only label-less items (stored while filling): no class to draw
+            return int(self.rng.integers(self.size))
         delta = self.counts - p * self.counts.sum()
         k = self.choose_class(delta)
         candidates = np.flatnonzero(self.held[: self.size, k])
