@@ -82,7 +82,9 @@ class OCDMBuffer(ReplayBuffer):
         p = target_partition(self.stream_counts, self.rho)
         smoothing = (p > 0).sum() * EPS
         gain = removal_gain(counts, p)
-        label_cost = gain @ columns + self.rng.random(n_items) * TIE_BREAK
+        # float32 product (a float64 one would convert the whole matrix first); the jitter and the
+        # updates below are in float64
+        label_cost = (gain.astype(np.float32) @ columns).astype(np.float64) + self.rng.random(n_items) * TIE_BREAK
         kept = np.ones(n_items, dtype=bool)
         for _ in range(len(incoming)):
             size_cost = np.log(total - np.arange(self.num_classes + 1) + smoothing)
