@@ -96,7 +96,7 @@ def test_epoch_mode_fills_the_buffer_at_the_end_of_each_step(data_root):
     assert all(not b[3] and b[4] <= 16 for b in step0)  # no replay while the buffer is empty
     assert sizes[0][1:] == (12, len(scenario.steps[0].train_rows))
     step1 = [b for b in probe.batches if b[0] == 1]
-    assert all(len(b[1]) > 16 or len(b[1]) < 16 for b in step1[:1]) and check_replayed_items(probe, 1.0) > 0
+    assert check_replayed_items(probe, 1.0) == sum(min(12, b[4]) for b in step1)  # every step-1 batch replays
     step0_rows = set(scenario.steps[0].train_rows.tolist())
     for _, rows, _, stored, _ in step1:  # during step 1, the buffer holds step 0's samples only
         assert {r for r, _ in stored} <= step0_rows
@@ -125,8 +125,7 @@ def test_relabel_widens_stored_targets_to_the_current_step(data_root):
         # as stored: the labels of its own step only
         assert buffer.targets[slot].tolist() == [float(labels[buffer.rows[slot], c]) if first <= c < first + 2
                                                  else 0.0 for c in range(6)]
-    replayed_step2 = [b for b in probe.batches if b[0] == 2]
-    assert check_replayed_items(probe, 1.0) > 0 and replayed_step2
+    assert check_replayed_items(probe, 1.0) > 0
 
 
 def cli(data_root, out, overrides, *extra):
