@@ -112,14 +112,16 @@ def main() -> None:
     initial.head.grow(scenario.steps[0].n_seen)
 
     bare, ours, drift, images = [], [], 0.0, 0
-    for _ in range(args.repeats):
+    for repeat in range(args.repeats):
         a, b = copy.deepcopy(initial).to(device), copy.deepcopy(initial)
-        torch.manual_seed(cfg.seed)
-        seconds, images = bare_loop(a, scenario, PLUGINS.get(args.policy)(cfg, scenario).buffer, cfg, device)
-        bare.append(seconds)
-        torch.manual_seed(cfg.seed)
-        seconds, counted = cml_strategy(b, scenario, PLUGINS.get(args.policy)(cfg, scenario), cfg, device)
-        ours.append(seconds)
+        for side in (("bare", "cml") if repeat % 2 == 0 else ("cml", "bare")):  # alternate who goes first
+            torch.manual_seed(cfg.seed)
+            if side == "bare":
+                seconds, images = bare_loop(a, scenario, PLUGINS.get(args.policy)(cfg, scenario).buffer, cfg, device)
+                bare.append(seconds)
+            else:
+                seconds, counted = cml_strategy(b, scenario, PLUGINS.get(args.policy)(cfg, scenario), cfg, device)
+                ours.append(seconds)
         assert counted == images, (counted, images)
         drift = max(drift, max(float((p - q.to(p.device)).abs().max())
                                for p, q in zip(a.state_dict().values(), b.state_dict().values())

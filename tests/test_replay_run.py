@@ -2,6 +2,7 @@
 holds, when the buffer sees the stream (online and epoch modes), concat mode, KRT's relabelling,
 resume with each buffer, and bad options."""
 
+import io
 import json
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from cml import checkpoint
 from cml.cli import main
 from cml.config import load_config
 from cml.datasets import DATASETS
+from cml.evaluation.progress import ProgressLogger
 from cml.run import build_model
 from cml.scenarios.builder import build_scenario
 from cml.strategies import PLUGINS, STRATEGIES
@@ -52,7 +54,7 @@ def train_steps(data_root, overrides, steps=2):
     probe = Probe(replay)
     strategy = STRATEGIES.get("finetune")(
         scenario=scenario, model=build_model(cfg), train_cfg=cfg.train, eval_batch_size=32, device="cpu",
-        plugins=[probe, replay], evaluator=EvaluationPlugin(loggers=[]))  # the probe runs first
+        plugins=[probe, replay], evaluator=EvaluationPlugin(loggers=[ProgressLogger(io.StringIO())]))  # probe first
     sizes = []
     for t in range(steps):
         strategy.train(scenario.benchmark.train_stream[t], eval_streams=[])
@@ -163,7 +165,8 @@ def test_resume_with_a_buffer_equals_the_uninterrupted_run(data_root, tmp_path, 
 
 @pytest.mark.parametrize("override, key", [
     ("strategy.replay.size=0", "strategy.replay.size"), ("strategy.replay.size=-5", "strategy.replay.size"),
-    ("strategy.replay.rho=1.5", "strategy.replay.rho"), ("strategy.replay.batch_ratio=-1", "strategy.replay.batch_ratio"),
+    ("strategy.replay.rho=1.5", "strategy.replay.rho"),
+    ("strategy.replay.batch_ratio=-1", "strategy.replay.batch_ratio"),
     ("strategy.replay.per_class=0", "strategy.replay.per_class"), ("strategy.replay.mix=stack", "strategy.replay.mix"),
     ("strategy.plugins=[prs,ocdm]", "strategy.plugins: prs and ocdm are both replay buffers"),
     ("strategy.plugins=[prss]", "strategy.plugins: unknown plugin 'prss'"),

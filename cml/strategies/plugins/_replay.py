@@ -2,11 +2,11 @@
 
 How replay joins training (`strategy.replay.mix`):
 - `batch`: each incoming batch is joined by min(|M|, batch_ratio * batch) items (rounded half
-  up) drawn at random from the buffer, without repetition, as in PRS's code. The join happens in the data loader (the plugin
-  wraps `strategy.dataloader` in `before_training_exp`, as Avalanche's own ReplayPlugin does), so
-  `mb_x`, `mb_y` and `mb_rows` already hold the whole batch when the first iteration hook runs:
-  every model and every other plugin (LwF, EWC, pseudo-labels) sees one batch, whatever the
-  order of `strategy.plugins`.
+  up) drawn at random from the buffer, without repetition, as in PRS's code. The join happens
+  in the data loader (the plugin wraps `strategy.dataloader` in `before_training_exp`, as
+  Avalanche's own ReplayPlugin does), so `mb_x`, `mb_y` and `mb_rows` already hold the whole
+  batch when the first iteration hook runs: every model and every other plugin (LwF, EWC,
+  pseudo-labels) sees one batch, whatever the order of `strategy.plugins`.
 - `concat`: the stored items join the step's training set (KRT), in
   `after_train_dataset_adaptation`.
 When the buffer sees the stream:
