@@ -169,23 +169,24 @@ def main() -> None:
         print(f"{name:<26}{n:>9}{n / seconds:>12,.0f}{buffer.deviation(args.rho):>11.4f}")
     if args.reference:
         prefix = labels[: args.reference]
+        fill, rest = prefix[: args.size], prefix[args.size:]
         ours = PRSBuffer(args.size, c, args.seed, args.rho)
-        fast = feed(ours, prefix, args.batch)
+        ours_fill = feed(ours, fill, args.batch)
+        ours_rest = feed(ours, rest, args.batch)
         reference = ReferencePRS(args.size, c, args.rho, args.seed)
         start = time.perf_counter()
-        reference.offer(torch.from_numpy(prefix[: args.size]))  # filling: no decisions
+        reference.offer(torch.from_numpy(fill))
         full = time.perf_counter()
-        reference.offer(torch.from_numpy(prefix[args.size:]))
-        end = time.perf_counter()
-        stream_counts = prefix.sum(0)
-        after_fill = max(len(prefix) - args.size, 0)
-        print(f"{'prs (cml), prefix':<26}{len(prefix):>9}{len(prefix) / fast:>12,.0f}"
+        reference.offer(torch.from_numpy(rest))
+        reference_rest = time.perf_counter() - full
+        deviation = partition_deviation(reference.counts(), prefix.sum(0), args.rho)
+        print(f"\nfirst {len(prefix)} samples ({len(rest)} once the buffer is full):")
+        print(f"{'':26}{'samples/s':>12}{'once full':>12}{'deviation':>11}")
+        print(f"{'prs (cml)':<26}{len(prefix) / (ours_fill + ours_rest):>12,.0f}{len(rest) / ours_rest:>12,.0f}"
               f"{ours.deviation(args.rho):>11.4f}")
-        print(f"{'prs (reference), prefix':<26}{len(prefix):>9}{len(prefix) / (end - start):>12,.1f}"
-              f"{partition_deviation(reference.counts(), stream_counts, args.rho):>11.4f}")
-        if after_fill:
-            print(f"reference once full: {after_fill / (end - full):.1f} samples/s")
-
+        print(f"{'prs (reference port)':<26}{len(prefix) / (time.perf_counter() - start - 0):>12,.1f}"
+              f"{len(rest) / reference_rest:>12,.1f}{deviation:>11.4f}")
+        print(f"speed-up once full: {ours_rest and reference_rest / ours_rest:,.0f}x")
 
 if __name__ == "__main__":
     main()

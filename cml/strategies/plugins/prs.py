@@ -13,11 +13,11 @@ where the paper is silent (docs/replay.md lists each point):
   them the one whose removal leaves the smallest sum_i |l_i - p_i L| (the first slot on a tie).
 
 The reference keeps per-class Python lists and, for every candidate, removes it, recomputes the
-distance over all classes and puts it back (about 22 samples/s at 80 classes and 2,000 slots).
-Here the counts l_i and the item-by-class matrix `held` are kept incrementally, sample-in
-probabilities are computed for a whole batch at once (they depend only on the stream counts,
-which are known in advance within a batch), and the distance after removing each candidate is
-one vectorised expression: delta - y + p |y|.
+distance over all classes and puts it back. Here the counts l_i, the item-by-class matrix `held`
+and each item's class indices are kept incrementally; sample-in probabilities are computed for a
+whole batch at once (they depend only on the stream counts, which are known in advance within a
+batch); and the distance after removing each candidate is read off its few labels, since
+removing y leaves delta - y + p |y| (see `sample_out`).
 """
 
 from __future__ import annotations
@@ -45,6 +45,28 @@ class PRSBuffer(ReplayBuffer):
     def __init__(self, capacity: int, num_classes: int, seed: int, rho: float):
         super().__init__(capacity, num_classes, seed)
         self.rho = rho
+        # each item's classes as indices, padded with `num_classes` (a column that scores 0): the
+        # candidates are scored on their few labels rather than on every class
+        self.labels = np.full((capacity, 1), num_classes, dtype=np.int64)
+        self.sizes = np.zeros(capacity, dtype=np.int64)
+
+    def store(self, slot: int, row: int, target: np.ndarray, held: np.ndarray, first: int) -> None:
+        super().store(slot, row, target, held, first)
+        self.index_labels(slot, held)
+
+    def index_labels(self, slot: int, held: np.ndarray) -> None:
+        classes = np.flatnonzero(held)
+        if len(classes) > self.labels.shape[1]:
+            padding = np.full((self.capacity, len(classes) - self.labels.shape[1]), self.num_classes)
+            self.labels = np.concatenate([self.labels, padding], 1)
+        self.labels[slot] = self.num_classes
+        self.labels[slot, : len(classes)] = classes
+        self.sizes[slot] = len(classes)
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        for slot in range(self.size):
+            self.index_labels(slot, self.held[slot])
 
     def offer(self, rows: np.ndarray, targets: np.ndarray, first: int = 0) -> None:
         held = np.asarray(targets) == 1
@@ -68,12 +90,16 @@ class PRSBuffer(ReplayBuffer):
         delta = self.counts - p * self.counts.sum()
         k = self.choose_class(delta)
         candidates = np.flatnonzero(self.held[: self.size, k])
-        items = self.held[candidates]
-        under = (items & (delta <= 0)).sum(1)
+        labels, sizes = self.labels[candidates], self.sizes[candidates]
+        under = np.append(delta <= 0, False)[labels].sum(1)
         fewest = under == under.min()
-        candidates, items = candidates[fewest], items[fewest]
-        # delta after removing item y: (l - y) - p (L - |y|) = delta - y + p |y|
-        distance = np.abs(delta - items + np.outer(items.sum(1), p)).sum(1)
+        candidates, labels, sizes = candidates[fewest], labels[fewest], sizes[fewest]
+        # Removing an item y with s labels leaves delta - y + p s: with a(s) = delta + p s, its
+        # distance is sum_i |a_i(s)| plus, for each class i it holds, |a_i(s) - 1| - |a_i(s)|.
+        after = delta + np.outer(np.arange(sizes.max() + 1), p)  # a(s) for s = 0 .. max
+        held_term = np.zeros((len(after), self.num_classes + 1))
+        held_term[:, :-1] = np.abs(after - 1) - np.abs(after)
+        distance = np.abs(after).sum(1)[sizes] + held_term[sizes[:, None], labels].sum(1)
         return int(candidates[np.argmin(distance)])
 
     def choose_class(self, delta: np.ndarray) -> int:
