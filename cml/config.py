@@ -109,15 +109,19 @@ class ModelConfig:
 
 @dataclass
 class ReplayConfig:
-    size: int = _opt(2000, low=1, help="prs, ocdm, reservoir: buffer size in images")
-    batch_ratio: float = _opt(1.0, low=0, help="replay images drawn per incoming image of a batch (PRS: 1)")
+    size: int = _opt(2000, low=1, help="prs, ocdm, reservoir: buffer size in images (PRS: 2,000)")
+    batch_ratio: float = _opt(1.0, low=0, high=64, help="mix batch: replay images drawn per incoming image (PRS: 1)")
     rho: float = _opt(-0.03, low=-1, high=1, help="prs, ocdm: target share of class i ~ n_i^rho "
                                                     "(PRS: -0.03 COCOseq, 0.02 NUS-WIDEseq)")
     per_class: int = _opt(20, low=1, help="herding: exemplars per class (KRT: 20 COCO, 2 VOC)")
-    relabel: bool = _opt(False, help="herding: stored exemplars gain the labels of later classes they hold (KRT)")
+    relabel: bool = _opt(False, help="stored images' targets widen to the classes up to the current step "
+                                     "that they hold (KRT)")
     mix: Literal["batch", "concat"] = _opt(
         "batch", help="batch: a replay batch joins each incoming batch; concat: the stored images "
                       "join the step's training set (KRT)")
+
+
+REPLAY_PLUGINS = ("herding", "ocdm", "prs", "reservoir")  # share strategy.replay: one at a time
 
 
 @dataclass
@@ -377,6 +381,10 @@ def _check_semantics(config: Config, source: str) -> None:
                        ("model.pretrained", config.model.pretrained)):
         if isinstance(value, str):
             _path(value, key, source)
+    replay = [p for p in config.strategy.plugins if p in REPLAY_PLUGINS]
+    if len(replay) > 1:
+        raise UserError(f"{source}: strategy.plugins: {' and '.join(replay)} are both replay buffers; "
+                        f"expected at most one of {', '.join(REPLAY_PLUGINS)}")
     pretrained = config.model.pretrained
     if isinstance(pretrained, str) and not _exists(_path(pretrained, "model.pretrained", source), "is_file"):
         raise UserError(f"{source}: model.pretrained: file not found: {key_name(pretrained, 200)}")
