@@ -19,6 +19,7 @@ from cml import checkpoint
 from cml.config import Config
 from cml.datasets._types import MultiLabelData
 from cml.errors import UserError
+from cml.evaluation.hparams import log_hparams, log_summary
 from cml.evaluation.plugin import MultiLabelMetrics
 from cml.evaluation.progress import ProgressLogger
 from cml.evaluation.results import ROW_HEADER, format_row, format_summary, write_results
@@ -56,12 +57,14 @@ def run(cfg: Config, data: MultiLabelData, run_dir: Path, resume: bool = False) 
     device = pick_device(cfg.train.device)
     model = build_model(cfg)
     metric = MultiLabelMetrics(scenario.class_names, [s.classes for s in steps], cfg.eval.threshold)
-    evaluator = EvaluationPlugin(loss_metrics(epoch=True), metric,
-                                 loggers=[TensorboardLogger(run_dir / "tb"), ProgressLogger()])
+    tensorboard = TensorboardLogger(run_dir / "tb")
+    evaluator = EvaluationPlugin(loss_metrics(epoch=True), metric, loggers=[tensorboard, ProgressLogger()])
     plugins = [PLUGINS.get(name)(cfg, scenario) for name in cfg.strategy.plugins]
     strategy = STRATEGIES.get(cfg.strategy.name)(
         scenario=scenario, model=model, train_cfg=cfg.train, eval_batch_size=cfg.eval.batch_size,
         device=device, plugins=plugins, evaluator=evaluator)
+    if not resume:  # a resumed run's event files already hold them
+        log_hparams(tensorboard.writer, cfg)
 
     records: list[dict] = []
     start = 0
@@ -84,7 +87,7 @@ def run(cfg: Config, data: MultiLabelData, run_dir: Path, resume: bool = False) 
     for row_index, record in enumerate(records):
         print(format_row(row_index, record))
     extra = {"dataset": cfg.data.dataset, "strategy": cfg.strategy.name, "class_order": scenario.class_names,
-             "skipped": data.skipped}
+             "skipped": data.skipped, "n_steps": len(steps)}
     summary = None
     for t in range(start, len(steps)):
         strategy.train(bench.train_stream[t], eval_streams=[], **loader_args)
@@ -93,6 +96,7 @@ def run(cfg: Config, data: MultiLabelData, run_dir: Path, resume: bool = False) 
         records.append({"classes": [scenario.class_names[c] for c in steps[t].classes],
                         "n_train": strategy.train_size, "n_test": len(steps[t].test_rows), **values})
         summary = write_results(run_dir, records, extra)
+        log_summary(tensorboard.writer, summary, t)
         checkpoint.save(run_dir, t, strategy, summary["steps"])
         print(format_row(t, summary["steps"][t]), flush=True)
     if summary is None:
