@@ -1,5 +1,6 @@
-"""`python -m cml run CONFIG [--set key=value ...] [--out DIR] [--resume]`, and
-`python -m cml plan CONFIG [--set key=value ...] [--json FILE]` (the steps, without torch).
+"""`python -m cml run CONFIG [--set key=value ...] [--out DIR] [--seeds N ...] [--resume]`,
+`python -m cml plan CONFIG [--set key=value ...] [--json FILE]` (the steps, without torch) and
+`python -m cml compare RUN_DIR_OR_PARENT ... [--out FILE.png] [--json]`.
 
 Arguments, the config, the dataset and its images are checked before torch and Avalanche are
 imported (they take seconds), so mistakes are reported at once: one line naming the file or key,
@@ -10,6 +11,8 @@ diverged (non-finite loss), 130 SIGINT, 143 SIGTERM (completed steps kept, resum
 from __future__ import annotations
 
 import argparse
+import copy
+import json
 import shlex
 import signal
 import sys
@@ -41,7 +44,11 @@ def _parser() -> argparse.ArgumentParser:
                           "--set strategy.plugins=[a,b]); repeatable")
     run.add_argument("--out", help="run directory (default: runs/<config name>-<time>)")
     run.add_argument("--resume", action="store_true",
-                     help="continue the run in --out after its last completed step")
+                     help="continue the run in --out after its last completed step; with --seeds, "
+                          "continue every unfinished seed")
+    run.add_argument("--seeds", type=int, nargs="+", metavar="SEED",
+                     help="run once per seed, one after the other, each in PARENT/seed<SEED> "
+                          "(PARENT: --out, default runs/<config name>-<time>)")
     plan = sub.add_parser("plan", help="show a protocol's steps without training (no torch)",
                           description="Load the config and the dataset and print, per step, the classes, the "
                                       "training and test images, positive labels per class and the selected "
@@ -50,6 +57,14 @@ def _parser() -> argparse.ArgumentParser:
     plan.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                       help="override a config key, as for run; repeatable")
     plan.add_argument("--json", metavar="FILE", help="also write the same as JSON to FILE")
+    compare = sub.add_parser("compare", help="compare runs: a markdown table and a PNG of mAP per step",
+                             description="Group runs whose configs differ only in the seed; print Avg "
+                                         "mAP, Last mAP, forgetting, CF1 and OF1 (mean and std over "
+                                         "seeds) and plot mAP per step.")
+    compare.add_argument("paths", nargs="+", metavar="RUN_DIR_OR_PARENT",
+                         help="run directories, or folders searched for them")
+    compare.add_argument("--out", default="compare.png", help="the PNG to write (default: compare.png)")
+    compare.add_argument("--json", action="store_true", help="print the groups as JSON instead of a table")
     keys = sub.add_parser("keys", help="list the config keys, their types and defaults")
     keys.add_argument("--markdown", action="store_true", help="as the table of docs/config.md")
     return parser
@@ -68,11 +83,14 @@ def _first_difference(a, b, prefix: str = "") -> str | None:
 def _run_directory(args) -> Path:
     if args.resume and not args.out:
         raise UserError("--resume needs --out DIR, the run directory to continue")
-    run_dir = Path(args.out) if args.out else \
-        Path("runs") / f"{Path(args.config).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir = Path(args.out) if args.out else _default_out(args)
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"--out: {run_dir} is a file; expected a directory (new or holding a run)")
     return run_dir
+
+
+def _default_out(args) -> Path:
+    return Path("runs") / f"{Path(args.config).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def _check_run_directory(args, cfg, run_dir: Path) -> None:
@@ -95,7 +113,11 @@ def _check_run_directory(args, cfg, run_dir: Path) -> None:
 
 def _resume_command(args, run_dir: Path) -> str:
     words = ["python", "-m", "cml", "run", args.config, "--out", str(run_dir), "--resume"]
-    for item in args.overrides:
+    overrides = args.overrides
+    if args.seeds:  # run_dir is PARENT/seed<N>, and _run_seeds appended seed=N to the overrides
+        words[6:7] = [str(run_dir.parent), "--seeds", *map(str, args.seeds)]
+        overrides = overrides[:-1]
+    for item in overrides:
         words += ["--set", item]
     return " ".join(shlex.quote(w) for w in words)
 
@@ -111,9 +133,11 @@ def _one_line(err: UserError) -> str:
 
 
 class _Session:
-    """What the error messages need to know about the run in progress."""
+    """What the error messages need to know about the run in progress, and the dataset, which
+    the seeds of one command share."""
     run_dir: Path | None = None
     lock: RunLock | None = None
+    data = None
 
 
 def _start(args, session: _Session):
@@ -122,12 +146,7 @@ def _start(args, session: _Session):
     if run_dir.is_dir():  # lock before looking inside: a run in progress is named with its pid
         session.lock = RunLock(run_dir)
     _check_run_directory(args, cfg, run_dir)
-    from cml.datasets import DATASETS
-
-    data = check_images(DATASETS.get(cfg.data.dataset)(cfg.data), cfg.data)
-    if data.skipped:
-        counts = ", ".join(f"{key} {count}" for key, count in data.skipped.items())
-        print(f"{cfg.data.dataset}: counted in results' skipped: {counts}", flush=True)
+    data = session.data = session.data or _load_data(cfg)
     if session.lock is None:  # a new directory, made only now that the data are known to be good
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -139,8 +158,48 @@ def _start(args, session: _Session):
     return cfg, data, run_dir
 
 
-def _run(args) -> int:
+def _load_data(cfg):
+    from cml.datasets import DATASETS
+
+    data = check_images(DATASETS.get(cfg.data.dataset)(cfg.data), cfg.data)
+    if data.skipped:
+        counts = ", ".join(f"{key} {count}" for key, count in data.skipped.items())
+        print(f"{cfg.data.dataset}: counted in results' skipped: {counts}", flush=True)
+    return data
+
+
+def _run_seeds(args) -> int:
+    """One run per seed in PARENT/seed<N>; `--resume` continues the seeds that completed a step,
+    starts the others and leaves out the finished ones."""
+    if args.resume and not args.out:
+        print("error: --resume needs --out PARENT, the folder of the seeds' run directories", file=sys.stderr)
+        return 2
+    parent = Path(args.out) if args.out else _default_out(args)
     session = _Session()
+    for seed in dict.fromkeys(args.seeds):
+        one = copy.copy(args)
+        one.out, one.overrides = str(parent / f"seed{seed}"), [*args.overrides, f"seed={seed}"]
+        if args.resume and _finished(Path(one.out)):
+            print(f"{one.out}: finished, nothing to resume")
+            continue
+        one.resume = args.resume and (Path(one.out) / "checkpoint.pt").is_file()
+        code = _run(one, session)
+        if code:
+            return code
+        session.run_dir = session.lock = None
+    return 0
+
+
+def _finished(run_dir: Path) -> bool:
+    try:
+        results = json.loads((run_dir / "results.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return "n_steps" in results and len(results["steps"]) == results["n_steps"]
+
+
+def _run(args, session: _Session | None = None) -> int:
+    session = session or _Session()
     try:
         with stop_signals_raise():
             try:
@@ -175,8 +234,10 @@ def _run(args) -> int:
 def _interrupted(args, session: _Session, signum: int) -> int:
     name = signal.Signals(signum).name
     run_dir = session.run_dir
-    if run_dir and (run_dir / "checkpoint.pt").exists():
-        where = (f"; the completed steps are saved in {run_dir}; continue with: "
+    saved = run_dir and (any(run_dir.parent.glob("seed*/checkpoint.pt")) if args.seeds
+                         else (run_dir / "checkpoint.pt").exists())
+    if saved:
+        where = (f"; the completed steps are saved in {run_dir.parent if args.seeds else run_dir}; continue with: "
                  f"{_resume_command(args, run_dir)}")
     else:
         where = "; no step was completed, nothing to resume"
@@ -193,6 +254,15 @@ def main(argv: list[str] | None = None) -> int:
         for key, type_name, default, help_text in describe():
             print(f"{key:<28} {type_name:<40} {default:<16} {help_text}")
         return 0
+    if args.command == "compare":
+        from cml.compare import compare
+
+        try:
+            compare([Path(p) for p in args.paths], Path(args.out), as_json=args.json)
+        except UserError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return err.exit_code
+        return 0
     if args.command == "plan":
         from cml.plan import plan_command
 
@@ -201,4 +271,4 @@ def main(argv: list[str] | None = None) -> int:
         except UserError as err:
             print(f"error: {err}", file=sys.stderr)
             return err.exit_code
-    return _run(args)
+    return _run_seeds(args) if args.seeds else _run(args)

@@ -126,21 +126,24 @@ REPLAY_PLUGINS = ("herding", "ocdm", "prs", "reservoir")  # share strategy.repla
 
 @dataclass
 class LwfConfig:
-    weight: float = _opt(1.0, low=0, help="weight of the distillation loss")
-    temperature: float = _opt(2.0, positive=True, help="temperature of the old and new sigmoids")
-    feature_weight: float = _opt(0.0, low=0, help="weight of distilling per-label features (models that have them)")
+    weight: float = _opt(1.0, low=0, help="lwf: weight of the distillation loss on the old classes' logits")
+    temperature: float = _opt(2.0, positive=True, help="lwf: temperature T of the old and new sigmoids (loss scaled by T^2)")
+    feature_weight: float = _opt(0.0, low=0, help="lwf: weight of distilling the old classes' per-label "
+                                                 "features (models that emit label_features)")
 
 
 @dataclass
 class EwcConfig:
-    weight: float = _opt(100.0, low=0, help="lambda: weight of the quadratic penalty")
-    mode: Literal["separate", "online"] = _opt("separate", help="one penalty per past step, or one running Fisher")
-    decay: float = _opt(0.9, low=0, high=1, help="online: weight of the previous Fisher in the running average")
+    weight: float = _opt(1000.0, low=0, help="ewc: lambda, the penalty is lambda/2 * sum F (theta - theta*)^2")
+    mode: Literal["separate", "online"] = _opt(
+        "separate", help="ewc: one penalty per past step, or one decayed sum of Fishers anchored at the last step")
+    decay: float = _opt(0.9, low=0, high=1, help="ewc online: gamma, F = gamma * F_previous + F_step")
 
 
 @dataclass
 class PseudoConfig:
-    threshold: float = _opt(0.7, low=0, high=1, help="previous model's sigmoid at or above which an old class is labelled")
+    threshold: float = _opt(0.7, low=0, high=1, help="pseudo: the previous model's sigmoid at or above which an "
+                                                    "old class becomes a positive target")
 
 
 @dataclass

@@ -18,6 +18,7 @@ from cml import checkpoint
 from cml.config import Config
 from cml.datasets._types import MultiLabelData
 from cml.errors import UserError
+from cml.evaluation.hparams import log_hparams, log_summary
 from cml.evaluation.plugin import MultiLabelMetrics
 from cml.evaluation.progress import ProgressLogger
 from cml.evaluation.results import ROW_HEADER, build_summary, format_row, format_summary, write_results, write_summary
@@ -62,17 +63,19 @@ def run(cfg: Config, data: MultiLabelData, run_dir: Path, resume: bool = False) 
     tasks = [s.test_tasks for s in steps] if cfg.eval.per_task else None
     metric = MultiLabelMetrics(scenario.class_names, [s.classes for s in steps], cfg.eval.threshold,
                                cfg.eval.strict, tasks, scenario.class_groups)
-    evaluator = EvaluationPlugin(loss_metrics(epoch=True), metric,
-                                 loggers=[TensorboardLogger(run_dir / "tb"), ProgressLogger()])
+    tensorboard = TensorboardLogger(run_dir / "tb")
+    evaluator = EvaluationPlugin(loss_metrics(epoch=True), metric, loggers=[tensorboard, ProgressLogger()])
     plugins = [PLUGINS.get(name)(cfg, scenario) for name in cfg.strategy.plugins]
     strategy = STRATEGIES.get(cfg.strategy.name)(
         scenario=scenario, model=model, train_cfg=cfg.train, eval_batch_size=cfg.eval.batch_size,
         device=device, plugins=plugins, evaluator=evaluator)
+    if not resume:  # a resumed run's event files already hold them
+        log_hparams(tensorboard.writer, cfg)
 
     records: list[dict] = []
     start = 0
     extra = {"dataset": cfg.data.dataset, "strategy": cfg.strategy.name, "class_order": scenario.class_names,
-             "skipped": scenario.data.skipped}
+             "skipped": scenario.data.skipped, "n_steps": len(steps)}
     if scenario.class_groups is not None:
         extra["class_groups"] = {g: [scenario.class_names[c] for c in cs] for g, cs in scenario.class_groups.items()}
     if resume:
@@ -101,6 +104,7 @@ def run(cfg: Config, data: MultiLabelData, run_dir: Path, resume: bool = False) 
         with deferred_signals():  # checkpoint first: results are never ahead of it
             checkpoint.save(run_dir, t, strategy, summary["steps"])
             write_summary(run_dir, summary)
+        log_summary(tensorboard.writer, summary, t)
         print(format_row(t, summary["steps"][t]), flush=True)
     if summary is None:
         summary = write_results(run_dir, records, extra)

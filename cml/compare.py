@@ -1,0 +1,198 @@
+"""`python -m cml compare RUN_DIR_OR_PARENT ...`: runs side by side, a markdown table and a PNG.
+
+A run directory is a folder with `results.json` and `config.yaml`; any other folder given is
+searched for them. Runs whose configs are equal apart from `seed` and the data locations
+(`data.root`, `data.cache_dir`) form one configuration; its numbers are the mean and the sample
+standard deviation (n - 1) over its runs. CF1 and OF1 are those of the last step. Unfinished
+runs (fewer steps in results.json than the run has) are left out, with a note.
+
+Reads only JSON and YAML and imports only matplotlib (no torch, no Avalanche), so it is fast.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from cml.errors import UserError
+
+IGNORED = ("seed", "data.root", "data.cache_dir")  # the same configuration whatever their values
+SHOWN = ("strategy.name", "strategy.plugins", "model.name", "model.backbone")  # always in the label
+COLUMNS = (("Avg mAP", "avg_map"), ("Last mAP", "last_map"), ("Avg forgetting", "avg_forgetting"),
+           ("CF1", "cf1"), ("OF1", "of1"))
+
+
+@dataclass
+class Run:
+    path: Path
+    config: dict  # flattened: dotted key -> value
+    results: dict
+
+    def value(self, key: str) -> float | None:
+        if key in ("cf1", "of1"):
+            return self.results["steps"][-1][key]
+        return self.results[key]
+
+
+@dataclass
+class Group:
+    runs: list[Run]
+    label: str = ""
+    stats: dict = field(default_factory=dict)  # key -> (mean, std or None, n)
+
+
+def flatten(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _load(folder: Path) -> Run:
+    try:
+        results = json.loads((folder / "results.json").read_text())
+        config = yaml.safe_load((folder / "config.yaml").read_text())
+    except (OSError, ValueError, yaml.YAMLError) as err:
+        raise UserError(f"{folder}: cannot read the run's results.json / config.yaml ({err})") from None
+    if not isinstance(config, dict) or not results.get("steps"):
+        raise UserError(f"{folder}: not a cml run (config.yaml is not a mapping or results.json has no steps)")
+    return Run(folder, flatten(config), results)
+
+
+def find_runs(paths: list[Path]) -> list[Run]:
+    folders: list[Path] = []
+    for path in paths:
+        if not path.is_dir():
+            raise UserError(f"{path}: no such folder")
+        found = [path] if (path / "results.json").is_file() else \
+            sorted(r.parent for r in path.rglob("results.json") if (r.parent / "config.yaml").is_file())
+        if not found:
+            raise UserError(f"{path}: no run directory (a folder with results.json and config.yaml) in it")
+        folders += [f for f in found if f not in folders]
+    runs = []
+    for folder in folders:
+        run = _load(folder)
+        done, planned = len(run.results["steps"]), run.results.get("n_steps")
+        if planned and done < planned:
+            print(f"note: {folder} left out: unfinished ({done} of {planned} steps)", file=sys.stderr)
+            continue
+        runs.append(run)
+    if not runs:
+        raise UserError("no finished run to compare")
+    return runs
+
+
+def _key(run: Run) -> str:
+    return json.dumps({k: v for k, v in run.config.items() if k not in IGNORED}, sort_keys=True, default=str)
+
+
+def _mean_std(values: list) -> tuple[float | None, float | None, int]:
+    kept = [float(v) for v in values if v is not None and not math.isnan(v)]
+    if not kept:
+        return None, None, 0
+    return statistics.fmean(kept), statistics.stdev(kept) if len(kept) > 1 else None, len(kept)
+
+
+def _short(value) -> str:
+    return "[" + ",".join(map(str, value)) + "]" if isinstance(value, list) else str(value)
+
+
+def _in_use(key: str, config: dict) -> bool:
+    """Plugin options count only for runs with that plugin (replay plugins share `strategy.replay`)."""
+    parts = key.split(".")
+    if parts[0] != "strategy" or len(parts) < 3:
+        return True
+    sections = {k.split(".")[1] for k in config if k.startswith("strategy.") and k.count(".") >= 2}
+    plugins = config.get("strategy.plugins", [])
+    return parts[1] in plugins or (parts[1] == "replay" and any(p not in sections for p in plugins))
+
+
+def group_runs(runs: list[Run]) -> list[Group]:
+    by_key: dict[str, Group] = {}
+    for run in runs:
+        by_key.setdefault(_key(run), Group([])).runs.append(run)
+    groups = list(by_key.values())
+    keys = sorted({k for g in groups for k in g.runs[0].config} - set(IGNORED) - set(SHOWN))
+    differing = [k for k in keys if len({json.dumps(g.runs[0].config.get(k), default=str) for g in groups}) > 1]
+    for g in groups:
+        c = g.runs[0].config
+        strategy = "+".join([c.get("strategy.name", "?"), *c.get("strategy.plugins", [])])
+        parts = [strategy, f"{c.get('model.name', '?')}/{c.get('model.backbone', '?')}"]
+        parts += [f"{k.removeprefix('strategy.')}={_short(c.get(k))}" for k in differing if _in_use(k, c)]
+        g.label = ", ".join(parts)
+        g.stats = {key: _mean_std([r.value(key) for r in g.runs]) for _, key in COLUMNS}
+        n_steps = max(len(r.results["steps"]) for r in g.runs)
+        g.stats["map_per_step"] = [_mean_std([r.results["steps"][i]["map"] for r in g.runs
+                                              if i < len(r.results["steps"])]) for i in range(n_steps)]
+    return groups
+
+
+def _cell(stat) -> str:
+    mean, std, _ = stat
+    if mean is None:
+        return "n/a"
+    return f"{mean:.2f}" if std is None else f"{mean:.2f} ± {std:.2f}"
+
+
+def markdown_table(groups: list[Group]) -> str:
+    header = ["configuration", "seeds", *(name for name, _ in COLUMNS)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for g in groups:
+        cells = [g.label.replace("|", "/"), str(len(g.runs)), *(_cell(g.stats[key]) for _, key in COLUMNS)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def to_json(groups: list[Group]) -> list[dict]:
+    out = []
+    for g in groups:
+        entry = {"label": g.label, "runs": [str(r.path) for r in g.runs],
+                 "seeds": [r.config.get("seed") for r in g.runs]}
+        for _, key in COLUMNS:
+            entry[key] = dict(zip(("mean", "std", "n"), g.stats[key]))
+        entry["map_per_step"] = [dict(zip(("mean", "std", "n"), s)) for s in g.stats["map_per_step"]]
+        out.append(entry)
+    return out
+
+
+def plot(groups: list[Group], path: Path) -> None:
+    from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global state
+
+    fig = Figure(figsize=(9, 4.5 + 0.25 * len(groups)), layout="constrained")  # room for the legend
+    ax = fig.subplots()
+    colors = [f"C{i % 10}" for i in range(len(groups))]
+    longest = 0
+    for g, color in zip(groups, colors):
+        points = [(i, m, s) for i, (m, s, _) in enumerate(g.stats["map_per_step"]) if m is not None]
+        x, mean = [p[0] for p in points], [p[1] for p in points]
+        longest = max(longest, len(g.stats["map_per_step"]))
+        ax.plot(x, mean, marker="o", color=color, label=f"{g.label} (n={len(g.runs)})")
+        if len(g.runs) > 1:
+            std = [p[2] or 0.0 for p in points]
+            ax.fill_between(x, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)],
+                            color=color, alpha=0.2, linewidth=0)
+    ax.set_title("mAP after each step (mean ± std over seeds)")
+    ax.set_xlabel("step")
+    ax.set_ylabel("mAP on the classes seen so far (%)")
+    ax.set_xticks(range(longest))
+    ax.grid(alpha=0.3)
+    fig.legend(loc="outside lower center", fontsize="small", frameon=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+
+
+def compare(paths: list[Path], out: Path, as_json: bool = False) -> list[Group]:
+    groups = group_runs(find_runs(paths))
+    print(json.dumps(to_json(groups), indent=2) if as_json else markdown_table(groups))
+    plot(groups, out)
+    print(f"wrote {out}", file=sys.stderr)
+    return groups

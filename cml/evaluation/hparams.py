@@ -1,0 +1,48 @@
+"""The run's config as TensorBoard hyperparameters (the HParams dashboard) and its summary metrics.
+
+Written into the run's own `tb/` event files through the Avalanche TensorboardLogger's writer:
+`SummaryWriter.add_hparams` would put them in a new sub-folder, which TensorBoard shows as
+another run, apart from the run's scalars. The metrics are the running Avg mAP, Last mAP and
+average forgetting, logged after every step, so HParams shows the latest values of any run,
+finished or not. Runs can then be filtered by strategy, plugins, model and backbone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from torch.utils.tensorboard.summary import hparams
+
+METRICS = {"avg_map": "summary/avg_mAP", "last_map": "summary/last_mAP", "avg_forgetting": "summary/avg_forgetting"}
+
+
+def run_hparams(cfg) -> dict:
+    """The keys worth filtering runs by, plus the options of the plugins in use."""
+    s, t = cfg.strategy, cfg.train
+    values = {"strategy": s.name, "plugins": "+".join(s.plugins) or "none", "model": cfg.model.name,
+              "backbone": cfg.model.backbone, "pretrained": str(cfg.model.pretrained),
+              "dataset": cfg.data.dataset, "protocol": cfg.scenario.protocol,
+              "split": f"B{cfg.scenario.base}-C{cfg.scenario.increment}", "labels": cfg.scenario.labels,
+              "image_size": cfg.data.image_size, "epochs": t.epochs, "batch_size": t.batch_size, "lr": t.lr,
+              "optimizer": t.optimizer, "scheduler": t.scheduler, "loss": t.loss, "online": t.online,
+              "seed": cfg.seed}
+    sections = {f.name for f in dataclasses.fields(s)} - {"name", "plugins"}
+    for plugin in s.plugins:  # replay plugins share `strategy.replay`; the others have their own section
+        section = plugin if plugin in sections else "replay"
+        for key, value in dataclasses.asdict(getattr(s, section)).items():
+            values[f"{section}.{key}"] = value
+    return values
+
+
+def log_hparams(writer, cfg) -> None:
+    experiment, session_start, _ = hparams(run_hparams(cfg), {tag: 0.0 for tag in METRICS.values()})
+    writer.file_writer.add_summary(experiment)
+    writer.file_writer.add_summary(session_start)
+    writer.flush()
+
+
+def log_summary(writer, summary: dict, step: int) -> None:
+    for key, tag in METRICS.items():
+        if summary[key] is not None:
+            writer.add_scalar(tag, summary[key], step)
+    writer.flush()
