@@ -13,15 +13,13 @@ from cml import checkpoint
 from cml.cli import main
 from cml.config import load_config
 from cml.datasets import DATASETS
-from cml.strategies import PLUGINS
 from tests_helpers import tiny
 
 DEMO = str(Path(__file__).resolve().parents[1] / "configs" / "demo.yaml")
 TWO_STEPS = tiny() + ["data.synthetic.num_classes=4", "data.synthetic.train_images=40",
                       "data.synthetic.test_images=24"]
-# the integrator extends these once the replay plugins and the other models are merged
-REPLAY = ["none", *(name for name in ("prs", "reservoir") if name in PLUGINS.names())]
-MODELS = ["linear"]
+REPLAY = ["none", "prs", "reservoir"]
+MODELS = ["linear", "dlfl", "srn", "dr"]
 # threshold 0: every old class at 0 becomes a positive, so the plugin visibly acts at this tiny scale
 OPTIONS = ["strategy.pseudo.threshold=0.0"]
 
