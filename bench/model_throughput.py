@@ -29,7 +29,7 @@ warnings.filterwarnings("ignore", message="no QP solver", category=UserWarning)
 import torch  # noqa: E402
 
 from cml.models import MODELS  # noqa: E402
-from cml.scenarios.images import normalize  # noqa: E402
+from cml.scenarios.images import input_stats, normalize  # noqa: E402
 from cml.strategies._base import masked_bce  # noqa: E402
 
 MODEL_NAMES = ["linear", "dlfl", "srn", "dr"]
@@ -45,8 +45,9 @@ def build(name: str, args, device: torch.device) -> torch.nn.Module:
 
 
 def train_seconds(model, optimizer, batches, iterations: int, autocast, device) -> float:
+    stats = input_stats(model)
     def step(images, targets):
-        x = normalize(images)
+        x = normalize(images, stats)
         with autocast():
             outputs = model(x, full=True)
         # the losses outside autocast, as in the strategy

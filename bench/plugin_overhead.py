@@ -37,7 +37,7 @@ from cml.datasets import DATASETS  # noqa: E402
 from cml.evaluation.progress import ProgressLogger  # noqa: E402
 from cml.run import build_model, pick_device  # noqa: E402
 from cml.scenarios.builder import build_scenario  # noqa: E402
-from cml.scenarios.images import normalize  # noqa: E402
+from cml.scenarios.images import input_stats, normalize  # noqa: E402
 from cml.strategies import PLUGINS  # noqa: E402
 from cml.strategies._base import MultiLabelStrategy, build_optimizer, frozen_copy, masked_bce  # noqa: E402
 
@@ -51,12 +51,13 @@ def make_strategy(model, cfg, scenario, device, plugins):
 
 
 def bare_fisher(model, dataset, batch_size, device):
+    stats = input_stats(model)
     params = {n: p for n, p in model.named_parameters() if p.requires_grad}
     fisher = {n: torch.zeros_like(p) for n, p in params.items()}
     model.eval()
     batches = 0
     for x, y, _ in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-        x, y = normalize(x.to(device)), y.to(device)
+        x, y = normalize(x.to(device), stats), y.to(device)
         grads = torch.autograd.grad(masked_bce(model(x), y), list(params.values()), allow_unused=True)
         for name, grad in zip(params, grads):
             if grad is not None:
@@ -67,6 +68,7 @@ def bare_fisher(model, dataset, batch_size, device):
 
 
 def bare_loop(model, previous, term, plugins, dataset, cfg, device) -> float:
+    stats = input_stats(model)
     s, bs = cfg.strategy, cfg.train.batch_size
     loader = DataLoader(dataset, batch_size=bs, shuffle=True, drop_last=len(dataset) % bs == 1)
     optimizer = build_optimizer(model, cfg.train)
@@ -74,7 +76,7 @@ def bare_loop(model, previous, term, plugins, dataset, cfg, device) -> float:
     start = time.perf_counter()
     for _ in range(cfg.train.epochs):
         for x, y, _ in loader:
-            x, y = normalize(x.to(device)), y.to(device)
+            x, y = normalize(x.to(device), stats), y.to(device)
             if "lwf" in plugins or "pseudo" in plugins:
                 with torch.no_grad():
                     old = previous(x)

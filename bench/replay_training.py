@@ -37,7 +37,7 @@ from cml.datasets import DATASETS  # noqa: E402
 from cml.evaluation.progress import ProgressLogger  # noqa: E402
 from cml.run import build_model, pick_device  # noqa: E402
 from cml.scenarios.builder import build_scenario  # noqa: E402
-from cml.scenarios.images import normalize  # noqa: E402
+from cml.scenarios.images import input_stats, normalize  # noqa: E402
 from cml.strategies import PLUGINS  # noqa: E402
 from cml.strategies._base import MultiLabelStrategy, build_criterion, build_optimizer  # noqa: E402
 
@@ -51,6 +51,7 @@ class ImageCounter:
 
 
 def bare_loop(model, scenario, buffer, cfg, device) -> tuple[float, int]:
+    stats = input_stats(model)
     step = scenario.steps[0]
     dataset = scenario.benchmark.train_stream[0].dataset
     drop_last = len(dataset) % cfg.train.batch_size == 1  # as the strategy: no batch of one
@@ -69,7 +70,7 @@ def bare_loop(model, scenario, buffer, cfg, device) -> tuple[float, int]:
             stored = scenario.train_images(buffer.rows[slots], buffer.targets[slots])
             x = torch.cat([x, torch.stack([stored[i][0] for i in range(k)])])
             y = torch.cat([y, stored.targets])
-        x, y = normalize(x.to(device, non_blocking=True)), y.to(device, non_blocking=True)
+        x, y = normalize(x.to(device, non_blocking=True), stats), y.to(device, non_blocking=True)
         loss = criterion(model(x), y)
         optimizer.zero_grad()
         loss.backward()

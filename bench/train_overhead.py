@@ -32,11 +32,12 @@ from cml.datasets import DATASETS  # noqa: E402
 from cml.evaluation.progress import ProgressLogger  # noqa: E402
 from cml.run import build_model, pick_device  # noqa: E402
 from cml.scenarios.builder import build_scenario  # noqa: E402
-from cml.scenarios.images import normalize  # noqa: E402
+from cml.scenarios.images import input_stats, normalize  # noqa: E402
 from cml.strategies._base import MultiLabelStrategy, build_criterion, build_optimizer  # noqa: E402
 
 
 def bare_loop(model, dataset, cfg, device) -> float:
+    stats = input_stats(model)
     loader = DataLoader(dataset, batch_size=cfg.train.batch_size, shuffle=True,
                         num_workers=cfg.data.num_workers, pin_memory=device.type == "cuda")
     criterion = build_criterion(cfg.train)
@@ -45,7 +46,7 @@ def bare_loop(model, dataset, cfg, device) -> float:
     start = time.perf_counter()
     for _ in range(cfg.train.epochs):
         for x, y, _ in loader:
-            x, y = normalize(x.to(device, non_blocking=True)), y.to(device, non_blocking=True)
+            x, y = normalize(x.to(device, non_blocking=True), stats), y.to(device, non_blocking=True)
             loss = criterion(model(x), y)
             optimizer.zero_grad()
             loss.backward()

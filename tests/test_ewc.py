@@ -8,7 +8,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from cml.models._parts import GrowingLinear
-from cml.scenarios.images import normalize
+from cml.scenarios.images import input_stats, normalize
 from cml.strategies._base import masked_bce
 from cml.strategies.plugins.ewc import ElasticWeightConsolidation, empirical_fisher, ewc_penalty
 
@@ -92,13 +92,14 @@ def test_empirical_fisher_is_the_mean_squared_batch_gradient_of_the_masked_loss(
     x = torch.randint(0, 256, (5, 3, 2, 2), dtype=torch.uint8)
     y = torch.tensor([[1, 0, -1], [0, 1, -1], [1, 1, -1], [0, 0, -1], [1, 0, -1.0]])  # class 2 left out
     dataset = TensorDataset(x, y, torch.arange(5))
-    strategy = SimpleNamespace(core_model=model, train_mb_size=2, device="cpu", channels_last=False,
-                               autocast=contextlib.nullcontext, _criterion=masked_bce)
+    stats = input_stats(model)  # ImageNet's: a plain Sequential has no pretrained_cfg
+    strategy = SimpleNamespace(core_model=model, train_mb_size=2, device="cpu", autocast=contextlib.nullcontext,
+                               _criterion=masked_bce, prepare_images=lambda images: normalize(images, stats))
     fisher = empirical_fisher(strategy, dataset)
     expected = {n: torch.zeros_like(p) for n, p in model.named_parameters()}
     for batch in ((0, 2), (2, 4), (4, 5)):  # a plain reference loop over the same batches
         model.zero_grad()
-        masked_bce(model(normalize(x[slice(*batch)])), y[slice(*batch)]).backward()
+        masked_bce(model(normalize(x[slice(*batch)], stats)), y[slice(*batch)]).backward()
         for n, p in model.named_parameters():
             expected[n] += p.grad ** 2 / 3
     for n in expected:

@@ -8,6 +8,7 @@ from cml.errors import UserError
 from cml.models import create_model
 from cml.models._parts import GrowingLinear, create_backbone
 from cml.run import build_model
+from cml.scenarios.images import input_stats, normalize
 
 
 class FakeExperience:
@@ -69,3 +70,14 @@ def test_model_options_are_checked():
     cfg = load_config(None, ["model.backbone=test_resnet", "model.options={depth: 3}"])
     with pytest.raises(UserError, match="model.options.depth: not an option of model 'linear'"):
         build_model(cfg)
+
+
+@pytest.mark.parametrize("backbone, mean, std", [
+    ("tresnet_m", (0, 0, 0), (1, 1, 1)),  # ASL's / KRT's TResNet takes pixels in [0, 1]
+    ("resnet10t", (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),  # ImageNet's
+])
+def test_images_are_normalised_as_the_backbone_was_trained(backbone, mean, std):
+    model = create_model("linear", backbone=backbone, num_classes=2)
+    pixels = torch.tensor([0, 51, 255], dtype=torch.uint8).view(1, 1, 1, 3).expand(1, 3, 1, 3)
+    by_hand = torch.stack([(pixels[0, c].float() / 255 - mean[c]) / std[c] for c in range(3)])
+    assert torch.allclose(normalize(pixels, input_stats(model))[0], by_hand, atol=1e-6)

@@ -1,7 +1,7 @@
 """A torch dataset of (image, multi-hot target) pairs, read from files or from the image cache.
 
 Images leave the dataset as uint8 (3, S, S) tensors and are normalised by the strategy on the
-training device (`normalize`): a quarter of the bytes through DataLoader workers and pinned
+training device (`normalize`, with the backbone's own mean and std): a quarter of the bytes through DataLoader workers and pinned
 memory, and no float work in the loader processes.
 """
 
@@ -14,8 +14,8 @@ from torch.utils.data import Dataset
 from cml.errors import UserError
 from cml.imagefiles import decode_rgb, reason
 
-MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
-STD = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def read_image(path: str, size: int) -> np.ndarray:
@@ -57,6 +57,15 @@ class MultiLabelImages(Dataset):
         return x, self.targets[i], self.rows[i]
 
 
-def normalize(x: torch.Tensor) -> torch.Tensor:
-    """uint8 images -> float, ImageNet mean and std (timm backbones' default)."""
-    return (x.float().div_(255) - MEAN.to(x.device)) / STD.to(x.device)
+def input_stats(model: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mean and std the backbone was trained with (timm's `pretrained_cfg`): ImageNet's for
+    most, none for TResNet (ASL's weights, which KRT starts from, take pixels in [0, 1])."""
+    cfg = getattr(getattr(model, "backbone", model), "pretrained_cfg", None) or {}
+    mean, std = cfg.get("mean", IMAGENET_MEAN), cfg.get("std", IMAGENET_STD)
+    return torch.tensor(mean).view(3, 1, 1), torch.tensor(std).view(3, 1, 1)
+
+
+def normalize(x: torch.Tensor, stats: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """uint8 images -> float, (x / 255 - mean) / std."""
+    mean, std = stats
+    return (x.float().div_(255) - mean.to(x.device)) / std.to(x.device)

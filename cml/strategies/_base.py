@@ -36,7 +36,7 @@ from avalanche.training.templates import SupervisedTemplate
 from torch.nn import functional as F
 
 from cml.errors import TrainingDiverged
-from cml.scenarios.images import normalize
+from cml.scenarios.images import input_stats, normalize
 
 NONFINITE_CHECK_EVERY = 32  # stop mode: batches between two reads of the device-side flag
 
@@ -121,6 +121,7 @@ class MultiLabelStrategy(SupervisedTemplate):
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(train_cfg.amp) if on_cuda else None
         self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype is torch.float16 else None
         self.channels_last = train_cfg.channels_last and on_cuda
+        self.input_stats = None  # from the backbone, on first use
         super().__init__(model=model, optimizer=build_optimizer(model, train_cfg), criterion=build_criterion(train_cfg),
                          train_mb_size=train_cfg.batch_size,
                          train_epochs=1 if train_cfg.online else train_cfg.epochs,
@@ -156,9 +157,15 @@ class MultiLabelStrategy(SupervisedTemplate):
 
     def _unpack_minibatch(self):
         super()._unpack_minibatch()
-        self.mbatch[0] = normalize(self.mbatch[0])
-        if self.channels_last:
-            self.mbatch[0] = self.mbatch[0].contiguous(memory_format=torch.channels_last)
+        self.mbatch[0] = self.prepare_images(self.mbatch[0])
+
+    def prepare_images(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 images -> the model's input on the device: normalised as its backbone expects,
+        channels_last when asked. Plugins that run the model on images of their own use it too."""
+        if self.input_stats is None:
+            self.input_stats = input_stats(self.core_model)
+        x = normalize(x.to(self.device, non_blocking=True), self.input_stats)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def autocast(self):
         return torch.autocast("cuda", dtype=self.amp_dtype) if self.amp_dtype else contextlib.nullcontext()

@@ -30,7 +30,6 @@ import torch
 from avalanche.core import SupervisedPlugin
 from torch.utils.data import DataLoader
 
-from cml.scenarios.images import normalize
 from cml.strategies import PLUGINS
 
 Tensors = dict[str, torch.Tensor]
@@ -60,9 +59,7 @@ def empirical_fisher(strategy, dataset, num_workers: int = 0) -> Tensors:
     model.eval()
     batches = 0
     for x, y, *_ in loader:
-        x, y = normalize(x.to(strategy.device)), y.to(strategy.device)
-        if strategy.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
+        x, y = strategy.prepare_images(x), y.to(strategy.device)
         with strategy.autocast():
             logits = model(x)
         grads = torch.autograd.grad(strategy._criterion(logits, y), list(params.values()), allow_unused=True)

@@ -20,7 +20,6 @@ import torch
 from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
-from cml.scenarios.images import normalize
 from cml.strategies import PLUGINS
 from cml.strategies.plugins._replay import replay_plugin
 from cml.strategies.plugins._replay_buffer import ReplayBuffer
@@ -76,9 +75,7 @@ class HerdingBuffer(ReplayBuffer):
         model.eval()
         features = []
         for x, _, _ in DataLoader(images, batch_size=strategy.eval_mb_size, num_workers=self.num_workers):
-            x = normalize(x.to(strategy.device))
-            if strategy.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
+            x = strategy.prepare_images(x)
             with strategy.autocast():
                 features.append(pooled_features(model, x).float())
         model.train(was_training)
