@@ -8,7 +8,7 @@ import torch
 
 from cml import checkpoint
 from cml.cli import main
-from tests_helpers import tiny
+from tests_helpers import interrupt_after_step, tiny
 
 DEMO = str(Path(__file__).resolve().parents[1] / "configs" / "demo.yaml")
 OPTIONS = {
@@ -54,14 +54,7 @@ def test_resume_gives_identical_results(tmp_path, monkeypatch, capsys):
     overrides = ["train.epochs=2"]
     full = tmp_path / "full"
     assert cli(tmp_path, full, "dlfl", overrides) == 0
-    real_save = checkpoint.save
-
-    def save_then_die(run_dir, step, *args):
-        real_save(run_dir, step, *args)
-        if step == 1:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(checkpoint, "save", save_then_die)
+    real_save = interrupt_after_step(monkeypatch, 1)
     killed = tmp_path / "killed"
     assert cli(tmp_path, killed, "dlfl", overrides) == 130
     monkeypatch.setattr(checkpoint, "save", real_save)

@@ -19,7 +19,7 @@ from cml.evaluation.progress import ProgressLogger
 from cml.run import build_model
 from cml.scenarios.builder import build_scenario
 from cml.strategies import PLUGINS, STRATEGIES
-from tests_helpers import tiny
+from tests_helpers import interrupt_after_step, tiny
 
 DEMO = str(Path(__file__).resolve().parents[1] / "configs" / "demo.yaml")
 
@@ -146,14 +146,7 @@ def cli(data_root, out, overrides, *extra):
 def test_resume_with_a_buffer_equals_the_uninterrupted_run(data_root, tmp_path, monkeypatch, overrides):
     full = tmp_path / "full"
     assert cli(data_root, full, overrides) == 0
-    real_save = checkpoint.save
-
-    def save_then_die(run_dir, step, *args):
-        real_save(run_dir, step, *args)
-        if step == 1:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(checkpoint, "save", save_then_die)
+    real_save = interrupt_after_step(monkeypatch, 1)
     killed = tmp_path / "killed"
     assert cli(data_root, killed, overrides) == 130
     saved = checkpoint.load(killed, 3)["strategy"]["plugins"]["ReplayPlugin"]

@@ -12,7 +12,7 @@ from cml.cli import main
 from cml.config import load_config
 from cml.datasets import DATASETS
 from cml.scenarios.split import class_order, joint_rows_and_targets, reorder
-from tests_helpers import tiny
+from tests_helpers import interrupt_after_step, tiny
 
 DEMO = str(Path(__file__).resolve().parents[1] / "configs" / "demo.yaml")
 
@@ -98,14 +98,7 @@ def test_resume_gives_identical_results(tmp_path, monkeypatch, capsys):
     full = tmp_path / "full"
     assert cli(tmp_path, full, overrides) == 0
 
-    real_save = checkpoint.save
-
-    def save_then_die(run_dir, step, *args):
-        real_save(run_dir, step, *args)
-        if step == 1:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(checkpoint, "save", save_then_die)
+    real_save = interrupt_after_step(monkeypatch, 1)
     killed = tmp_path / "killed"
     assert cli(tmp_path, killed, overrides) == 130
     assert "--resume" in capsys.readouterr().err

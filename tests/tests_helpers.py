@@ -10,3 +10,19 @@ TINY = [
 
 def tiny() -> list[str]:
     return list(TINY)
+
+
+def interrupt_after_step(monkeypatch, step: int):
+    """Makes the run stop with Ctrl-C right after its checkpoint of `step` is written; returns the
+    real `checkpoint.save`, to put back."""
+    from cml import checkpoint
+
+    real_save = checkpoint.save
+
+    def save_then_interrupt(run_dir, saved_step, *args):
+        real_save(run_dir, saved_step, *args)
+        if saved_step == step:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoint, "save", save_then_interrupt)
+    return real_save
