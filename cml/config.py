@@ -165,8 +165,12 @@ class TrainConfig:
     epochs: int = _opt(1, low=1, help="epochs per step")
     batch_size: int = _opt(32, low=1)
     lr: float = _opt(1e-3, positive=True, help="learning rate (the peak of onecycle)")
+    first_step_lr: Optional[float] = _opt(None, positive=True, help="learning rate of the first step "
+                                                                  "(KRT on COCO: 4e-5); null = train.lr")
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     weight_decay: float = _opt(0.0, low=0)
+    decay_1d: bool = _opt(True, help="weight decay on biases and other 1-d parameters too "
+                                     "(KRT / ASL: false, weights only)")
     momentum: float = _opt(0.9, low=0, high=1)
     scheduler: Literal["none", "cosine", "onecycle"] = _opt("none", help="per-iteration schedule over each step")
     loss: Literal["bce", "asl", "multilabel_soft_margin"] = _opt(

@@ -14,7 +14,7 @@ from cml.datasets import DATASETS
 from cml.evaluation.progress import ProgressLogger
 from cml.models.linear import LinearModel
 from cml.scenarios.builder import build_scenario
-from cml.strategies._base import MultiLabelStrategy, build_criterion, masked_bce
+from cml.strategies._base import MultiLabelStrategy, build_criterion, build_optimizer, build_scheduler, masked_bce
 from tests_helpers import tiny
 
 
@@ -124,3 +124,22 @@ def test_default_metrics_cover_the_seen_classes_with_all_outputs(online):
     want = multilabel_metrics(scores[:, :n_seen], torch.tensor(scenario.steps[0].test_targets[:, :n_seen]), 0.5)
     assert metric.result()["map"] == pytest.approx(want["map"]) and metric.result()["op"] == pytest.approx(want["op"])
     assert len(metric.result()["per_class_ap"]) == n_seen
+
+
+def test_first_step_lr_and_no_decay_on_1d_parameters_as_krt():
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Flatten(),
+                                torch.nn.LazyLinear(2))
+    model(torch.zeros(1, 3, 5, 5))
+    cfg = load_config(None, ["train.lr=1e-4", "train.first_step_lr=4e-5", "train.weight_decay=1e-4",
+                             "train.decay_1d=false"]).train
+    first, later = build_optimizer(model, cfg, 0), build_optimizer(model, cfg, 1)
+    assert [g["lr"] for g in first.param_groups] == [4e-5, 4e-5] and later.param_groups[0]["lr"] == 1e-4
+    decayed, free = first.param_groups
+    assert {id(p) for p in decayed["params"]} == {id(model[0].weight), id(model[3].weight)}
+    assert len(free["params"]) == 4 and free["weight_decay"] == 0.0 and decayed["weight_decay"] == 1e-4
+    # onecycle peaks at the step's own lr
+    cfg.scheduler = "onecycle"
+    build_scheduler(first, cfg, 10)
+    assert [g["max_lr"] for g in first.param_groups] == [4e-5, 4e-5]
+    default = build_optimizer(model, load_config(None, ["train.weight_decay=1e-4"]).train, 0)
+    assert len(default.param_groups) == 1 and default.param_groups[0]["weight_decay"] == 1e-4
