@@ -144,6 +144,10 @@ class TrainConfig:
     channels_last: bool = _opt(False, help="channels_last memory format on CUDA")
     nonfinite: Literal["stop", "skip"] = _opt(
         "stop", help="a NaN/inf loss: stop the run (exit 3), or skip the batch (counted in results)")
+    compile: bool = _opt(False, help="torch.compile the training model; where it cannot compile, one warning "
+                                     "and eager mode")
+    augment_on_device: bool = _opt(False, help="flip (train.hflip) whole uint8 batches on the training device "
+                                               "instead of in the loader")
     sync_batchnorm: bool = _opt(True, help="under torchrun on CUDA: BatchNorm statistics over the global "
                                           "batch (SyncBatchNorm), as in one process (docs/scaling.md)")
 

@@ -60,3 +60,10 @@ class MultiLabelImages(Dataset):
 def normalize(x: torch.Tensor) -> torch.Tensor:
     """uint8 images -> float, ImageNet mean and std (timm backbones' default)."""
     return (x.float().div_(255) - MEAN.to(x.device)) / STD.to(x.device)
+
+
+def random_hflip(x: torch.Tensor) -> torch.Tensor:
+    """Each image of a (B, C, H, W) batch mirrored with probability 1/2 (`train.augment_on_device`:
+    the loader's flip, done on the device for the whole batch)."""
+    flip = torch.rand(len(x), device=x.device) < 0.5
+    return torch.where(flip[:, None, None, None], x.flip(3), x)

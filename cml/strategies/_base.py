@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import warnings
 
 import torch
 from avalanche.benchmarks.utils.data_loader import collate_from_data_or_kwargs
@@ -39,7 +40,7 @@ from torch.utils.data import DataLoader
 
 from cml import distributed
 from cml.errors import TrainingDiverged, UserError
-from cml.scenarios.images import normalize
+from cml.scenarios.images import normalize, random_hflip
 from cml.strategies._batches import StepBatches
 
 NONFINITE_CHECK_EVERY = 32  # stop mode: batches between two reads of the device-side flag
@@ -118,6 +119,8 @@ class MultiLabelStrategy(SupervisedTemplate):
         self.train_cfg = train_cfg
         self.seed = seed
         self.batch_share = 1.0  # this rank's share of the global batch x world (`cml.distributed`)
+        self.compiled = None  # torch.compile of the training model (`train.compile`), None after a failure
+        self._compile_failed = False
         self.scheduler = None
         self.previous_model = None
         self._previous_cache: tuple[object, dict] | None = None
@@ -156,6 +159,8 @@ class MultiLabelStrategy(SupervisedTemplate):
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.model = distributed.wrap_model(model, self.train_cfg.sync_batchnorm)
+        if self.train_cfg.compile and not self._compile_failed:
+            self.compiled = torch.compile(self.model)  # compiles at the first call, again when heads grow
         self.make_optimizer()
 
     def _loader_args(self, num_workers: int = 0, persistent_workers: bool = False, prefetch_factor=None, **kwargs):
@@ -188,6 +193,8 @@ class MultiLabelStrategy(SupervisedTemplate):
 
     def _unpack_minibatch(self):
         super()._unpack_minibatch()
+        if self.is_training and self.train_cfg.augment_on_device and self.train_cfg.hflip:
+            self.mbatch[0] = random_hflip(self.mbatch[0])  # on uint8, on the device; the loader did not flip
         self.mbatch[0] = normalize(self.mbatch[0])
         if self.channels_last:
             self.mbatch[0] = self.mbatch[0].contiguous(memory_format=torch.channels_last)
@@ -199,8 +206,20 @@ class MultiLabelStrategy(SupervisedTemplate):
         with self.autocast():
             if not self.is_training:  # not through DDP: the ranks' test parts may differ in batches
                 return self.core_model(self.mb_x)
-            self.mb_outputs = self.model(self.mb_x, full=True)
+            self.mb_outputs = self._compiled_forward() if self.compiled else self.model(self.mb_x, full=True)
             return self.mb_outputs["logits"]
+
+    def _compiled_forward(self) -> dict:
+        """torch.compile fails at the first call where it cannot compile (no C compiler, an
+        unsupported operation): train on in eager mode, with one warning."""
+        try:
+            return self.compiled(self.mb_x, full=True)
+        except Exception as err:  # dynamo and inductor raise many types
+            first = (str(err).strip().splitlines() or [""])[0][:200]
+            warnings.warn(f"train.compile: torch.compile failed ({type(err).__name__}: {first}); "
+                          "training continues without compiling", stacklevel=2)
+            self.compiled, self._compile_failed = None, True
+            return self.model(self.mb_x, full=True)
 
     def criterion(self):
         loss = self._criterion(self.mb_output, self.mb_y)
