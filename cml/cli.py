@@ -2,6 +2,9 @@
 `python -m cml plan CONFIG [--set key=value ...] [--json FILE]` (the steps, without torch) and
 `python -m cml compare RUN_DIR_OR_PARENT ... [--out FILE.png] [--json]`.
 
+Under torchrun (`torchrun --nproc_per_node N -m cml run CONFIG ...`, docs/scaling.md) every
+process runs this; rank 0 alone checks, locks and writes the run directory.
+
 Arguments, the config, the dataset and its images are checked before torch and Avalanche are
 imported (they take seconds), so mistakes are reported at once: one line naming the file or key,
 exit code 2. Exit codes (docs/reliability.md): 0 done, 2 bad input or storage, 3 training
