@@ -11,6 +11,7 @@ for name in "${names[@]}"; do
   case $name in
     finetune) sets=() ;;
     joint) sets=(--set strategy.name=joint) ;;
+    herding*) sets=(--set "strategy.plugins=[${name//+/,}]" --set strategy.replay.per_class=8) ;;  # 192 <= 200
     *) sets=(--set "strategy.plugins=[${name//+/,}]" $buffer) ;;
   esac
   dir=$out/$model/$name

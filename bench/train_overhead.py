@@ -34,12 +34,14 @@ from cml.run import build_model, pick_device  # noqa: E402
 from cml.scenarios.builder import build_scenario  # noqa: E402
 from cml.scenarios.images import input_stats, normalize  # noqa: E402
 from cml.strategies._base import MultiLabelStrategy, build_criterion, build_optimizer  # noqa: E402
+from cml.strategies._batches import StepBatches  # noqa: E402
 
 
 def bare_loop(model, dataset, cfg, device) -> float:
     stats = input_stats(model)
-    loader = DataLoader(dataset, batch_size=cfg.train.batch_size, shuffle=True,
-                        num_workers=cfg.data.num_workers, pin_memory=device.type == "cuda")
+    batches = StepBatches(len(dataset), cfg.train.batch_size, (cfg.seed, 0), drop_incomplete=cfg.train.online)
+    loader = DataLoader(dataset, batch_sampler=batches, num_workers=cfg.data.num_workers,
+                        pin_memory=device.type == "cuda")  # the strategy's batches, in its order
     criterion = build_criterion(cfg.train)
     optimizer = build_optimizer(model, cfg.train)
     model.train()
@@ -59,7 +61,7 @@ def bare_loop(model, dataset, cfg, device) -> float:
 def cml_strategy(model, experience, cfg, device) -> float:
     evaluator = EvaluationPlugin(loss_metrics(epoch=True), loggers=[ProgressLogger(io.StringIO())])
     strategy = MultiLabelStrategy(model=model, train_cfg=cfg.train, eval_batch_size=cfg.eval.batch_size,
-                                  device=device, evaluator=evaluator)
+                                  device=device, evaluator=evaluator, seed=cfg.seed)
     start = time.perf_counter()
     strategy.train(experience, eval_streams=[], num_workers=cfg.data.num_workers)
     if device.type == "cuda":

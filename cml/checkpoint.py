@@ -70,7 +70,7 @@ def stored_bytes(obj) -> int:
 
 
 def save(run_dir: Path, step: int, strategy, steps: list[dict]) -> None:
-    state = {"version": VERSION, "step": step, "model": strategy.model.state_dict(),
+    state = {"version": VERSION, "step": step, "model": strategy.core_model.state_dict(),
              "optimizer": strategy.optimizer.state_dict(),
              "scheduler": strategy.scheduler.state_dict() if strategy.scheduler else None,
              "rng": rng_state(), "steps": steps, "strategy": strategy.checkpoint_state()}

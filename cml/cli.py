@@ -2,6 +2,9 @@
 `python -m cml plan CONFIG [--set key=value ...] [--json FILE]` (the steps, without torch) and
 `python -m cml compare RUN_DIR_OR_PARENT ... [--out FILE.png] [--json]`.
 
+Under torchrun (`torchrun --nproc_per_node N -m cml run CONFIG ...`, docs/scaling.md) every
+process runs this; rank 0 alone checks, locks and writes the run directory.
+
 Arguments, the config, the dataset and its images are checked before torch and Avalanche are
 imported (they take seconds), so mistakes are reported at once: one line naming the file or key,
 exit code 2. Exit codes (docs/reliability.md): 0 done, 2 bad input or storage, 3 training
@@ -13,6 +16,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import shlex
 import signal
 import sys
@@ -140,8 +144,49 @@ class _Session:
     data = None
 
 
+def _launched() -> bool:
+    """Started by torchrun with several processes (read from the environment, without torch)."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def _rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+class _StoppedOnRank0(UserError):
+    """Rank 0 refused the run directory and said why; the other ranks leave quietly."""
+
+
 def _start(args, session: _Session):
+    """Under torchrun, rank 0 alone checks, locks and creates the run directory, then tells the
+    others its path (or that it stopped); they load the data after it."""
     cfg = load_config(args.config, args.overrides)
+    if not _launched():
+        return (cfg, *_prepare(args, session, cfg))
+    import cml.run  # noqa: F401  Avalanche makes a logger at import, refused off rank 0 once the group exists
+    from cml import distributed
+
+    distributed.init(cfg.train.device)
+    outcome = None
+    if distributed.is_main():
+        try:
+            data, run_dir = _prepare(args, session, cfg)
+        except UserError as err:
+            distributed.broadcast_object(err.exit_code)
+            raise
+        outcome = str(run_dir)
+    shared = distributed.broadcast_object(outcome)
+    if isinstance(shared, int):
+        err = _StoppedOnRank0()
+        err.exit_code = shared
+        raise err
+    if not distributed.is_main():
+        run_dir = session.run_dir = Path(shared)
+        data = session.data = session.data or _load_data(cfg)
+    return cfg, data, run_dir
+
+
+def _prepare(args, session: _Session, cfg):
     run_dir = session.run_dir = _run_directory(args)
     if run_dir.is_dir():  # lock before looking inside: a run in progress is named with its pid
         session.lock = RunLock(run_dir)
@@ -155,14 +200,14 @@ def _start(args, session: _Session):
         session.lock = RunLock(run_dir)
         _check_run_directory(args, cfg, run_dir)  # another run may have used it in the meantime
     write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    return cfg, data, run_dir
+    return data, run_dir
 
 
 def _load_data(cfg):
     from cml.datasets import DATASETS
 
     data = check_images(DATASETS.get(cfg.data.dataset)(cfg.data), cfg.data)
-    if data.skipped:
+    if data.skipped and _rank() == 0:
         counts = ", ".join(f"{key} {count}" for key, count in data.skipped.items())
         print(f"{cfg.data.dataset}: counted in results' skipped: {counts}", flush=True)
     return data
@@ -213,11 +258,14 @@ def _run(args, session: _Session | None = None) -> int:
                 if session.lock is not None:
                     session.lock.release()
     except UserError as err:
+        if isinstance(err, _StoppedOnRank0):
+            return err.exit_code
         message = _one_line(err)
         run_dir = session.run_dir
         if isinstance(err, TrainingDiverged) and run_dir and (run_dir / "checkpoint.pt").exists():
             message += f"; the completed steps are saved in {run_dir}"
-        print(f"error: {message}", file=sys.stderr)
+        where = f" (rank {_rank()})" if _launched() else ""
+        print(f"error{where}: {message}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt as err:
         return _interrupted(args, session, getattr(err, "signum", signal.SIGINT))
@@ -233,6 +281,8 @@ def _run(args, session: _Session | None = None) -> int:
 
 def _interrupted(args, session: _Session, signum: int) -> int:
     name = signal.Signals(signum).name
+    if _rank() != 0:  # torchrun stops every rank together: one message, from rank 0
+        return 128 + signum
     run_dir = session.run_dir
     saved = run_dir and (any(run_dir.parent.glob("seed*/checkpoint.pt")) if args.seeds
                          else (run_dir / "checkpoint.pt").exists())
@@ -271,4 +321,10 @@ def main(argv: list[str] | None = None) -> int:
         except UserError as err:
             print(f"error: {err}", file=sys.stderr)
             return err.exit_code
-    return _run_seeds(args) if args.seeds else _run(args)
+    try:
+        return _run_seeds(args) if args.seeds else _run(args)
+    finally:
+        if _launched():
+            from cml import distributed
+
+            distributed.shutdown()

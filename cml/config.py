@@ -17,50 +17,9 @@ from typing import Any, Literal, Optional, Union
 from cml import safeyaml
 from cml.errors import UserError
 from cml.config_checks import check_semantics
+from cml.config_sections import (SEED_MAX, CocoConfig, ListConfig, NusWideConfig, SyntheticConfig,  # noqa: F401
+                                 VocConfig, _opt)
 from cml.safeyaml import check_values, key_name, show
-
-SEED_MAX = 2**32 - 1  # numpy's legacy seeding (np.random.seed) takes 0 .. 2**32 - 1
-
-def _opt(default: Any = dataclasses.MISSING, *, low: float | None = None, high: float | None = None,
-         positive: bool = False, help: str = "", **kw: Any) -> Any:
-    meta = {"low": low, "high": high, "positive": positive, "help": help}
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda d=default: type(d)(d), metadata=meta)
-    return field(default=default, metadata=meta, **kw)
-
-
-@dataclass
-class SyntheticConfig:
-    num_classes: int = _opt(24, low=4, high=24, help="how many of the 24 named classes to use")
-    train_images: int = _opt(1500, low=8, high=1_000_000)
-    test_images: int = _opt(500, low=8, high=1_000_000)
-    image_size: int = _opt(64, low=16, high=512, help="size of the generated images on disk")
-    seed: int = _opt(0, low=0, high=SEED_MAX, help="the dataset's own seed, independent of the run's seed")
-
-
-@dataclass
-class CocoConfig:
-    crowd: Literal["ignore", "positive", "krt"] = _opt(
-        "ignore", help="iscrowd=1 annotations: ignored; a label (PRS's COCOseq); krt: they select "
-                       "the image for a step but are not labels (KRT's loader)")
-
-
-@dataclass
-class VocConfig:
-    difficult: Literal["negative", "positive", "ignore"] = _opt(
-        "negative", help="label 0 (difficult): not a label, a label, or left out of that class's AP")
-
-
-@dataclass
-class NusWideConfig:
-    images: Optional[str] = _opt(None, help="image folder (default ROOT/images); list paths are relative to it")
-
-
-@dataclass
-class ListConfig:
-    train: Optional[str] = _opt(None, help="CSV or JSONL of path,labels for training")
-    test: Optional[str] = _opt(None, help="CSV or JSONL of path,labels for testing")
-    classes: Optional[str] = _opt(None, help="text file, one class name per line")
 
 
 @dataclass
@@ -69,6 +28,8 @@ class DataConfig:
     root: Optional[str] = _opt(None, help="dataset folder (synthetic: cache folder, made if absent)")
     image_size: int = _opt(224, low=8, high=2048, help="square input size of the model")
     num_workers: int = _opt(0, low=0, high=64, help="DataLoader worker processes")
+    prefetch_factor: int = _opt(2, low=1, high=64, help="batches each DataLoader worker loads ahead "
+                                                        "(with num_workers > 0; workers persist across epochs)")
     cache: bool = _opt(False, help="decode and resize images once into a memory-mapped cache")
     cache_dir: Optional[str] = _opt(None, help="where the image cache lives (default ROOT/.cml-cache)")
     bad_images: Literal["skip", "stop"] = _opt(
@@ -187,6 +148,12 @@ class TrainConfig:
     channels_last: bool = _opt(False, help="channels_last memory format on CUDA")
     nonfinite: Literal["stop", "skip"] = _opt(
         "stop", help="a NaN/inf loss: stop the run (exit 3), or skip the batch (counted in results)")
+    compile: bool = _opt(False, help="torch.compile the training model; where it cannot compile, one warning "
+                                     "and eager mode")
+    augment_on_device: bool = _opt(False, help="flip (train.hflip) whole uint8 batches on the training device "
+                                               "instead of in the loader")
+    sync_batchnorm: bool = _opt(True, help="under torchrun on CUDA: BatchNorm statistics over the global "
+                                          "batch (SyncBatchNorm), as in one process (docs/scaling.md)")
 
 
 @dataclass

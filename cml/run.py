@@ -14,7 +14,7 @@ from avalanche.evaluation.metrics import loss_metrics
 from avalanche.logging import TensorboardLogger
 from avalanche.training.plugins import EvaluationPlugin
 
-from cml import checkpoint
+from cml import checkpoint, distributed
 from cml.config import Config
 from cml.datasets._types import MultiLabelData
 from cml.errors import UserError
@@ -54,22 +54,31 @@ def build_model(cfg: Config) -> torch.nn.Module:
     return factory(backbone=cfg.model.backbone, pretrained=cfg.model.pretrained, **extra, **cfg.model.options)
 
 
+def say(*args, **kwargs) -> None:
+    """Print on rank 0 only (torchrun)."""
+    if distributed.is_main():
+        print(*args, **kwargs)
+
+
 def run(cfg: Config, data: MultiLabelData, run_dir: Path, resume: bool = False) -> dict:
+    """Under torchrun every rank runs this; rank 0 alone writes the run directory and prints."""
     seed_everything(cfg.seed)
-    scenario = build_scenario(cfg, data)
+    with distributed.main_first():  # rank 0 builds the image cache
+        scenario = build_scenario(cfg, data)
     bench, steps = scenario.benchmark, scenario.steps
-    device = pick_device(cfg.train.device)
+    device = distributed.device(pick_device(cfg.train.device))
     model = build_model(cfg)
     tasks = [s.test_tasks for s in steps] if cfg.eval.per_task else None
     metric = MultiLabelMetrics(scenario.class_names, [s.classes for s in steps], cfg.eval.threshold,
                                cfg.eval.strict, tasks, scenario.class_groups)
-    tensorboard = TensorboardLogger(run_dir / "tb")
-    evaluator = EvaluationPlugin(loss_metrics(epoch=True), metric, loggers=[tensorboard, ProgressLogger()])
+    main = distributed.is_main()
+    tensorboard = TensorboardLogger(run_dir / "tb") if main else None
+    evaluator = EvaluationPlugin(loss_metrics(epoch=True), metric, loggers=[tensorboard, ProgressLogger()] if main else [])
     plugins = [PLUGINS.get(name)(cfg, scenario) for name in cfg.strategy.plugins]
     strategy = STRATEGIES.get(cfg.strategy.name)(
         scenario=scenario, model=model, train_cfg=cfg.train, eval_batch_size=cfg.eval.batch_size,
-        device=device, plugins=plugins, evaluator=evaluator)
-    if not resume:  # a resumed run's event files already hold them
+        device=device, plugins=plugins, evaluator=evaluator, seed=cfg.seed)
+    if main and not resume:  # a resumed run's event files already hold them
         log_hparams(tensorboard.writer, cfg)
 
     records: list[dict] = []
@@ -78,20 +87,23 @@ def run(cfg: Config, data: MultiLabelData, run_dir: Path, resume: bool = False) 
              "skipped": scenario.data.skipped, "n_steps": len(steps)}
     if scenario.class_groups is not None:
         extra["class_groups"] = {g: [scenario.class_names[c] for c in cs] for g, cs in scenario.class_groups.items()}
-    if resume:
+    if resume:  # every rank loads the checkpoint
         state = checkpoint.load(run_dir, len(steps))
         checkpoint.restore(run_dir, state, model, strategy, bench.train_stream)
         records, start = state["steps"], state["step"] + 1
-        write_summary(run_dir, build_summary(records, extra))  # a kill may have left them behind the checkpoint
-        print(f"resuming {run_dir} after step {state['step']}")
+        if main:  # a kill may have left them behind the checkpoint
+            write_summary(run_dir, build_summary(records, extra))
+        say(f"resuming {run_dir} after step {state['step']}")
 
-    loader_args = {"num_workers": cfg.data.num_workers, "persistent_workers": cfg.data.num_workers > 0}
-    print(f"{cfg.data.dataset}: {len(scenario.class_names)} classes, {len(steps)} steps "
+    loader_args = {"num_workers": cfg.data.num_workers, "persistent_workers": cfg.data.num_workers > 0,
+                   "prefetch_factor": cfg.data.prefetch_factor}
+    processes = f", {distributed.world()} processes" if distributed.world() > 1 else ""
+    say(f"{cfg.data.dataset}: {len(scenario.class_names)} classes, {len(steps)} steps "
           f"({'-'.join(str(len(s.classes)) for s in steps)}), strategy {cfg.strategy.name}, "
-          f"model {cfg.model.name}/{cfg.model.backbone}, device {device}; run directory {run_dir}")
-    print(ROW_HEADER)
+          f"model {cfg.model.name}/{cfg.model.backbone}, device {device}{processes}; run directory {run_dir}")
+    say(ROW_HEADER)
     for row_index, record in enumerate(records):
-        print(format_row(row_index, record))
+        say(format_row(row_index, record))
     summary = None
     for t in range(start, len(steps)):
         strategy.train(bench.train_stream[t], eval_streams=[], **loader_args)
@@ -101,12 +113,13 @@ def run(cfg: Config, data: MultiLabelData, run_dir: Path, resume: bool = False) 
                         "n_train": strategy.train_size, "n_test": len(steps[t].test_rows),
                         "skipped_batches": strategy.skipped_batches, **values})
         summary = build_summary(records, extra)
-        with deferred_signals():  # checkpoint first: results are never ahead of it
-            checkpoint.save(run_dir, t, strategy, summary["steps"])
-            write_summary(run_dir, summary)
-        log_summary(tensorboard.writer, summary, t)
-        print(format_row(t, summary["steps"][t]), flush=True)
+        if main:
+            with deferred_signals():  # checkpoint first: results are never ahead of it
+                checkpoint.save(run_dir, t, strategy, summary["steps"])
+                write_summary(run_dir, summary)
+            log_summary(tensorboard.writer, summary, t)
+        say(format_row(t, summary["steps"][t]), flush=True)
     if summary is None:
-        summary = write_results(run_dir, records, extra)
-    print(format_summary(summary))
+        summary = write_results(run_dir, records, extra) if main else build_summary(records, extra)
+    say(format_summary(summary))
     return summary

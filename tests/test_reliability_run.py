@@ -280,7 +280,8 @@ def test_free_space_is_checked_before_writing(tmp_path, monkeypatch):
 
     model = torch.nn.Linear(1000, 1000)  # 4,004,000 bytes, and as much for the previous model
     previous = copy.deepcopy(model).state_dict()
-    strategy = SimpleNamespace(model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.1), scheduler=None,
+    strategy = SimpleNamespace(model=model, core_model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+                               scheduler=None,
                                checkpoint_state=lambda: {"previous_model": previous, "plugins": {}})
     real = checkpoint.shutil.disk_usage
     monkeypatch.setattr(checkpoint.shutil, "disk_usage", lambda p: real(p)._replace(free=5 << 20))

@@ -38,10 +38,10 @@ def test_multilabel_soft_margin_equals_torch():
     assert torch.allclose(build_criterion(cfg)(logits, targets), torch.stack(per_image).mean(), atol=1e-6)
 
 
-def strategy_for(cfg, plugins=()):
+def strategy_for(cfg, plugins=(), seed=0):
     evaluator = EvaluationPlugin(loggers=[ProgressLogger(io.StringIO())])
     return MultiLabelStrategy(model=LinearModel("test_resnet"), train_cfg=cfg.train, eval_batch_size=32, device="cpu",
-                              plugins=list(plugins), evaluator=evaluator)
+                              plugins=list(plugins), evaluator=evaluator, seed=seed)
 
 
 def test_gradients_are_clipped_by_value(tmp_path):
@@ -79,7 +79,7 @@ def online(tmp_path_factory):
     def train(seed):
         torch.manual_seed(seed)
         batches = Batches()
-        strategy = strategy_for(cfg, [batches])
+        strategy = strategy_for(cfg, [batches], seed)
         strategy.train(scenario.benchmark.train_stream[0], eval_streams=[])
         return strategy, batches.rows
 

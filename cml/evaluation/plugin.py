@@ -18,6 +18,7 @@ import torch
 from avalanche.evaluation import PluginMetric
 from avalanche.evaluation.metric_results import MetricValue
 
+from cml import distributed
 from cml.evaluation.metrics import multilabel_metrics
 from cml.evaluation.per_task import per_task_values
 
@@ -57,7 +58,8 @@ class MultiLabelMetrics(PluginMetric[dict]):
 
     def after_eval_exp(self, strategy) -> list[MetricValue]:
         step = strategy.experience.step
-        scores, targets = torch.cat(self._scores), torch.cat(self._targets)
+        # under torchrun each rank scored a contiguous part of the test set: rank order is row order
+        scores, targets = (distributed.all_gather_cat(torch.cat(part)) for part in (self._scores, self._targets))
         n_seen = sum(len(c) for c in self.step_classes[: step + 1])
         values = multilabel_metrics(scores[:, :n_seen], targets[:, :n_seen], self.threshold, self.strict)
         ap = values.pop("per_class_ap")

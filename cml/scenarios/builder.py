@@ -67,7 +67,8 @@ def build_scenario(cfg: Config, data: MultiLabelData) -> Scenario:
         from cml.scenarios.cache import cached_pixels
 
         pixels = cached_pixels(data, cfg.data)
-    scenario = Scenario(None, data, steps, cfg.data.image_size, cfg.train.hflip, pixels, plan.class_groups)
+    hflip = cfg.train.hflip and not cfg.train.augment_on_device  # else the strategy flips on the device
+    scenario = Scenario(None, data, steps, cfg.data.image_size, hflip, pixels, plan.class_groups)
     train = [scenario.train_dataset(st.train_rows, st.train_targets) for st in steps]
     test = [scenario.test_dataset(st) for st in steps]
     scenario.benchmark = benchmark_from_datasets(train=train, test=test)

@@ -69,3 +69,10 @@ def normalize(x: torch.Tensor, stats: tuple[torch.Tensor, torch.Tensor]) -> torc
     """uint8 images -> float, (x / 255 - mean) / std."""
     mean, std = stats
     return (x.float().div_(255) - mean.to(x.device)) / std.to(x.device)
+
+
+def random_hflip(x: torch.Tensor) -> torch.Tensor:
+    """Each image of a (B, C, H, W) batch mirrored with probability 1/2 (`train.augment_on_device`:
+    the loader's flip, done on the device for the whole batch)."""
+    flip = torch.rand(len(x), device=x.device) < 0.5
+    return torch.where(flip[:, None, None, None], x.flip(3), x)

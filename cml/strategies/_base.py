@@ -30,13 +30,18 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import warnings
 
 import torch
+from avalanche.benchmarks.utils.data_loader import collate_from_data_or_kwargs
 from avalanche.training.templates import SupervisedTemplate
 from torch.nn import functional as F
+from torch.utils.data import DataLoader
 
-from cml.errors import TrainingDiverged
-from cml.scenarios.images import input_stats, normalize
+from cml import distributed
+from cml.errors import TrainingDiverged, UserError
+from cml.scenarios.images import input_stats, normalize, random_hflip
+from cml.strategies._batches import StepBatches
 
 NONFINITE_CHECK_EVERY = 32  # stop mode: batches between two reads of the device-side flag
 
@@ -111,8 +116,15 @@ def build_scheduler(optimizer, train_cfg, total_iterations: int):
 
 
 class MultiLabelStrategy(SupervisedTemplate):
-    def __init__(self, *, model, train_cfg, eval_batch_size: int, device, plugins=(), evaluator=None):
+    def __init__(self, *, model, train_cfg, eval_batch_size: int, device, plugins=(), evaluator=None, seed: int = 0):
+        if train_cfg.batch_size % distributed.world():
+            raise UserError(f"train.batch_size: {train_cfg.batch_size} is not divisible by the {distributed.world()} "
+                            "processes (WORLD_SIZE); the global batch is split evenly between them")
         self.train_cfg = train_cfg
+        self.seed = seed
+        self.batch_share = 1.0  # this rank's share of the global batch x world (`cml.distributed`)
+        self.compiled = None  # torch.compile of the training model (`train.compile`), None after a failure
+        self._compile_failed = False
         self.scheduler = None
         self.previous_model = None
         self._previous_cache: tuple[object, dict] | None = None
@@ -132,6 +144,10 @@ class MultiLabelStrategy(SupervisedTemplate):
                          eval_mb_size=eval_batch_size, device=device, plugins=list(plugins),
                          evaluator=evaluator)
 
+    def _check_distributed_training_compatibility(self):
+        """Avalanche's check knows only its own plugins; cml's work under torchrun (docs/scaling.md)."""
+        return True
+
     @property
     def core_model(self) -> torch.nn.Module:
         """The cml model itself, also when `model` is wrapped (DistributedDataParallel)."""
@@ -142,18 +158,39 @@ class MultiLabelStrategy(SupervisedTemplate):
         return self.mbatch[2]
 
     def check_model_and_optimizer(self, **kwargs):
-        self.model = self.model_adaptation()
+        """Grow the heads, then wrap for torchrun (a new DDP wrapper each step: the parameters
+        changed), then build the optimizer over the wrapped model's parameters."""
+        model = self.model_adaptation(self.core_model)
         if self.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
+            model = model.to(memory_format=torch.channels_last)
+        self.model = distributed.wrap_model(model, self.train_cfg.sync_batchnorm)
+        if self.train_cfg.compile and not self._compile_failed:
+            self.compiled = torch.compile(self.model)  # compiles at the first call, again when heads grow
         self.make_optimizer()
 
+    def _loader_args(self, num_workers: int = 0, persistent_workers: bool = False, prefetch_factor=None, **kwargs):
+        args = {"num_workers": num_workers, "pin_memory": self.device.type == "cuda"}
+        if num_workers > 0:
+            args.update(persistent_workers=persistent_workers, prefetch_factor=prefetch_factor)
+        collate_from_data_or_kwargs(self.adapted_dataset, args)
+        return args
+
     def make_train_dataloader(self, **kwargs):
+        """This process's slices of the step's global batches (`StepBatches`)."""
         self.train_size = len(self.adapted_dataset)  # after plugins (joint, replay) changed it
-        # online (PRS) drops the last incomplete batch; otherwise only a last batch of one sample,
-        # which breaks BatchNorm in training
-        last_is_single = self.train_size % self.train_mb_size == 1 and self.train_size > 1
-        kwargs["drop_last"] = self.train_cfg.online or last_is_single
-        super().make_train_dataloader(**kwargs)
+        batches = StepBatches(self.train_size, self.train_mb_size, (self.seed, self.experience.step),
+                              drop_incomplete=self.train_cfg.online)
+        self.dataloader = DataLoader(self.adapted_dataset, batch_sampler=batches, **self._loader_args(**kwargs))
+
+    def make_eval_dataloader(self, **kwargs):
+        """This process's contiguous part of the test set, in order (the metric gathers them)."""
+        rows = range(len(self.adapted_dataset))[distributed.shard(len(self.adapted_dataset))]
+        self.dataloader = DataLoader(self.adapted_dataset, batch_size=self.eval_mb_size, sampler=rows,
+                                     **self._loader_args(**kwargs))
+
+    @torch.inference_mode()
+    def eval(self, exp_list, **kwargs):
+        return super().eval(exp_list, **kwargs)
 
     def make_optimizer(self, **kwargs):
         self.optimizer = build_optimizer(self.model, self.train_cfg, self.experience.step)
@@ -161,6 +198,8 @@ class MultiLabelStrategy(SupervisedTemplate):
 
     def _unpack_minibatch(self):
         super()._unpack_minibatch()
+        if self.is_training and self.train_cfg.augment_on_device and self.train_cfg.hflip:
+            self.mbatch[0] = random_hflip(self.mbatch[0].to(self.device, non_blocking=True))  # the loader did not flip
         self.mbatch[0] = self.prepare_images(self.mbatch[0])
 
     def prepare_images(self, x: torch.Tensor) -> torch.Tensor:
@@ -176,15 +215,30 @@ class MultiLabelStrategy(SupervisedTemplate):
 
     def forward(self):
         with self.autocast():
-            if not self.is_training:
-                return self.model(self.mb_x)
-            self.mb_outputs = self.model(self.mb_x, full=True)
+            if not self.is_training:  # not through DDP: the ranks' test parts may differ in batches
+                return self.core_model(self.mb_x)
+            self.mb_outputs = self._compiled_forward() if self.compiled else self.model(self.mb_x, full=True)
             return self.mb_outputs["logits"]
+
+    def _compiled_forward(self) -> dict:
+        """torch.compile fails at the first call where it cannot compile (no C compiler, an
+        unsupported operation): train on in eager mode, with one warning."""
+        try:
+            return self.compiled(self.mb_x, full=True)
+        except Exception as err:  # dynamo and inductor raise many types
+            first = (str(err).strip().splitlines() or [""])[0][:200]
+            warnings.warn(f"train.compile: torch.compile failed ({type(err).__name__}: {first}); "
+                          "training continues without compiling", stacklevel=2)
+            self.compiled, self._compile_failed = None, True
+            return self.model(self.mb_x, full=True)
 
     def criterion(self):
         loss = self._criterion(self.mb_output, self.mb_y)
         if not self.is_training:
             return loss
+        self.batch_share = distributed.batch_share(len(self.mb_y))  # 1 in one process
+        if self.train_cfg.loss == "asl":  # a sum over the images, not a mean: weighted by world in the end
+            loss = loss * (distributed.world() / self.batch_share)
         self.loss_parts = self.core_model.loss_terms(self.mb_outputs, self.mb_y, self._criterion)
         return loss + sum(self.loss_parts.values()) if self.loss_parts else loss
 
@@ -198,6 +252,7 @@ class MultiLabelStrategy(SupervisedTemplate):
         return self._previous_cache[1]
 
     def _after_training_exp(self, **kwargs):
+        distributed.broadcast_buffers(self.core_model)  # one model for the plugins, eval and checkpoint
         if any(getattr(p, "uses_previous_model", False) for p in self.plugins):
             self.previous_model = frozen_copy(self.core_model)
         self._previous_cache = None
@@ -239,7 +294,7 @@ class MultiLabelStrategy(SupervisedTemplate):
             new = ~finite & (first < 0)
             self._nonfinite = (torch.where(new, index, first), torch.where(new, self.loss.detach(), value))
             return True
-        if bool(finite):
+        if bool(distributed.all_reduce_(finite.float(), "min")):  # every rank skips the same batches
             return True
         if not self._weights_finite():
             raise TrainingDiverged(f"{self._batch_name(max(index - 1, 0))}: the weights became non-finite after this "
@@ -250,8 +305,12 @@ class MultiLabelStrategy(SupervisedTemplate):
         return False
 
     def _check_nonfinite(self, end_of_epoch: bool = False) -> None:
-        if self._nonfinite is not None and int(self._nonfinite[0]) >= 0:
-            index, value = int(self._nonfinite[0]), float(self._nonfinite[1])
+        first = self._nonfinite[0] if self._nonfinite is not None else torch.tensor(-1, device=self.device)
+        # the first bad batch on any rank, so that every rank stops at the same check
+        first = distributed.all_reduce_(torch.where(first < 0, 2**62, first), "min")
+        if int(first) < 2**62:
+            index, local = int(first), self._nonfinite
+            value = float(local[1]) if local is not None and int(local[0]) == index else float("nan")
             raise TrainingDiverged(f"{self._batch_name(index)}: the loss is {value}; training stopped "
                                    "(train.nonfinite: stop); lower train.lr, or set train.nonfinite=skip "
                                    "to skip such batches")
@@ -271,7 +330,8 @@ class MultiLabelStrategy(SupervisedTemplate):
     def backward(self):
         if not self._loss_usable():
             return
-        loss = self.scaler.scale(self.loss) if self.scaler else self.loss
+        loss = self.loss * self.batch_share  # torchrun: the ranks' mean gradient is the global batch's
+        loss = self.scaler.scale(loss) if self.scaler else loss
         loss.backward(retain_graph=self.retain_graph)
 
     def optimizer_step(self):

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from avalanche.core import SupervisedPlugin
 
+from cml import distributed
 from cml.strategies.plugins._replay_buffer import ReplayBuffer
 
 
@@ -41,8 +42,11 @@ class MixedBatches:
 
     def __iter__(self):
         for x, y, rows in self.loader:
-            self.plugin.incoming = (rows.numpy().copy(), y.numpy().copy())
-            k = min(len(self.plugin.buffer), int(self.plugin.batch_ratio * len(rows) + 0.5))
+            # the global batch (every rank's slice, in rank order), so that every rank's buffer
+            # takes the same decisions (torchrun; in one process this is the batch itself)
+            self.plugin.incoming = (distributed.all_gather_cat(rows).numpy().copy(),
+                                    distributed.all_gather_cat(y).numpy().copy())
+            k = min(len(self.plugin.buffer), int(self.plugin.batch_ratio * len(self.plugin.incoming[0]) + 0.5))
             if k > 0:
                 rx, ry, rr = self.plugin.replay_batch(k)
                 x, y, rows = torch.cat([x, rx]), torch.cat([y, ry]), torch.cat([rows, rr])
@@ -78,7 +82,9 @@ class ReplayPlugin(SupervisedPlugin):
         return labels * window
 
     def replay_batch(self, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """This rank's slice of a global replay batch of k (every rank draws the same k slots)."""
         slots = self.buffer.draw(k)
+        slots = slots[distributed.shard(len(slots))]
         images = self.scenario.train_images(self.buffer.rows[slots], self.stored_targets(slots))
         return torch.stack([images[i][0] for i in range(len(images))]), images.targets, images.rows
 

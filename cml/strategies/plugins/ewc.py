@@ -9,7 +9,9 @@
   sample: one backward pass per batch, a tenth of the cost; being the square of a mean, it is
   smaller than the per-sample Fisher (about 1/B of it for independent samples), which `weight`
   absorbs. Only the likelihood (the criterion on the logits) is used, not a model's auxiliary
-  loss terms.
+  loss terms. Under torchrun the same batches (of the global batch size) are dealt to the ranks in
+  turn (batch j to rank j mod N) and the squared-gradient sums all-reduced: the one-process
+  Fisher, N times faster (a Fisher batch is as large as one process's training batch).
 - separate: one term per past step (its Fisher, anchored at the parameters at the end of that
   step). online (Schwarz et al., 2018): one term, F = decay * F_previous + F_step, anchored at the
   end of the last step; with decay 1 its Fisher is the sum of the separate ones.
@@ -30,6 +32,7 @@ import torch
 from avalanche.core import SupervisedPlugin
 from torch.utils.data import DataLoader
 
+from cml import distributed
 from cml.strategies import PLUGINS
 
 Tensors = dict[str, torch.Tensor]
@@ -53,11 +56,12 @@ def empirical_fisher(strategy, dataset, num_workers: int = 0) -> Tensors:
     model = strategy.core_model
     params = {n: p for n, p in model.named_parameters() if p.requires_grad}
     fisher = {n: torch.zeros_like(p) for n, p in params.items()}
-    loader = DataLoader(dataset, batch_size=strategy.train_mb_size, shuffle=False, num_workers=num_workers,
-                        collate_fn=getattr(dataset, "collate_fn", None))
+    size = strategy.train_mb_size
+    batches = [range(s, min(s + size, len(dataset))) for s in range(0, len(dataset), size)]
+    loader = DataLoader(dataset, batch_sampler=batches[distributed.rank()::distributed.world()],
+                        num_workers=num_workers, collate_fn=getattr(dataset, "collate_fn", None))
     was_training = model.training
     model.eval()
-    batches = 0
     for x, y, *_ in loader:
         x, y = strategy.prepare_images(x), y.to(strategy.device)
         with strategy.autocast():
@@ -66,9 +70,10 @@ def empirical_fisher(strategy, dataset, num_workers: int = 0) -> Tensors:
         for name, grad in zip(params, grads):
             if grad is not None:
                 fisher[name] += grad.float().pow(2)
-        batches += 1
     model.train(was_training)
-    return {n: f / max(1, batches) for n, f in fisher.items()}
+    for f in fisher.values():
+        distributed.all_reduce_(f)
+    return {n: f / max(1, len(batches)) for n, f in fisher.items()}
 
 
 def _pad_to(tensor: torch.Tensor, shape: torch.Size) -> torch.Tensor:

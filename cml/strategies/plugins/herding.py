@@ -20,6 +20,7 @@ import torch
 from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
+from cml import distributed
 from cml.strategies import PLUGINS
 from cml.strategies.plugins._replay import replay_plugin
 from cml.strategies.plugins._replay_buffer import ReplayBuffer
@@ -68,7 +69,9 @@ class HerdingBuffer(ReplayBuffer):
 
     @torch.no_grad()
     def step_features(self, strategy, scenario, step) -> torch.Tensor:
-        images = scenario.train_images(step.train_rows, step.train_targets)
+        """Every rank computes its part of the step's images; all of them are gathered (torchrun)."""
+        part = distributed.shard(len(step.train_rows))
+        images = scenario.train_images(step.train_rows[part], step.train_targets[part])
         images.hflip = False
         model = strategy.core_model
         was_training = model.training
@@ -79,7 +82,7 @@ class HerdingBuffer(ReplayBuffer):
             with strategy.autocast():
                 features.append(pooled_features(model, x).float())
         model.train(was_training)
-        return torch.cat(features)
+        return distributed.all_gather_cat(torch.cat(features))
 
     def end_of_step(self, strategy, scenario, step, first: int, batch_size: int) -> None:
         features = self.step_features(strategy, scenario, step)
