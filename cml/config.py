@@ -139,6 +139,11 @@ class TrainConfig:
                     "multilabel_soft_margin: torch's MultiLabelSoftMarginLoss (PRS)")
     asl: AslConfig = field(default_factory=AslConfig)
     hflip: bool = _opt(True, help="random horizontal flips while training")
+    crop_scale: Optional[float] = _opt(None, positive=True, high=1, help="random resized crop covering this "
+                                       "fraction of the area up to all of it, aspect 3/4 to 4/3; null = off")
+    cutout: float = _opt(0.0, low=0, high=1, help="Cutout as ASL / KRT (CutoutPIL): a rectangle of this "
+                                                  "fraction of each side in a random colour (KRT: 0.5); 0 = off")
+    randaugment: bool = _opt(False, help="torchvision's RandAugment (2 operations, magnitude 9), as KRT")
     clip_grad_value: Optional[float] = _opt(None, positive=True, help="clip each gradient to [-v, v] "
                                                                     "before the step (PRS: 5); null = off")
     online: bool = _opt(False, help="one pass over each step in a random order, the last incomplete "
@@ -150,8 +155,8 @@ class TrainConfig:
         "stop", help="a NaN/inf loss: stop the run (exit 3), or skip the batch (counted in results)")
     compile: bool = _opt(False, help="torch.compile the training model; where it cannot compile, one warning "
                                      "and eager mode")
-    augment_on_device: bool = _opt(False, help="flip (train.hflip) whole uint8 batches on the training device "
-                                               "instead of in the loader")
+    augment_on_device: bool = _opt(False, help="augment (crop, flip, cutout, RandAugment) uint8 batches on "
+                                               "the training device instead of in the loader")
     sync_batchnorm: bool = _opt(True, help="under torchrun on CUDA: BatchNorm statistics over the global "
                                           "batch (SyncBatchNorm), as in one process (docs/scaling.md)")
 

@@ -12,7 +12,8 @@ from cml.datasets import DATASETS
 from cml.evaluation.progress import ProgressLogger
 from cml.models.linear import LinearModel
 from cml.scenarios.builder import build_scenario
-from cml.scenarios.images import MultiLabelImages, random_hflip
+from cml.scenarios.augment import Augment, augment_batch, cutout
+from cml.scenarios.images import MultiLabelImages
 from cml.strategies._base import MultiLabelStrategy
 from tests_helpers import tiny
 
@@ -57,12 +58,43 @@ def test_device_flip_matches_the_loader_flip():
     torch.manual_seed(0)
     image = torch.randint(0, 256, (3, 8, 8), dtype=torch.uint8)
     n = 4000
-    loader = MultiLabelImages(["x"] * n, torch.zeros(n, 2).numpy(), 8, hflip=True,
+    flip_only = Augment(load_config(None, []).train, 8)
+    loader = MultiLabelImages(["x"] * n, torch.zeros(n, 2).numpy(), 8, flip_only,
                               pixels=image.permute(1, 2, 0).numpy()[None].repeat(1, 0), rows=[0] * n)
     from_loader = torch.stack([loader[i][0] for i in range(n)])
-    on_device = random_hflip(image.expand(n, -1, -1, -1).clone())
+    on_device = augment_batch(flip_only, image.expand(n, -1, -1, -1).clone())
     for batch in (from_loader, on_device):
         assert batch.shape == (n, 3, 8, 8) and batch.dtype == torch.uint8
         mirrored = (batch == image.flip(2)).flatten(1).all(1)
         assert (mirrored | (batch == image).flatten(1).all(1)).all()
         assert abs(mirrored.float().mean().item() - 0.5) < 0.03
+
+
+def test_cutout_paints_one_clipped_rectangle_of_one_colour():
+    torch.manual_seed(3)
+    image = torch.zeros(3, 10, 10, dtype=torch.uint8)
+    cy, cx = torch.randint(0, 10, (2,)).tolist()
+    colour = torch.randint(0, 256, (3, 1, 1), dtype=torch.uint8)
+    torch.manual_seed(3)
+    out = cutout(image, 0.5)
+    expected = image.clone()  # by hand: half of 5 = 2 pixels each side of the centre, clipped
+    expected[:, max(cy - 2, 0):cy + 2, max(cx - 2, 0):cx + 2] = colour
+    assert torch.equal(out, expected) and image.sum() == 0
+
+
+@pytest.mark.parametrize("options", [["train.crop_scale=0.3"], ["train.cutout=0.5", "train.randaugment=true"],
+                                     ["train.crop_scale=0.5", "train.cutout=0.5", "train.randaugment=true"]])
+def test_augmentations_in_the_loader_and_on_the_device(options):
+    """uint8 images of the same size from both paths; seeded draws repeat; the images change."""
+    augment = Augment(load_config(None, options).train, 16)
+    batch = torch.randint(0, 256, (32, 3, 16, 16), dtype=torch.uint8)
+    results = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        one_by_one = torch.stack([augment(image) for image in batch])
+        torch.manual_seed(0)
+        results.append((one_by_one, augment_batch(augment, batch)))
+    for out in results[0]:
+        assert out.shape == batch.shape and out.dtype == torch.uint8
+        assert (out != batch).flatten(1).any(1).float().mean() > 0.5
+    assert torch.equal(results[0][0], results[1][0]) and torch.equal(results[0][1], results[1][0])

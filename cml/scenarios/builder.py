@@ -20,6 +20,7 @@ from avalanche.benchmarks.utils import AvalancheDataset
 
 from cml.config import Config
 from cml.datasets._types import MultiLabelData
+from cml.scenarios.augment import Augment
 from cml.scenarios.images import MultiLabelImages
 from cml.scenarios.split import Step, joint_rows_and_targets
 from cml.scenarios.steps import plan_steps
@@ -31,7 +32,7 @@ class Scenario:
     data: MultiLabelData  # columns in class order
     steps: list[Step]
     image_size: int
-    hflip: bool
+    augment: Augment | None
     pixels: tuple[np.ndarray, np.ndarray] | None = None  # cached (train, test) images
     class_groups: dict[str, list[int]] | None = None  # eval.per_task: majority / moderate / minority
 
@@ -43,7 +44,7 @@ class Scenario:
         """Training images `rows` of `data.train` with the given targets (augmented)."""
         pixels = self.pixels[0] if self.pixels else None
         return MultiLabelImages([self.data.train.paths[i] for i in rows], targets, self.image_size,
-                                self.hflip, pixels, rows)
+                                self.augment, pixels, rows)
 
     def train_dataset(self, rows: np.ndarray, targets: np.ndarray) -> AvalancheDataset:
         return AvalancheDataset([self.train_images(rows, targets)])
@@ -51,7 +52,7 @@ class Scenario:
     def test_dataset(self, step: Step) -> AvalancheDataset:
         pixels = self.pixels[1] if self.pixels else None
         images = MultiLabelImages([self.data.test.paths[i] for i in step.test_rows], step.test_targets,
-                                  self.image_size, False, pixels, step.test_rows)
+                                  self.image_size, None, pixels, step.test_rows)
         return AvalancheDataset([images])
 
     def joint_dataset(self, t: int) -> AvalancheDataset:
@@ -67,8 +68,9 @@ def build_scenario(cfg: Config, data: MultiLabelData) -> Scenario:
         from cml.scenarios.cache import cached_pixels
 
         pixels = cached_pixels(data, cfg.data)
-    hflip = cfg.train.hflip and not cfg.train.augment_on_device  # else the strategy flips on the device
-    scenario = Scenario(None, data, steps, cfg.data.image_size, hflip, pixels, plan.class_groups)
+    # with augment_on_device the strategy augments whole batches on the device instead
+    augment = None if cfg.train.augment_on_device else Augment(cfg.train, cfg.data.image_size)
+    scenario = Scenario(None, data, steps, cfg.data.image_size, augment, pixels, plan.class_groups)
     train = [scenario.train_dataset(st.train_rows, st.train_targets) for st in steps]
     test = [scenario.test_dataset(st) for st in steps]
     scenario.benchmark = benchmark_from_datasets(train=train, test=test)

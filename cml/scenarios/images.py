@@ -34,12 +34,12 @@ class MultiLabelImages(Dataset):
     when given, is that split's (N, S, S, 3) uint8 array (the memory-mapped cache), indexed by
     `rows`; otherwise images are decoded from `paths`."""
 
-    def __init__(self, paths: list[str], targets: np.ndarray, image_size: int, hflip: bool = False,
+    def __init__(self, paths: list[str], targets: np.ndarray, image_size: int, augment=None,
                  pixels: np.ndarray | None = None, rows: np.ndarray | None = None):
         self.paths = paths
         self.targets = torch.from_numpy(np.ascontiguousarray(targets, dtype=np.float32))
         self.image_size = image_size
-        self.hflip = hflip
+        self.augment = augment  # cml.scenarios.augment.Augment, or None (test images, herding)
         self.pixels = pixels
         self.rows = torch.arange(len(paths)) if rows is None else torch.as_tensor(np.asarray(rows, dtype=np.int64))
 
@@ -52,8 +52,8 @@ class MultiLabelImages(Dataset):
         else:
             array = read_image(self.paths[i], self.image_size)
         x = torch.from_numpy(array.copy()).permute(2, 0, 1)
-        if self.hflip and torch.rand(()) < 0.5:
-            x = x.flip(2)
+        if self.augment:
+            x = self.augment(x)
         return x, self.targets[i], self.rows[i]
 
 
@@ -69,10 +69,3 @@ def normalize(x: torch.Tensor, stats: tuple[torch.Tensor, torch.Tensor]) -> torc
     """uint8 images -> float, (x / 255 - mean) / std."""
     mean, std = stats
     return (x.float().div_(255) - mean.to(x.device)) / std.to(x.device)
-
-
-def random_hflip(x: torch.Tensor) -> torch.Tensor:
-    """Each image of a (B, C, H, W) batch mirrored with probability 1/2 (`train.augment_on_device`:
-    the loader's flip, done on the device for the whole batch)."""
-    flip = torch.rand(len(x), device=x.device) < 0.5
-    return torch.where(flip[:, None, None, None], x.flip(3), x)

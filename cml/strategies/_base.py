@@ -40,7 +40,8 @@ from torch.utils.data import DataLoader
 
 from cml import distributed
 from cml.errors import TrainingDiverged, UserError
-from cml.scenarios.images import input_stats, normalize, random_hflip
+from cml.scenarios.augment import Augment, augment_batch
+from cml.scenarios.images import input_stats, normalize
 from cml.strategies._batches import StepBatches
 
 NONFINITE_CHECK_EVERY = 32  # stop mode: batches between two reads of the device-side flag
@@ -138,6 +139,7 @@ class MultiLabelStrategy(SupervisedTemplate):
         self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype is torch.float16 else None
         self.channels_last = train_cfg.channels_last and on_cuda
         self.input_stats = None  # from the backbone, on first use
+        self.device_augment = None  # train.augment_on_device, on first use
         super().__init__(model=model, optimizer=build_optimizer(model, train_cfg), criterion=build_criterion(train_cfg),
                          train_mb_size=train_cfg.batch_size,
                          train_epochs=1 if train_cfg.online else train_cfg.epochs,
@@ -198,8 +200,11 @@ class MultiLabelStrategy(SupervisedTemplate):
 
     def _unpack_minibatch(self):
         super()._unpack_minibatch()
-        if self.is_training and self.train_cfg.augment_on_device and self.train_cfg.hflip:
-            self.mbatch[0] = random_hflip(self.mbatch[0].to(self.device, non_blocking=True))  # the loader did not flip
+        if self.is_training and self.train_cfg.augment_on_device:  # the loader did not augment
+            x = self.mbatch[0].to(self.device, non_blocking=True)
+            if self.device_augment is None:
+                self.device_augment = Augment(self.train_cfg, x.shape[-1])
+            self.mbatch[0] = augment_batch(self.device_augment, x)
         self.mbatch[0] = self.prepare_images(self.mbatch[0])
 
     def prepare_images(self, x: torch.Tensor) -> torch.Tensor:

@@ -72,7 +72,7 @@ class HerdingBuffer(ReplayBuffer):
         """Every rank computes its part of the step's images; all of them are gathered (torchrun)."""
         part = distributed.shard(len(step.train_rows))
         images = scenario.train_images(step.train_rows[part], step.train_targets[part])
-        images.hflip = False
+        images.augment = None
         model = strategy.core_model
         was_training = model.training
         model.eval()
