@@ -40,6 +40,7 @@ from cml.scenarios.builder import build_scenario  # noqa: E402
 from cml.scenarios.images import input_stats, normalize  # noqa: E402
 from cml.strategies import PLUGINS  # noqa: E402
 from cml.strategies._base import MultiLabelStrategy, build_optimizer, frozen_copy, masked_bce  # noqa: E402
+from cml.strategies._batches import StepBatches  # noqa: E402
 
 SETTINGS = [(), ("lwf",), ("ewc",), ("pseudo",), ("lwf", "pseudo"), ("lwf", "ewc", "pseudo")]
 
@@ -47,7 +48,7 @@ SETTINGS = [(), ("lwf",), ("ewc",), ("pseudo",), ("lwf", "pseudo"), ("lwf", "ewc
 def make_strategy(model, cfg, scenario, device, plugins):
     evaluator = EvaluationPlugin(loss_metrics(epoch=True), loggers=[ProgressLogger(io.StringIO())])
     return MultiLabelStrategy(model=model, train_cfg=cfg.train, eval_batch_size=cfg.eval.batch_size, device=device,
-                              evaluator=evaluator, plugins=[PLUGINS.get(p)(cfg, scenario) for p in plugins])
+                              evaluator=evaluator, plugins=[PLUGINS.get(p)(cfg, scenario) for p in plugins], seed=cfg.seed)
 
 
 def bare_fisher(model, dataset, batch_size, device):
@@ -70,7 +71,8 @@ def bare_fisher(model, dataset, batch_size, device):
 def bare_loop(model, previous, term, plugins, dataset, cfg, device) -> float:
     stats = input_stats(model)
     s, bs = cfg.strategy, cfg.train.batch_size
-    loader = DataLoader(dataset, batch_size=bs, shuffle=True, drop_last=len(dataset) % bs == 1)
+    batches = StepBatches(len(dataset), bs, (cfg.seed, 1), drop_incomplete=cfg.train.online)
+    loader = DataLoader(dataset, batch_sampler=batches)  # the strategy's batches of step 1, in its order
     optimizer = build_optimizer(model, cfg.train)
     model.train()
     start = time.perf_counter()

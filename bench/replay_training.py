@@ -40,6 +40,7 @@ from cml.scenarios.builder import build_scenario  # noqa: E402
 from cml.scenarios.images import input_stats, normalize  # noqa: E402
 from cml.strategies import PLUGINS  # noqa: E402
 from cml.strategies._base import MultiLabelStrategy, build_criterion, build_optimizer  # noqa: E402
+from cml.strategies._batches import StepBatches  # noqa: E402
 
 
 class ImageCounter:
@@ -54,8 +55,8 @@ def bare_loop(model, scenario, buffer, cfg, device) -> tuple[float, int]:
     stats = input_stats(model)
     step = scenario.steps[0]
     dataset = scenario.benchmark.train_stream[0].dataset
-    drop_last = len(dataset) % cfg.train.batch_size == 1  # as the strategy: no batch of one
-    loader = DataLoader(dataset, batch_size=cfg.train.batch_size, shuffle=True, drop_last=drop_last,
+    batches = StepBatches(len(dataset), cfg.train.batch_size, (cfg.seed, 0), drop_incomplete=cfg.train.online)
+    loader = DataLoader(dataset, batch_sampler=batches,  # the strategy's batches, in its order
                         num_workers=cfg.data.num_workers, pin_memory=device.type == "cuda")
     criterion = build_criterion(cfg.train)
     optimizer = build_optimizer(model, cfg.train)
@@ -86,7 +87,7 @@ def cml_strategy(model, scenario, plugin, cfg, device) -> tuple[float, int]:
     counter = ImageCounter()
     evaluator = EvaluationPlugin(loss_metrics(epoch=True), loggers=[ProgressLogger(io.StringIO())])
     strategy = MultiLabelStrategy(model=model, train_cfg=cfg.train, eval_batch_size=cfg.eval.batch_size,
-                                  device=device, plugins=[plugin, counter], evaluator=evaluator)
+                                  device=device, plugins=[plugin, counter], evaluator=evaluator, seed=cfg.seed)
     start = time.perf_counter()
     strategy.train(scenario.benchmark.train_stream[0], eval_streams=[], num_workers=cfg.data.num_workers)
     if device.type == "cuda":
