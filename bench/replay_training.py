@@ -15,16 +15,13 @@ counts every image forwarded (incoming and replayed).
 
 from __future__ import annotations
 
-import argparse
 import copy
 import io
 import statistics
-import sys
 import time
 import warnings
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _setup import bench_parser, bench_setup  # also puts the repository root on the path
 warnings.filterwarnings("ignore", message="no QP solver", category=UserWarning)
 
 import torch  # noqa: E402
@@ -32,11 +29,8 @@ from avalanche.evaluation.metrics import loss_metrics  # noqa: E402
 from avalanche.training.plugins import EvaluationPlugin  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
-from cml.config import load_config  # noqa: E402
-from cml.datasets import DATASETS  # noqa: E402
 from cml.evaluation.progress import ProgressLogger  # noqa: E402
-from cml.run import build_model, pick_device  # noqa: E402
-from cml.scenarios.builder import build_scenario  # noqa: E402
+from cml.run import build_model  # noqa: E402
 from cml.scenarios.images import input_stats, normalize  # noqa: E402
 from cml.strategies import PLUGINS  # noqa: E402
 from cml.strategies._base import MultiLabelStrategy, build_criterion, build_optimizer  # noqa: E402
@@ -96,18 +90,12 @@ def cml_strategy(model, scenario, plugin, cfg, device) -> tuple[float, int]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", default="configs/demo.yaml")
+    parser = bench_parser(__doc__)
     parser.add_argument("--policy", default="prs", choices=["prs", "ocdm", "reservoir"])
     parser.add_argument("--size", type=int, default=200, help="buffer size")
-    parser.add_argument("--set", dest="overrides", action="append", default=[])
-    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    cfg = load_config(args.config, [f"strategy.plugins=[{args.policy}]", f"strategy.replay.size={args.size}",
-                                    "train.online=true", "strategy.replay.mix=batch", *args.overrides])
-    cfg.train.scheduler = "none"  # the bare loop has none; keep the work identical
-    scenario = build_scenario(cfg, DATASETS.get(cfg.data.dataset)(cfg.data))
-    device = pick_device(cfg.train.device)
+    cfg, scenario, device = bench_setup(args, [f"strategy.plugins=[{args.policy}]", f"strategy.replay.size={args.size}",
+                                               "train.online=true", "strategy.replay.mix=batch"])
     torch.manual_seed(cfg.seed)
     initial = build_model(cfg)
     initial.train()

@@ -9,17 +9,15 @@ script prints the largest weight difference as a check that the comparison is li
 
 from __future__ import annotations
 
-import argparse
 import copy
 import io
 import json
 import statistics
-import sys
 import time
 import warnings
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _setup import bench_parser, bench_setup  # also puts the repository root on the path
 warnings.filterwarnings("ignore", message="no QP solver", category=UserWarning)
 
 import torch  # noqa: E402
@@ -27,11 +25,8 @@ from avalanche.evaluation.metrics import loss_metrics  # noqa: E402
 from avalanche.training.plugins import EvaluationPlugin  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
-from cml.config import load_config  # noqa: E402
-from cml.datasets import DATASETS  # noqa: E402
 from cml.evaluation.progress import ProgressLogger  # noqa: E402
-from cml.run import build_model, pick_device  # noqa: E402
-from cml.scenarios.builder import build_scenario  # noqa: E402
+from cml.run import build_model  # noqa: E402
 from cml.scenarios.images import input_stats, normalize  # noqa: E402
 from cml.strategies._base import MultiLabelStrategy, build_criterion, build_optimizer  # noqa: E402
 from cml.strategies._batches import StepBatches  # noqa: E402
@@ -70,17 +65,11 @@ def cml_strategy(model, experience, cfg, device) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", default="configs/demo.yaml")
-    parser.add_argument("--set", dest="overrides", action="append", default=[])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser = bench_parser(__doc__)
     parser.add_argument("--json")
     args = parser.parse_args()
-    cfg = load_config(args.config, args.overrides)
-    cfg.train.scheduler = "none"  # the bare loop has none; keep the work identical
-    scenario = build_scenario(cfg, DATASETS.get(cfg.data.dataset)(cfg.data))
+    cfg, scenario, device = bench_setup(args)
     experience = scenario.benchmark.train_stream[0]
-    device = pick_device(cfg.train.device)
     torch.manual_seed(cfg.seed)
     initial = build_model(cfg)
     initial.train()

@@ -17,13 +17,12 @@ images through the model per iteration, and images/s counts those.
 from __future__ import annotations
 
 import argparse
+import copy
 import io
-import sys
 import time
 import warnings
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _setup import bench_setup  # also puts the repository root on the path
 warnings.filterwarnings("ignore", message="no QP solver", category=UserWarning)
 
 import torch  # noqa: E402
@@ -31,11 +30,8 @@ from avalanche.core import SupervisedPlugin  # noqa: E402
 from avalanche.training.plugins import EvaluationPlugin  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
-from cml.config import load_config  # noqa: E402
-from cml.datasets import DATASETS  # noqa: E402
 from cml.evaluation.progress import ProgressLogger  # noqa: E402
-from cml.run import build_model, pick_device  # noqa: E402
-from cml.scenarios.builder import build_scenario  # noqa: E402
+from cml.run import build_model  # noqa: E402
 from cml.scenarios.images import input_stats, normalize  # noqa: E402
 from cml.strategies import PLUGINS  # noqa: E402
 from cml.strategies._base import MultiLabelStrategy, build_criterion, build_optimizer  # noqa: E402
@@ -52,8 +48,7 @@ def bare_loop(cfg, scenario, device, epochs: int) -> tuple[float, int]:
     torch.manual_seed(cfg.seed)
     model = build_model(cfg).to(device).train()
     experience = scenario.benchmark.train_stream[1]
-    model.head.grow(experience.n_outputs)
-    model = model.to(device)
+    model.head.grow(experience.n_outputs)  # new rows on the model's device
     if cfg.train.channels_last and device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.train.amp) if device.type == "cuda" else None
@@ -127,16 +122,15 @@ def main() -> None:
     parser.add_argument("--config", default="configs/demo.yaml")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     args = parser.parse_args()
-    base = ["data.cache=true", "scenario.base=12", "scenario.increment=12", "train.scheduler=none",
+    base = ["data.cache=true", "scenario.base=12", "scenario.increment=12",
             "strategy.replay.batch_ratio=1", "strategy.replay.size=500", "train.hflip=false"]
-    cfg = load_config(args.config, base + args.overrides)
-    scenario = build_scenario(cfg, DATASETS.get(cfg.data.dataset)(cfg.data))
-    device = pick_device(cfg.train.device)
+    cfg, scenario, device = bench_setup(args, base)
     bare_s, bare_n = bare_loop(cfg, scenario, device, cfg.train.epochs)
     bare_peak = torch.cuda.max_memory_allocated() if device.type == "cuda" else None
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    half = load_config(args.config, base + args.overrides + [f"train.batch_size={cfg.train.batch_size // 2}"])
+    half = copy.deepcopy(cfg)
+    half.train.batch_size //= 2
     cml_s, cml_n = cml_strategy(half, scenario, device)
     bare_rate, cml_rate = bare_n / bare_s, cml_n / cml_s
     print(f"{cfg.model.backbone} at {cfg.data.image_size}px, {cfg.train.batch_size} images per iteration, "

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import yaml
 
+from cml.config_checks import REPLAY_PLUGINS
 from cml.errors import UserError
 
 IGNORED = ("seed", "data.root", "data.cache_dir")  # the same configuration whatever their values
@@ -111,9 +112,8 @@ def _in_use(key: str, config: dict) -> bool:
     parts = key.split(".")
     if parts[0] != "strategy" or len(parts) < 3:
         return True
-    sections = {k.split(".")[1] for k in config if k.startswith("strategy.") and k.count(".") >= 2}
     plugins = config.get("strategy.plugins", [])
-    return parts[1] in plugins or (parts[1] == "replay" and any(p not in sections for p in plugins))
+    return parts[1] in plugins or (parts[1] == "replay" and any(p in REPLAY_PLUGINS for p in plugins))
 
 
 def group_runs(runs: list[Run]) -> list[Group]:

@@ -223,7 +223,7 @@ def _matches(value: Any, tp: Any) -> bool:
     return isinstance(value, tp)
 
 
-def _yaml11_float(text: str):
+def yaml11_float(text: str):
     try:
         return float(text)
     except ValueError:
@@ -250,7 +250,7 @@ def _build(cls: type, raw: Any, prefix: str, source: str) -> Any:
             continue
         takes_float = tp is float or float in typing.get_args(tp)
         if takes_float and isinstance(value, str):
-            value = _yaml11_float(value)  # YAML reads 1e-4 (no dot) as a string
+            value = yaml11_float(value)  # YAML reads 1e-4 (no dot) as a string
         if not _matches(value, tp):
             raise UserError(f"{source}: {dotted}: expected {_type_name(tp)}, got {show(value)}")
         check_values(value, dotted, source)

@@ -85,7 +85,7 @@ def main_first():
         barrier()
 
 
-def _comm_device(tensor: torch.Tensor) -> torch.device:
+def _comm_device() -> torch.device:
     return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
 
 
@@ -93,7 +93,7 @@ def all_gather_cat(tensor: torch.Tensor) -> torch.Tensor:
     """Every rank's tensor concatenated along dim 0 in rank order (first dims may differ)."""
     if not active():
         return tensor
-    comm = _comm_device(tensor)
+    comm = _comm_device()
     local = tensor.to(comm)
     sizes = [torch.zeros(1, dtype=torch.long, device=comm) for _ in range(world())]
     dist.all_gather(sizes, torch.tensor([len(local)], device=comm))
@@ -109,7 +109,7 @@ def all_reduce_(tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:
     """In place: the sum (or min, max) over ranks."""
     if active():
         ops = {"sum": dist.ReduceOp.SUM, "min": dist.ReduceOp.MIN, "max": dist.ReduceOp.MAX}
-        comm = tensor.to(_comm_device(tensor))
+        comm = tensor.to(_comm_device())
         dist.all_reduce(comm, op=ops[op])
         tensor.copy_(comm)
     return tensor
@@ -121,7 +121,7 @@ def batch_share(n_local: int):
     gradient of the global batch's mean also when the slices differ in size (a last batch)."""
     if not active():
         return 1.0
-    n = torch.tensor([float(n_local)], device=_comm_device(torch.empty(0)))
+    n = torch.tensor([float(n_local)], device=_comm_device())
     return n_local * world() / all_reduce_(n.clone())
 
 
@@ -139,7 +139,7 @@ def broadcast_buffers(module: torch.nn.Module) -> None:
     previous model and the checkpoint use one model; the parameters are equal already."""
     if active():
         for buffer in module.buffers():
-            comm = buffer.to(_comm_device(buffer))
+            comm = buffer.to(_comm_device())
             dist.broadcast(comm, src=0)
             buffer.copy_(comm)
 

@@ -21,7 +21,7 @@ from cml.errors import UserError
 from cml.evaluation.hparams import log_hparams, log_summary
 from cml.evaluation.plugin import MultiLabelMetrics
 from cml.evaluation.progress import ProgressLogger
-from cml.evaluation.results import ROW_HEADER, build_summary, format_row, format_summary, write_results, write_summary
+from cml.evaluation.results import ROW_HEADER, build_summary, format_row, format_summary, write_summary
 from cml.models import MODELS
 from cml.rundir import deferred_signals
 from cml.scenarios.builder import build_scenario
@@ -120,6 +120,6 @@ def run(cfg: Config, data: MultiLabelData, run_dir: Path, resume: bool = False) 
             log_summary(tensorboard.writer, summary, t)
         say(format_row(t, summary["steps"][t]), flush=True)
     if summary is None:
-        summary = write_results(run_dir, records, extra) if main else build_summary(records, extra)
+        summary = build_summary(records, extra)  # a resume with no step left: written on resuming
     say(format_summary(summary))
     return summary

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from bench.replay_throughput import long_tailed_stream  # the stream the bench measures
 from cml.strategies.plugins._replay_buffer import partition_deviation, target_partition
 from cml.strategies.plugins.herding import HerdingBuffer, herding_selection
 from cml.strategies.plugins.ocdm import EPS, OCDMBuffer
@@ -160,17 +161,6 @@ def test_reservoir_keeps_a_uniform_sample():
         hits[buffer.rows] += 1
     # 400 draws of p = 1/4 per sample: sd 8.7; every sample within 5 sd of 100
     assert np.abs(hits - 100).max() < 44 and buffer.counts.tolist() == [10]
-
-
-def long_tailed_stream(n, classes, seed, head=0.5, power=1.1):
-    """Class i present with probability 0.5 (i+1)^-1.1 (at least one label per sample): about
-    2.2 labels per sample, the head class in half of them, the rarest in 0.4% (about 200)."""
-    rng = np.random.default_rng(seed)
-    freq = head * (np.arange(classes) + 1.0) ** -power
-    labels = rng.random((n, classes)) < freq
-    empty = np.flatnonzero(~labels.any(1))
-    labels[empty, rng.choice(classes, len(empty), p=freq / freq.sum())] = True
-    return labels.astype(np.float32)
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,8 @@ import dataclasses
 
 from torch.utils.tensorboard.summary import hparams
 
+from cml.config_checks import REPLAY_PLUGINS
+
 METRICS = {"avg_map": "summary/avg_mAP", "last_map": "summary/last_mAP", "avg_forgetting": "summary/avg_forgetting"}
 
 
@@ -26,9 +28,8 @@ def run_hparams(cfg) -> dict:
               "image_size": cfg.data.image_size, "epochs": t.epochs, "batch_size": t.batch_size, "lr": t.lr,
               "optimizer": t.optimizer, "scheduler": t.scheduler, "loss": t.loss, "online": t.online,
               "seed": cfg.seed}
-    sections = {f.name for f in dataclasses.fields(s)} - {"name", "plugins"}
     for plugin in s.plugins:  # replay plugins share `strategy.replay`; the others have their own section
-        section = plugin if plugin in sections else "replay"
+        section = "replay" if plugin in REPLAY_PLUGINS else plugin
         for key, value in dataclasses.asdict(getattr(s, section)).items():
             values[f"{section}.{key}"] = value
     return values

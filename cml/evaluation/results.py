@@ -78,12 +78,6 @@ def write_summary(run_dir: Path, summary: dict) -> None:
     write_text_atomic(run_dir / "metrics.csv", table.getvalue())
 
 
-def write_results(run_dir: Path, steps: list[dict], extra: dict) -> dict:
-    summary = build_summary(steps, extra)
-    write_summary(run_dir, summary)
-    return summary
-
-
 def _fmt(v) -> str:
     return "" if v is None else f"{v:.4f}"
 

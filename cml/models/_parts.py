@@ -11,6 +11,7 @@ import torch
 from avalanche.models import DynamicModule
 from torch import nn
 
+from cml.config import yaml11_float
 from cml.errors import UserError
 
 PRIOR = 0.05  # initial positive probability of a new class (bias = logit(PRIOR))
@@ -50,10 +51,7 @@ def check_int(key: str, value, low: int = 1) -> int:
 
 def check_float(key: str, value, low: float = 0.0, high: float | None = None, positive: bool = False) -> float:
     if isinstance(value, str):  # YAML reads 1e-4 (no dot) as a string; the config accepts it too
-        try:
-            value = float(value)
-        except ValueError:
-            pass
+        value = yaml11_float(value)
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value >= low
     ok = ok and (high is None or value < high) and (not positive or value > 0)
     if not ok:

@@ -211,7 +211,7 @@ class MultiLabelStrategy(SupervisedTemplate):
         """uint8 images -> the model's input on the device: normalised as its backbone expects,
         channels_last when asked. Plugins that run the model on images of their own use it too."""
         if self.input_stats is None:
-            self.input_stats = input_stats(self.core_model)
+            self.input_stats = tuple(t.to(self.device) for t in input_stats(self.core_model))  # once, not per batch
         x = normalize(x.to(self.device, non_blocking=True), self.input_stats)
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
