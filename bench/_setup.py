@@ -23,11 +23,11 @@ def bench_setup(args, overrides: list[str] = ()):
     """(config, scenario, device), the config without a schedule: the bare loops have none, and
     both sides must do the same work."""
     from cml.config import load_config
-    from cml.datasets import DATASETS
+    from cml.registry import DATASETS
     from cml.run import pick_device
     from cml.scenarios.builder import build_scenario
 
     cfg = load_config(args.config, [*overrides, *args.overrides])
     cfg.train.scheduler = "none"
-    scenario = build_scenario(cfg, DATASETS.get(cfg.data.dataset)(cfg.data))
+    scenario = build_scenario(cfg, DATASETS.get(cfg.data.dataset).build(cfg.data))
     return cfg, scenario, pick_device(cfg.train.device)

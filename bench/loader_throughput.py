@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
 from cml.config import load_config  # noqa: E402
-from cml.datasets import DATASETS  # noqa: E402
+from cml.registry import DATASETS  # noqa: E402
 from cml.scenarios.cache import split_pixels  # noqa: E402
 from cml.scenarios.images import MultiLabelImages  # noqa: E402
 
@@ -55,7 +55,7 @@ def main(argv=None) -> dict:
 
     cfg = load_config(args.config, args.overrides)
     workers = cfg.data.num_workers if args.workers is None else args.workers
-    data = DATASETS.get(cfg.data.dataset)(cfg.data)
+    data = DATASETS.get(cfg.data.dataset).build(cfg.data)
     rows = np.arange(min(args.images, len(data.train.paths)))
     split = data.train.subset(rows)
     size = cfg.data.image_size

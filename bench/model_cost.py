@@ -22,16 +22,16 @@ warnings.filterwarnings("ignore", message="no QP solver", category=UserWarning)
 import torch  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
-from cml.models import MODELS  # noqa: E402
+from cml.registry import MODELS  # noqa: E402
 
-MODEL_NAMES = ["linear", "dlfl", "srn", "dr"]
+MODEL_NAMES = MODELS.names()
 
 
 def cost(name: str, backbone: str, image_size: int, classes: int) -> tuple[int, float]:
     with torch.device("meta"):
-        factory = MODELS.get(name)
-        extra = {"image_size": image_size} if name == "srn" else {}
-        model = factory(backbone=backbone, num_classes=classes, **extra).eval()
+        declaration = MODELS.get(name)  # default options
+        options = declaration.options() if declaration.options else None
+        model = declaration.build(backbone, False, options, num_classes=classes, image_size=image_size).eval()
         counter = FlopCounterMode(display=False)
         with counter:  # not under no_grad: its module tracker trips on views of parameters there
             model(torch.zeros(1, 3, image_size, image_size))

@@ -28,17 +28,20 @@ warnings.filterwarnings("ignore", message="no QP solver", category=UserWarning)
 
 import torch  # noqa: E402
 
-from cml.models import MODELS  # noqa: E402
-from cml.scenarios.images import input_stats, normalize  # noqa: E402
-from cml.strategies._base import masked_bce  # noqa: E402
+from cml.models._base import input_stats  # noqa: E402
+from cml.registry import MODELS  # noqa: E402
+from cml.scenarios.images import normalize  # noqa: E402
+from cml.losses.bce.loss import masked_bce  # noqa: E402
 
-MODEL_NAMES = ["linear", "dlfl", "srn", "dr"]
+MODEL_NAMES = MODELS.names()
 
 
 def build(name: str, args, device: torch.device) -> torch.nn.Module:
     torch.manual_seed(0)
-    extra = {"image_size": args.image_size} if name == "srn" else {}
-    model = MODELS.get(name)(backbone=args.backbone, num_classes=args.classes, **extra).to(device).train()
+    declaration = MODELS.get(name)  # default options
+    options = declaration.options() if declaration.options else None
+    model = declaration.build(args.backbone, False, options, num_classes=args.classes,
+                              image_size=args.image_size).to(device).train()
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model

@@ -33,9 +33,12 @@ from torch.utils.data import DataLoader  # noqa: E402
 
 from cml.evaluation.progress import ProgressLogger  # noqa: E402
 from cml.run import build_model  # noqa: E402
-from cml.scenarios.images import input_stats, normalize  # noqa: E402
-from cml.strategies import PLUGINS  # noqa: E402
-from cml.strategies._base import MultiLabelStrategy, build_optimizer, frozen_copy, masked_bce  # noqa: E402
+from cml.models._base import input_stats  # noqa: E402
+from cml.scenarios.images import normalize  # noqa: E402
+from cml.plugins._base import build_plugin  # noqa: E402
+from cml.losses.bce.loss import masked_bce  # noqa: E402
+from cml.strategies._base import MultiLabelStrategy, frozen_copy  # noqa: E402
+from cml.strategies._optim import build_optimizer  # noqa: E402
 from cml.strategies._batches import StepBatches  # noqa: E402
 
 SETTINGS = [(), ("lwf",), ("ewc",), ("pseudo",), ("lwf", "pseudo"), ("lwf", "ewc", "pseudo")]
@@ -44,7 +47,7 @@ SETTINGS = [(), ("lwf",), ("ewc",), ("pseudo",), ("lwf", "pseudo"), ("lwf", "ewc
 def make_strategy(model, cfg, scenario, device, plugins):
     evaluator = EvaluationPlugin(loss_metrics(epoch=True), loggers=[ProgressLogger(io.StringIO())])
     return MultiLabelStrategy(model=model, train_cfg=cfg.train, eval_batch_size=cfg.eval.batch_size, device=device,
-                              evaluator=evaluator, plugins=[PLUGINS.get(p)(cfg, scenario) for p in plugins], seed=cfg.seed)
+                              evaluator=evaluator, plugins=[build_plugin(p, cfg, scenario) for p in plugins], seed=cfg.seed)
 
 
 def bare_fisher(model, dataset, batch_size, device):

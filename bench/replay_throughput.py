@@ -29,10 +29,10 @@ warnings.filterwarnings("ignore", message="no QP solver", category=UserWarning)
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from cml.strategies.plugins._replay_buffer import partition_deviation  # noqa: E402
-from cml.strategies.plugins.ocdm import OCDMBuffer  # noqa: E402
-from cml.strategies.plugins.prs import PRSBuffer  # noqa: E402
-from cml.strategies.plugins.reservoir import ReservoirBuffer  # noqa: E402
+from cml.plugins._replay_buffer import partition_deviation  # noqa: E402
+from cml.plugins.ocdm.plugin import OCDMBuffer  # noqa: E402
+from cml.plugins.prs.plugin import PRSBuffer  # noqa: E402
+from cml.plugins.reservoir.plugin import ReservoirBuffer  # noqa: E402
 
 
 def long_tailed_stream(n: int, classes: int, seed: int, head: float = 0.5, power: float = 1.1) -> np.ndarray:

@@ -31,9 +31,11 @@ from torch.utils.data import DataLoader  # noqa: E402
 
 from cml.evaluation.progress import ProgressLogger  # noqa: E402
 from cml.run import build_model  # noqa: E402
-from cml.scenarios.images import input_stats, normalize  # noqa: E402
-from cml.strategies import PLUGINS  # noqa: E402
-from cml.strategies._base import MultiLabelStrategy, build_criterion, build_optimizer  # noqa: E402
+from cml.models._base import input_stats  # noqa: E402
+from cml.scenarios.images import normalize  # noqa: E402
+from cml.plugins._base import build_plugin  # noqa: E402
+from cml.strategies._base import MultiLabelStrategy, build_criterion  # noqa: E402
+from cml.strategies._optim import build_optimizer  # noqa: E402
 from cml.strategies._batches import StepBatches  # noqa: E402
 
 
@@ -107,10 +109,10 @@ def main() -> None:
         for side in (("bare", "cml") if repeat % 2 == 0 else ("cml", "bare")):  # alternate who goes first
             torch.manual_seed(cfg.seed)
             if side == "bare":
-                seconds, images = bare_loop(a, scenario, PLUGINS.get(args.policy)(cfg, scenario).buffer, cfg, device)
+                seconds, images = bare_loop(a, scenario, build_plugin(args.policy, cfg, scenario).buffer, cfg, device)
                 bare.append(seconds)
             else:
-                seconds, counted = cml_strategy(b, scenario, PLUGINS.get(args.policy)(cfg, scenario), cfg, device)
+                seconds, counted = cml_strategy(b, scenario, build_plugin(args.policy, cfg, scenario), cfg, device)
                 ours.append(seconds)
         assert counted == images, (counted, images)
         drift = max(drift, max(float((p - q.to(p.device)).abs().max())

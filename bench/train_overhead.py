@@ -27,8 +27,10 @@ from torch.utils.data import DataLoader  # noqa: E402
 
 from cml.evaluation.progress import ProgressLogger  # noqa: E402
 from cml.run import build_model  # noqa: E402
-from cml.scenarios.images import input_stats, normalize  # noqa: E402
-from cml.strategies._base import MultiLabelStrategy, build_criterion, build_optimizer  # noqa: E402
+from cml.models._base import input_stats  # noqa: E402
+from cml.scenarios.images import normalize  # noqa: E402
+from cml.strategies._base import MultiLabelStrategy, build_criterion  # noqa: E402
+from cml.strategies._optim import build_optimizer  # noqa: E402
 from cml.strategies._batches import StepBatches  # noqa: E402
 
 

@@ -32,9 +32,11 @@ from torch.utils.data import DataLoader  # noqa: E402
 
 from cml.evaluation.progress import ProgressLogger  # noqa: E402
 from cml.run import build_model  # noqa: E402
-from cml.scenarios.images import input_stats, normalize  # noqa: E402
-from cml.strategies import PLUGINS  # noqa: E402
-from cml.strategies._base import MultiLabelStrategy, build_criterion, build_optimizer  # noqa: E402
+from cml.models._base import input_stats  # noqa: E402
+from cml.scenarios.images import normalize  # noqa: E402
+from cml.plugins._base import build_plugin  # noqa: E402
+from cml.strategies._base import MultiLabelStrategy, build_criterion  # noqa: E402
+from cml.strategies._optim import build_optimizer  # noqa: E402
 
 PLUGIN_SET = ["reservoir", "lwf", "ewc", "pseudo"]
 
@@ -107,7 +109,7 @@ class EpochTimer(SupervisedPlugin):
 def cml_strategy(cfg, scenario, device) -> tuple[float, int]:
     torch.manual_seed(cfg.seed)
     timer = EpochTimer(device)
-    plugins = [PLUGINS.get(name)(cfg, scenario) for name in PLUGIN_SET] + [timer]
+    plugins = [build_plugin(name, cfg, scenario) for name in PLUGIN_SET] + [timer]
     strategy = MultiLabelStrategy(model=build_model(cfg), train_cfg=cfg.train, eval_batch_size=cfg.eval.batch_size,
                                   device=device, plugins=plugins, seed=cfg.seed,
                                   evaluator=EvaluationPlugin(loggers=[ProgressLogger(io.StringIO())]))

@@ -24,6 +24,7 @@ import torch
 
 from cml.errors import UserError
 from cml.evaluation.results import STEP_KEYS
+from cml.plugins._base import CmlPlugin
 from cml.rundir import storage_error, write_atomic
 
 FILE = "checkpoint.pt"
@@ -165,8 +166,8 @@ def restore(run_dir: Path, state: dict, model, strategy, train_stream) -> None:
         raise UserError(f"--resume: {path}: {problem}")
     model.load_state_dict(state["model"])
     for plugin in strategy.plugins:
-        if hasattr(plugin, "load_checkpoint_state") and type(plugin).__name__ not in state["strategy"]["plugins"]:
-            raise UserError(f"--resume: {path}: no saved state for plugin {type(plugin).__name__}")
+        if isinstance(plugin, CmlPlugin) and plugin.name not in state["strategy"]["plugins"]:
+            raise UserError(f"--resume: {path}: no saved state for plugin {plugin.name}")
     try:
         strategy.load_checkpoint_state(state["strategy"])
         set_rng_state(state["rng"])

@@ -204,9 +204,9 @@ def _prepare(args, session: _Session, cfg):
 
 
 def _load_data(cfg):
-    from cml.datasets import DATASETS
+    from cml.registry import DATASETS
 
-    data = check_images(DATASETS.get(cfg.data.dataset)(cfg.data), cfg.data)
+    data = check_images(DATASETS.get(cfg.data.dataset).build(cfg.data), cfg.data)
     if data.skipped and _rank() == 0:
         counts = ", ".join(f"{key} {count}" for key, count in data.skipped.items())
         print(f"{cfg.data.dataset}: counted in results' skipped: {counts}", flush=True)

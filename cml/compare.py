@@ -20,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from cml.config_checks import REPLAY_PLUGINS
+from cml.registry import PLUGINS, section_of
 from cml.errors import UserError
 
 IGNORED = ("seed", "data.root", "data.cache_dir")  # the same configuration whatever their values
@@ -108,12 +108,13 @@ def _short(value) -> str:
 
 
 def _in_use(key: str, config: dict) -> bool:
-    """Plugin options count only for runs with that plugin (replay plugins share `strategy.replay`)."""
+    """Plugin options count only for runs with a plugin of that section (the replay buffers share
+    `strategy.replay`); a plugin no longer registered keeps its name as its section."""
     parts = key.split(".")
     if parts[0] != "strategy" or len(parts) < 3:
         return True
     plugins = config.get("strategy.plugins", [])
-    return parts[1] in plugins or (parts[1] == "replay" and any(p in REPLAY_PLUGINS for p in plugins))
+    return parts[1] in {section_of(PLUGINS.get(p)) if p in PLUGINS.names() else p for p in plugins}
 
 
 def group_runs(runs: list[Run]) -> list[Group]:

@@ -1,18 +1,17 @@
-"""The checks a config needs beyond types and ranges: registry names, paths that must exist, and
-keys that depend on each other. Imported lazily by `load_config` (it is still torch-free)."""
+"""The checks a config needs beyond types and ranges: registered names, the components' declared
+facts and checks, paths that must exist, and keys that depend on each other. Torch-free."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
+from cml import schema
 from cml.errors import UserError
+from cml.hints import did_you_mean
+from cml.registry import DATASETS, LOSSES, MODELS, PLUGINS, PROTOCOLS, STRATEGIES, section_of
 from cml.safeyaml import key_name, show
-
-if TYPE_CHECKING:
-    from cml.config import Config
-
-REPLAY_PLUGINS = ("herding", "ocdm", "prs", "reservoir")  # share strategy.replay: one at a time
 
 
 def _path(value: str, key: str, source: str) -> Path:
@@ -29,43 +28,97 @@ def _exists(path: Path, test: str) -> bool:
         return False
 
 
-def check_semantics(config: Config, source: str) -> None:
-    from cml.datasets import DATASETS
-    from cml.models import MODELS
-    from cml.strategies import PLUGINS, STRATEGIES
+def _lookup(config: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        config = getattr(config, part)
+    return config
 
-    for key, value, registry in (("data.dataset", config.data.dataset, DATASETS),
-                                 ("model.name", config.model.name, MODELS),
-                                 ("strategy.name", config.strategy.name, STRATEGIES)):
-        if value not in registry.names():
-            raise UserError(f"{source}: {key}: unknown {registry.kind} {show(value)}; "
-                            f"expected one of {', '.join(registry.names())}")
+
+def model_options(config: Any, source: str = "config") -> Any:
+    """`model.options` as the model's declared schema (its defaults filled in); None for a model
+    without options. `check_semantics` stores it back in the config."""
+    declaration = MODELS.get(config.model.name)
+    if dataclasses.is_dataclass(config.model.options):
+        return config.model.options
+    if declaration.options is None:
+        if config.model.options:
+            key = next(iter(config.model.options))
+            raise UserError(f"{source}: unknown key 'model.options.{key_name(key)}'; model "
+                            f"{config.model.name!r} has no options")
+        return None
+    return schema.build(declaration.options, config.model.options, "model.options.", source)
+
+
+def _check_names(config: Any, source: str) -> None:
+    for key, value, reg in (("data.dataset", config.data.dataset, DATASETS),
+                            ("model.name", config.model.name, MODELS),
+                            ("strategy.name", config.strategy.name, STRATEGIES),
+                            ("scenario.protocol", config.scenario.protocol, PROTOCOLS),
+                            ("train.loss", config.train.loss, LOSSES)):
+        if value not in reg.names():
+            raise UserError(f"{source}: {key}: unknown {reg.kind} {show(value)}{did_you_mean(value, reg.names())}; "
+                            f"expected one of {', '.join(reg.names())}")
     for plugin in config.strategy.plugins:
         if plugin not in PLUGINS.names():
-            known = ", ".join(PLUGINS.names()) or "none yet"
-            raise UserError(f"{source}: strategy.plugins: unknown plugin {show(plugin)}; known: {known}")
+            raise UserError(f"{source}: strategy.plugins: unknown plugin {show(plugin)}"
+                            f"{did_you_mean(plugin, PLUGINS.names())}; known: {', '.join(PLUGINS.names())}")
         if config.strategy.plugins.count(plugin) > 1:
             raise UserError(f"{source}: strategy.plugins: {plugin!r} is listed twice; expected each plugin once")
-    d, s = config.data, config.scenario
-    for key, value in (("data.root", d.root), ("data.cache_dir", d.cache_dir),
-                       ("data.nuswide.images", d.nuswide.images),
-                       ("data.list.train", d.list.train), ("data.list.test", d.list.test),
-                       ("data.list.classes", d.list.classes), ("scenario.split_dir", s.split_dir),
-                       ("model.pretrained", config.model.pretrained)):
-        if isinstance(value, str):
-            _path(value, key, source)
-    replay = [p for p in config.strategy.plugins if p in REPLAY_PLUGINS]
+
+
+def _check_declarations(config: Any, source: str) -> None:
+    """Each chosen component's declared facts and its own check."""
+    replay = [p for p in config.strategy.plugins if PLUGINS.get(p).kind == "replay"]
     if len(replay) > 1:
         raise UserError(f"{source}: strategy.plugins: {' and '.join(replay)} are both replay buffers; "
-                        f"expected at most one of {', '.join(REPLAY_PLUGINS)}")
+                        f"expected at most one of {', '.join(PLUGINS.names(kind='replay'))}")
+    dataset = DATASETS.get(config.data.dataset)
+    if dataset.needs_root and not config.data.root:
+        raise UserError(f"{source}: data.root: required for data.dataset {config.data.dataset!r}")
+    for key in PROTOCOLS.get(config.scenario.protocol).requires_keys:
+        if _lookup(config, key) in (None, "", []):
+            raise UserError(f"{source}: {key}: required when scenario.protocol is {config.scenario.protocol}")
+    options = model_options(config, source)
+    if options is not None:
+        config.model.options = options  # typed: cfg.model.options.embed_dim
+    chosen = [(f"model {config.model.name}", MODELS.get(config.model.name), options)]
+    for name in config.strategy.plugins:
+        plugin = PLUGINS.get(name)
+        for key, value in plugin.requires.items():
+            if _lookup(config, key) != value:
+                raise UserError(f"{source}: strategy.plugins: {name} needs {key}: {value}, got "
+                                f"{show(_lookup(config, key))}")
+        chosen.append((f"plugin {name}", plugin, getattr(config.strategy, section_of(plugin), None)))
+    for kind_name, reg, value in (("dataset", DATASETS, config.data.dataset), ("loss", LOSSES, config.train.loss),
+                                  ("protocol", PROTOCOLS, config.scenario.protocol)):
+        declaration = reg.get(value)
+        section = {"dataset": config.data, "loss": config.train}.get(kind_name)
+        chosen.append((f"{kind_name} {value}", declaration, getattr(section, section_of(declaration), None)))
+    for _, declaration, options in chosen:
+        message = declaration.check(config, options) if declaration.check else None
+        if message:
+            raise UserError(f"{source}: {message}")
+
+
+def check_semantics(config: Any, source: str) -> None:
+    _check_names(config, source)
+    d, s = config.data, config.scenario
+    paths = [("data.root", d.root), ("data.cache_dir", d.cache_dir), ("scenario.split_dir", s.split_dir),
+             ("model.pretrained", config.model.pretrained)]
+    for section in DATASETS.names():  # the datasets' own path options (fields named like files)
+        options = getattr(d, section, None)
+        for f in dataclasses.fields(options) if options is not None else ():
+            if f.metadata.get("path"):
+                paths.append((f"data.{section}.{f.name}", getattr(options, f.name)))
+    for key, value in paths:
+        if isinstance(value, str):
+            _path(value, key, source)
     pretrained = config.model.pretrained
     if isinstance(pretrained, str) and not _exists(_path(pretrained, "model.pretrained", source), "is_file"):
         raise UserError(f"{source}: model.pretrained: file not found: {key_name(pretrained, 200)}")
     if isinstance(s.order, str) and s.order not in ("alphabetical", "shuffle"):
         raise UserError(f"{source}: scenario.order: expected 'alphabetical', 'shuffle' or a list "
                         f"of class names, got {show(s.order)}")
-    if s.protocol == "split-files" and not s.split_dir:
-        raise UserError(f"{source}: scenario.split_dir: required when scenario.protocol is split-files")
     if s.split_dir and not _exists(_path(s.split_dir, "scenario.split_dir", source), "is_dir"):
         raise UserError(f"{source}: scenario.split_dir: folder not found: {key_name(s.split_dir, 200)}")
     groups = config.eval.groups
@@ -81,5 +134,5 @@ def check_semantics(config: Config, source: str) -> None:
     if len(low_high) != 2 or not 0 <= low_high[0] <= low_high[1] <= 1:
         raise UserError(f"{source}: eval.groups.thresholds: expected [low, high] with 0 <= low <= high <= 1, "
                         f"got {low_high}")
-    if config.data.dataset in ("coco", "nuswide", "voc") and not config.data.root:
-        raise UserError(f"{source}: data.root: required for data.dataset {config.data.dataset!r}")
+    _check_declarations(config, source)
+

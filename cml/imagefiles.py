@@ -102,7 +102,7 @@ def check_image(path: str) -> str | None:
 
 
 def _cache_file(paths: list[str], cache_dir: str | None) -> Path:
-    from cml.datasets.coco import cache_folder
+    from cml.datasets._cache import cache_folder
 
     root = Path(os.path.commonpath({os.path.dirname(p) for p in paths}))
     return cache_folder(root, cache_dir) / f"image-check-{hashlib.sha1(str(root).encode()).hexdigest()[:12]}.json"

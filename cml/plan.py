@@ -69,10 +69,10 @@ def format_text(info: dict) -> str:
 
 
 def plan_command(config: str, overrides: list[str], json_path: str | None) -> int:
-    from cml.datasets import DATASETS
+    from cml.registry import DATASETS
 
     cfg = load_config(config, overrides)
-    data = DATASETS.get(cfg.data.dataset)(cfg.data)
+    data = DATASETS.get(cfg.data.dataset).build(cfg.data)
     info = describe(cfg, plan_steps(cfg, data), config)
     print(format_text(info))
     if json_path:

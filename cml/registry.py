@@ -1,37 +1,182 @@
-"""Name -> object registries, one module per entry (timm style).
+"""One registry per kind of component, each the only list of its kind.
 
-Each entry lives in its own file named after it (``cml/models/linear.py`` registers ``linear``),
-so the valid names are known from the file names alone: the config is checked without
-importing torch, and ``get`` imports only the module that is asked for.
+A component declares itself in one module, `cml/<kind>/<name>.py` (or the package
+`cml/<kind>/<name>/__init__.py` when its implementation needs torch): the module-level
+`DECLARATION` holds its option schema, its facts and `build`, which imports the implementation
+only when the component is built. Declaration modules import nothing heavy, so the config is
+checked, `cml keys` listed and the docs generated without torch.
+
+The name is the module's (`cml/models/linear.py` declares `linear`) unless the declaration gives
+one (`class-incremental`, which is no module name). Modules listed in the config's `imports:` add
+components of any kind (docs/design.md, "Adding a component"); a name declared twice warns and the
+later declaration wins.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
-from pathlib import Path
-from typing import Any, Callable
+import pkgutil
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal, Optional
+
+from cml.errors import UserError
+from cml.hints import did_you_mean
+
+
+@dataclass(frozen=True)
+class Declaration:
+    """What every component declares.
+
+    build: makes the component; imports its implementation (torch, Avalanche) when called.
+    options: the schema dataclass of its options (`cml.schema.option` fields), or None.
+    check: `check(config, options) -> message | None`, a torch-free check across config keys.
+    """
+
+    build: Callable[..., Any]
+    options: Optional[type] = None
+    help: str = ""
+    name: str = ""
+    check: Optional[Callable[[Any, Any], Optional[str]]] = None
+    module: str = field(default="", compare=False)
+
+
+@dataclass(frozen=True)
+class Dataset(Declaration):
+    """Options at `data.<name>`; `build(cfg) -> MultiLabelData`."""
+
+    needs_root: bool = False  # data.root is required
+
+
+@dataclass(frozen=True)
+class Model(Declaration):
+    """Options at `model.options`; `build(backbone, pretrained, options, image_size) -> MultiLabelModel`."""
+
+    uses_image_size: bool = False  # built for data.image_size (SRN's regulariser kernel)
+    label_features: bool = False  # emits per-label features (`forward(x, full=True)["label_features"]`)
+
+
+@dataclass(frozen=True)
+class Plugin(Declaration):
+    """Options at `strategy.<section>` (default: the name); `build(cfg, scenario) -> CmlPlugin`."""
+
+    kind: str = ""  # "replay": a replay buffer, at most one per run (they share strategy.replay)
+    section: str = ""
+    uses_previous_model: bool = False  # the strategy keeps the previous step's model for it
+    requires: dict = field(default_factory=dict)  # {"scenario.labels": "partial"}: config it needs
+
+
+@dataclass(frozen=True)
+class Protocol(Declaration):
+    """`build(cfg, data) -> list[Step]`: the steps of `scenario.protocol`."""
+
+    requires_keys: tuple = ()  # config keys that must be set (split-files: scenario.split_dir)
+
+
+@dataclass(frozen=True)
+class Loss(Declaration):
+    """Options at `train.<section>`; `build(options) -> criterion(logits, targets)`."""
+
+    reduction: Literal["mean", "sum"] = "mean"  # over the images of a batch (sum: weighted under torchrun)
+    section: str = ""
+
+
+@dataclass(frozen=True)
+class Strategy(Declaration):
+    """`build(scenario, plugins=..., **template_arguments) -> MultiLabelStrategy`."""
+
+
+def section_of(declaration: Declaration) -> str:
+    return getattr(declaration, "section", "") or declaration.name
 
 
 class Registry:
-    def __init__(self, package: str, kind: str):
-        self.package = package
-        self.kind = kind
-        self._entries: dict[str, Any] = {}
+    def __init__(self, kind: str, package: str, declares: type):
+        self.kind, self.package, self.declares = kind, package, declares
+        self._entries: dict[str, Declaration] = {}
+        self._discovered = False
 
-    def names(self) -> list[str]:
-        folder = Path(importlib.import_module(self.package).__file__).parent
-        return sorted(p.stem for p in folder.glob("*.py") if not p.stem.startswith("_"))
+    def _discover(self) -> None:
+        if self._discovered:
+            return
+        self._discovered = True
+        folder = importlib.import_module(self.package).__path__
+        for info in sorted(pkgutil.iter_modules(folder), key=lambda m: m.name):
+            if not info.name.startswith("_"):
+                add_module(importlib.import_module(f"{self.package}.{info.name}"), self)
 
-    def register(self, name: str) -> Callable[[Any], Any]:
-        def add(obj: Any) -> Any:
-            self._entries[name] = obj
-            return obj
+    def add(self, declaration: Declaration, module: str) -> Declaration:
+        if not isinstance(declaration, self.declares):
+            raise TypeError(f"{module}: a {self.kind} declares a {self.declares.__name__}")
+        name = declaration.name or module.rsplit(".", 1)[-1]
+        declaration = dataclasses.replace(declaration, name=name, module=module)
+        old = self._entries.get(name)
+        if old is not None and old.module != module:
+            warnings.warn(f"{self.kind} {name!r} is declared by {old.module} and by {module}; "
+                          f"{module} is used", stacklevel=2)
+        self._entries[name] = declaration
+        global _generation
+        _generation += 1
+        return declaration
 
-        return add
+    def names(self, **facts: Any) -> list[str]:
+        """Sorted names, of the components whose facts equal `facts` (e.g. kind="replay")."""
+        self._discover()
+        return sorted(n for n, d in self._entries.items() if all(getattr(d, k) == v for k, v in facts.items()))
 
-    def get(self, name: str) -> Any:
+    def declarations(self) -> list[Declaration]:
+        return [self._entries[n] for n in self.names()]
+
+    def get(self, name: str) -> Declaration:
+        self._discover()
         if name not in self._entries:
-            if name not in self.names():
-                raise KeyError(f"unknown {self.kind} {name!r}; known: {', '.join(self.names())}")
-            importlib.import_module(f"{self.package}.{name}")
+            raise KeyError(f"unknown {self.kind} {name!r}{did_you_mean(name, self.names())}; "
+                           f"known: {', '.join(self.names())}")
         return self._entries[name]
+
+
+DATASETS = Registry("dataset", "cml.datasets", Dataset)
+MODELS = Registry("model", "cml.models", Model)
+PLUGINS = Registry("plugin", "cml.plugins", Plugin)
+PROTOCOLS = Registry("protocol", "cml.protocols", Protocol)
+LOSSES = Registry("loss", "cml.losses", Loss)
+STRATEGIES = Registry("strategy", "cml.strategies", Strategy)
+REGISTRIES = (DATASETS, MODELS, PLUGINS, PROTOCOLS, LOSSES, STRATEGIES)
+_generation = 0  # bumped by every add: the config schema is rebuilt when it changes
+
+
+def generation() -> int:
+    for registry in REGISTRIES:
+        registry._discover()
+    return _generation
+
+
+def add_module(module, registry: Registry | None = None) -> Declaration:
+    declaration = getattr(module, "DECLARATION", None)
+    for candidate in REGISTRIES if registry is None else (registry,):
+        if isinstance(declaration, candidate.declares):
+            return candidate.add(declaration, module.__name__)
+    kinds = ", ".join(r.declares.__name__ for r in REGISTRIES)
+    raise UserError(f"{module.__name__}: expected a module-level DECLARATION, one of {kinds} "
+                    f"(cml.registry), got {type(declaration).__name__}")
+
+
+def import_components(modules: list[str], source: str) -> None:
+    """The config's `imports:`: each module (found on sys.path / PYTHONPATH) declares one component."""
+    for name in modules:
+        try:
+            module = importlib.import_module(name)
+        except Exception as err:  # a missing module, or one that fails to import
+            raise UserError(f"{source}: imports: cannot import {name!r} ({type(err).__name__}: "
+                            f"{str(err).splitlines()[0][:200] if str(err) else ''}); expected a module "
+                            f"on PYTHONPATH that declares a cml component") from None
+        if module.__name__ not in _imported:
+            try:
+                add_module(module)
+            except UserError as err:
+                raise UserError(f"{source}: imports: {err}") from None
+            _imported.add(module.__name__)
+
+
+_imported: set[str] = set()

@@ -4,7 +4,6 @@ after every step so that nothing completed is lost and `--resume` can continue e
 
 from __future__ import annotations
 
-import inspect
 import random
 from pathlib import Path
 
@@ -16,16 +15,17 @@ from avalanche.training.plugins import EvaluationPlugin
 
 from cml import checkpoint, distributed
 from cml.config import Config
+from cml.config_checks import model_options
 from cml.datasets._types import MultiLabelData
 from cml.errors import UserError
 from cml.evaluation.hparams import log_hparams, log_summary
 from cml.evaluation.plugin import MultiLabelMetrics
 from cml.evaluation.progress import ProgressLogger
 from cml.evaluation.results import ROW_HEADER, build_summary, format_row, format_summary, write_summary
-from cml.models import MODELS
+from cml.plugins._base import build_plugins
+from cml.registry import MODELS, STRATEGIES
 from cml.rundir import deferred_signals
 from cml.scenarios.builder import build_scenario
-from cml.strategies import PLUGINS, STRATEGIES
 
 
 def seed_everything(seed: int) -> None:
@@ -41,17 +41,11 @@ def pick_device(name: str) -> torch.device:
 
 
 def build_model(cfg: Config) -> torch.nn.Module:
-    """The factory gets the backbone, `model.options`, and `image_size` if it takes one (SRN's
-    regulariser kernel follows the input size)."""
-    factory = MODELS.get(cfg.model.name)
-    parameters = set(inspect.signature(factory).parameters)
-    accepted = parameters - {"backbone", "pretrained", "num_classes", "image_size"}
-    for key in cfg.model.options:
-        if key not in accepted:
-            raise UserError(f"model.options.{key}: not an option of model {cfg.model.name!r}; "
-                            f"its options: {', '.join(sorted(accepted)) or 'none'}")
-    extra = {"image_size": cfg.data.image_size} if "image_size" in parameters else {}
-    return factory(backbone=cfg.model.backbone, pretrained=cfg.model.pretrained, **extra, **cfg.model.options)
+    """The declared model with its declared options, built for `data.image_size` if it declares
+    `uses_image_size` (SRN's regulariser kernel follows the input size)."""
+    declaration = MODELS.get(cfg.model.name)
+    image_size = cfg.data.image_size if declaration.uses_image_size else None
+    return declaration.build(cfg.model.backbone, cfg.model.pretrained, model_options(cfg), image_size=image_size)
 
 
 def say(*args, **kwargs) -> None:
@@ -74,8 +68,8 @@ def run(cfg: Config, data: MultiLabelData, run_dir: Path, resume: bool = False) 
     main = distributed.is_main()
     tensorboard = TensorboardLogger(run_dir / "tb") if main else None
     evaluator = EvaluationPlugin(loss_metrics(epoch=True), metric, loggers=[tensorboard, ProgressLogger()] if main else [])
-    plugins = [PLUGINS.get(name)(cfg, scenario) for name in cfg.strategy.plugins]
-    strategy = STRATEGIES.get(cfg.strategy.name)(
+    plugins = build_plugins(cfg, scenario)
+    strategy = STRATEGIES.get(cfg.strategy.name).build(
         scenario=scenario, model=model, train_cfg=cfg.train, eval_batch_size=cfg.eval.batch_size,
         device=device, plugins=plugins, evaluator=evaluator, seed=cfg.seed)
     if main and not resume:  # a resumed run's event files already hold them

@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests_helpers, coco_fixture for tests/<kind>/
 
 
 @pytest.fixture(autouse=True)

@@ -26,3 +26,21 @@ def interrupt_after_step(monkeypatch, step: int):
 
     monkeypatch.setattr(checkpoint, "save", save_then_interrupt)
     return real_save
+
+
+def make_model(name: str, backbone: str, num_classes: int = 0, image_size: int | None = None, **options):
+    """A model built as a run builds it: its declared options checked by its schema, then `build`."""
+    from cml import schema
+    from cml.registry import MODELS
+
+    declaration = MODELS.get(name)
+    typed = schema.build(declaration.options, options, "model.options.", "test") if declaration.options else None
+    return declaration.build(backbone, False, typed, num_classes=num_classes, image_size=image_size)
+
+
+def data_config(**data):
+    """The `data` section of a config, e.g. data_config(dataset="list", list={"train": ...})."""
+    from cml import schema
+    from cml.config import config_class
+
+    return schema.build(config_class(), {"data": data}, "", "test").data

@@ -17,6 +17,9 @@ the file list are cached, keyed by the JSON's name, size and mtime and the cache
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 import hashlib
 import json
 import os
@@ -24,7 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from cml.datasets import DATASETS
+from cml.datasets._cache import cache_folder
+from cml.registry import Dataset
+from cml.schema import option
 from cml.datasets._types import MultiLabelData, Split
 from cml.errors import UserError
 
@@ -73,16 +78,6 @@ def labels_and_selection(plain: np.ndarray, crowd: np.ndarray, mode: str) -> tup
     if mode == "krt":
         return plain, plain | crowd
     return plain, None
-
-
-def cache_folder(root: Path, cache_dir: str | None) -> Path:
-    """Where derived files go: `data.cache_dir`, else ROOT/.cml-cache, else the user cache."""
-    if cache_dir:
-        return Path(cache_dir).expanduser()
-    if os.access(root, os.W_OK):
-        return root / ".cml-cache"
-    digest = hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:12]
-    return Path(os.environ.get("CML_CACHE", "~/.cache/cml")).expanduser() / f"parsed-{digest}"
 
 
 def load_instances_cached(json_path: Path, cache: Path):
@@ -135,8 +130,17 @@ def load_coco_folder(root: Path, split_dirs: tuple[str, str], json_names: tuple[
     return MultiLabelData(name, class_names, splits[0], splits[1], skipped)
 
 
-@DATASETS.register("coco")
+@dataclass
+class CocoOptions:
+    crowd: Literal["ignore", "positive", "krt"] = option(
+        "ignore", help="iscrowd=1 annotations: ignored; a label (PRS's COCOseq); krt: they select "
+                       "the image for a step but are not labels (KRT's loader)")
+
+
 def load(data_cfg) -> MultiLabelData:
     return load_coco_folder(Path(data_cfg.root).expanduser(), ("train2014", "val2014"),
                             ("instances_train2014.json", "instances_val2014.json"),
                             data_cfg.coco.crowd, data_cfg.cache_dir, "coco", LAYOUT)
+
+
+DECLARATION = Dataset(build=load, options=CocoOptions, needs_root=True)

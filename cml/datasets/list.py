@@ -17,8 +17,10 @@ skipped (`<split>_unlabeled`), then images whose file is absent (`<split>_missin
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Optional
+
 import csv
-import difflib
 import io
 import json
 import os
@@ -26,10 +28,12 @@ from pathlib import Path
 
 import numpy as np
 
-from cml.datasets import DATASETS
+from cml.registry import Dataset
+from cml.schema import option
 from cml.datasets._types import MultiLabelData, Split
 from cml.errors import UserError
 from cml.safeyaml import decode
+from cml.hints import closest
 
 FORMATS = "a .csv with the header path,labels or a .jsonl of {\"path\": ..., \"labels\": [...]} objects"
 
@@ -111,7 +115,7 @@ def read_split(path: Path, key: str, base: Path, classes: list[str], classes_pat
     for n, image, names in readers[path.suffix.lower()](path):
         for name in names:
             if name not in column:
-                close = difflib.get_close_matches(name, classes, n=1)
+                close = closest(name, classes, n=1)
                 hint = f"did you mean {close[0]!r}? " if close else ""
                 raise UserError(f"{path}: line {n}: unknown class {name!r}; {hint}"
                                 f"expected a name from {classes_path}")
@@ -137,7 +141,13 @@ def read_split(path: Path, key: str, base: Path, classes: list[str], classes_pat
     return Split(paths, labels, ids), counts
 
 
-@DATASETS.register("list")
+@dataclass
+class ListOptions:
+    train: Optional[str] = option(None, path=True, help="CSV or JSONL of path,labels for training")
+    test: Optional[str] = option(None, path=True, help="CSV or JSONL of path,labels for testing")
+    classes: Optional[str] = option(None, path=True, help="text file, one class name per line")
+
+
 def load(data_cfg) -> MultiLabelData:
     cfg = data_cfg.list
     classes_path = required_file(cfg.classes, "data.list.classes", "a text file with one class name per line")
@@ -152,3 +162,6 @@ def load(data_cfg) -> MultiLabelData:
         skipped.update({f"{part}_{what}": count for what, count in counts.items()})
     skipped = {key: count for key, count in skipped.items() if count}
     return MultiLabelData("list", classes, splits[0], splits[1], skipped)
+
+
+DECLARATION = Dataset(build=load, options=ListOptions, needs_root=False)

@@ -18,12 +18,16 @@ Windows line ends) and trailing blank lines are tolerated; any other line is an 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Optional
+
 import os
 from pathlib import Path
 
 import numpy as np
 
-from cml.datasets import DATASETS
+from cml.registry import Dataset
+from cml.schema import option
 from cml.datasets._types import MultiLabelData, Split
 from cml.errors import UserError
 
@@ -75,7 +79,12 @@ def read_flags(path: Path, list_path: Path, n_images: int) -> np.ndarray:
     return digits == ord("1")
 
 
-@DATASETS.register("nuswide")
+@dataclass
+class NusWideOptions:
+    images: Optional[str] = option(None, path=True, help="image folder (default ROOT/images); list paths "
+                                                         "are relative to it")
+
+
 def load(data_cfg) -> MultiLabelData:
     root = Path(data_cfg.root).expanduser().absolute()
     if not root.is_dir():
@@ -108,3 +117,6 @@ def load(data_cfg) -> MultiLabelData:
         splits.append(Split([files[i] for i in rows], labels[rows], rows.tolist()))
     skipped = {key: count for key, count in skipped.items() if count}
     return MultiLabelData("nuswide", concepts, splits[0], splits[1], skipped)
+
+
+DECLARATION = Dataset(build=load, options=NusWideOptions, needs_root=True)

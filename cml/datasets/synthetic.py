@@ -11,6 +11,8 @@ back through the same loader as real MS-COCO.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import hashlib
 import json
 import os
@@ -20,7 +22,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from cml.datasets import DATASETS
+from cml.registry import Dataset
+from cml.schema import SEED_MAX, option
 from cml.datasets._types import MultiLabelData
 from cml.datasets.coco import load_coco_folder
 
@@ -123,7 +126,15 @@ def dataset_folder(data_cfg) -> Path:
     return base / name
 
 
-@DATASETS.register("synthetic")
+@dataclass
+class SyntheticOptions:
+    num_classes: int = option(24, low=4, high=24, help="how many of the 24 named classes to use")
+    train_images: int = option(1500, low=8, high=1_000_000)
+    test_images: int = option(500, low=8, high=1_000_000)
+    image_size: int = option(64, low=16, high=512, help="size of the generated images on disk")
+    seed: int = option(0, low=0, high=SEED_MAX, help="the dataset's own seed, independent of the run's seed")
+
+
 def load(data_cfg) -> MultiLabelData:
     s = data_cfg.synthetic
     root = dataset_folder(data_cfg)
@@ -133,3 +144,6 @@ def load(data_cfg) -> MultiLabelData:
     layout = "ROOT/{train,val}/*.jpg and ROOT/annotations/instances_{train,val}.json"
     return load_coco_folder(root, ("train", "val"), ("instances_train.json", "instances_val.json"),
                             "ignore", data_cfg.cache_dir, "synthetic", layout)
+
+
+DECLARATION = Dataset(build=load, options=SyntheticOptions, needs_root=False)

@@ -16,12 +16,16 @@ unlabelled images, it belongs to no step).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 import os
 from pathlib import Path
 
 import numpy as np
 
-from cml.datasets import DATASETS
+from cml.registry import Dataset
+from cml.schema import option
 from cml.datasets._types import MultiLabelData, Split
 from cml.errors import UserError
 
@@ -71,7 +75,12 @@ def read_flags(main: Path, part: str) -> tuple[list[str], np.ndarray]:
     return ids, np.stack(columns, axis=1)
 
 
-@DATASETS.register("voc")
+@dataclass
+class VocOptions:
+    difficult: Literal["negative", "positive", "ignore"] = option(
+        "negative", help="label 0 (difficult): not a label, a label, or left out of that class's AP")
+
+
 def load(data_cfg) -> MultiLabelData:
     root = Path(data_cfg.root).expanduser().absolute()
     if not root.is_dir():
@@ -93,3 +102,6 @@ def load(data_cfg) -> MultiLabelData:
             test_ignore = (flags[rows] == 0).astype(np.uint8)
         splits.append(Split([files[i] for i in rows], labels[rows], [ids[i] for i in rows]))
     return MultiLabelData("voc", list(CLASSES), splits[0], splits[1], skipped, test_ignore)
+
+
+DECLARATION = Dataset(build=load, options=VocOptions, needs_root=True)

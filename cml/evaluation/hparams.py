@@ -13,7 +13,7 @@ import dataclasses
 
 from torch.utils.tensorboard.summary import hparams
 
-from cml.config_checks import REPLAY_PLUGINS
+from cml.registry import PLUGINS, section_of
 
 METRICS = {"avg_map": "summary/avg_mAP", "last_map": "summary/last_mAP", "avg_forgetting": "summary/avg_forgetting"}
 
@@ -28,8 +28,8 @@ def run_hparams(cfg) -> dict:
               "image_size": cfg.data.image_size, "epochs": t.epochs, "batch_size": t.batch_size, "lr": t.lr,
               "optimizer": t.optimizer, "scheduler": t.scheduler, "loss": t.loss, "online": t.online,
               "seed": cfg.seed}
-    for plugin in s.plugins:  # replay plugins share `strategy.replay`; the others have their own section
-        section = "replay" if plugin in REPLAY_PLUGINS else plugin
+    for plugin in s.plugins:  # each plugin's declared section (the replay buffers share `strategy.replay`)
+        section = section_of(PLUGINS.get(plugin))
         for key, value in dataclasses.asdict(getattr(s, section)).items():
             values[f"{section}.{key}"] = value
     return values

@@ -1,9 +1,3 @@
-"""Multi-label models on timm backbones, one file each, chosen by `model.name`."""
-
-from cml.registry import Registry
-
-MODELS = Registry("cml.models", "model")
-
-
-def create_model(name: str, **kwargs):
-    return MODELS.get(name)(**kwargs)
+"""Multi-label models on timm backbones, chosen by `model.name`: one package each, whose
+`__init__.py` declares the model (options at `model.options`, facts) without torch and whose
+`model.py` implements it (docs/design.md)."""

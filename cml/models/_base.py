@@ -18,6 +18,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
 
 class MultiLabelModel(nn.Module):
     def forward_outputs(self, x: torch.Tensor) -> dict:
@@ -37,3 +40,11 @@ class MultiLabelModel(nn.Module):
     @property
     def num_classes(self) -> int:
         raise NotImplementedError
+
+
+def input_stats(model: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mean and std the backbone was trained with (timm's `pretrained_cfg`): ImageNet's for
+    most, none for TResNet (ASL's weights, which KRT starts from, take pixels in [0, 1])."""
+    cfg = getattr(getattr(model, "backbone", model), "pretrained_cfg", None) or {}
+    mean, std = cfg.get("mean", IMAGENET_MEAN), cfg.get("std", IMAGENET_STD)
+    return torch.tensor(mean).view(3, 1, 1), torch.tensor(std).view(3, 1, 1)

@@ -21,9 +21,6 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from cml.models._parts import check_float, option_error
-
-DEFAULTS = {"weight": 0.03, "temperature": 0.1}
 
 
 def supervised_contrastive(features: torch.Tensor, targets: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -52,18 +49,9 @@ class DiscriminativeLoss:
         return self.weight * supervised_contrastive(features, targets, self.temperature)
 
 
-def build_discriminative(options: dict | None, defaults: dict | None = None) -> DiscriminativeLoss | None:
-    """`model.options.discriminative` -> the loss, or None when absent (or null) and no defaults."""
-    if options is None and defaults is None:
+def discriminative_loss(options) -> DiscriminativeLoss | None:
+    """The declared `model.options.discriminative` (`DiscriminativeOptions` or None) -> the loss, or
+    None when it is off (null, or weight 0)."""
+    if options is None or options.weight == 0:
         return None
-    if options is not None and not isinstance(options, dict):
-        raise option_error("discriminative", f"expected a mapping such as {{weight: 0.03, temperature: 0.1}} "
-                                             f"or null, got {options!r}")
-    merged = {**DEFAULTS, **(defaults or {}), **(options or {})}
-    for key in merged:
-        if key not in DEFAULTS:
-            raise option_error(f"discriminative.{key}", f"not an option of the discriminative loss; its "
-                                                        f"options: {', '.join(DEFAULTS)}")
-    weight = check_float("discriminative.weight", merged["weight"])
-    temperature = check_float("discriminative.temperature", merged["temperature"], positive=True)
-    return DiscriminativeLoss(weight, temperature) if weight > 0 else None
+    return DiscriminativeLoss(options.weight, options.temperature)

@@ -1,9 +1,8 @@
-"""Pieces the cml models share: a timm backbone by name and its feature map, checks of
-`model.options`, and the per-class layers that grow (classifiers, queries, 1x1 convolutions)."""
+"""Pieces the cml models share: a timm backbone by name and its feature map, and the per-class
+layers that grow (classifiers, queries, 1x1 convolutions)."""
 
 from __future__ import annotations
 
-import difflib
 import math
 from pathlib import Path
 
@@ -11,8 +10,8 @@ import torch
 from avalanche.models import DynamicModule
 from torch import nn
 
-from cml.config import yaml11_float
 from cml.errors import UserError
+from cml.hints import closest
 
 PRIOR = 0.05  # initial positive probability of a new class (bias = logit(PRIOR))
 
@@ -22,7 +21,7 @@ def create_backbone(name: str, pretrained: bool | str = False, **kwargs) -> nn.M
     import timm
 
     if not timm.is_model(name):
-        close = difflib.get_close_matches(name, timm.list_models(), n=3)
+        close = closest(name, timm.list_models(), n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise UserError(f"model.backbone: {name!r} is not a timm model{hint}")
     options = dict(num_classes=0, **kwargs)
@@ -37,33 +36,6 @@ def create_backbone(name: str, pretrained: bool | str = False, **kwargs) -> nn.M
         raise UserError(f"model.pretrained: could not load weights for {name!r} from {where}: "
                         f"{type(err).__name__}: {str(err).splitlines()[0][:200]}; give a local "
                         f"checkpoint path or set model.pretrained: false") from None
-
-
-def option_error(key: str, message: str) -> UserError:
-    return UserError(f"model.options.{key}: {message}")
-
-
-def check_int(key: str, value, low: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise option_error(key, f"expected an integer >= {low}, got {value!r}")
-    return value
-
-
-def check_float(key: str, value, low: float = 0.0, high: float | None = None, positive: bool = False) -> float:
-    if isinstance(value, str):  # YAML reads 1e-4 (no dot) as a string; the config accepts it too
-        value = yaml11_float(value)
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value >= low
-    ok = ok and (high is None or value < high) and (not positive or value > 0)
-    if not ok:
-        bounds = "> 0" if positive else f">= {low}" + (f" and < {high}" if high is not None else "")
-        raise option_error(key, f"expected a number {bounds}, got {value!r}")
-    return float(value)
-
-
-def check_bool(key: str, value) -> bool:
-    if not isinstance(value, bool):
-        raise option_error(key, f"expected true or false, got {value!r}")
-    return value
 
 
 def head_size(experience) -> int:

@@ -14,10 +14,6 @@ from torch.utils.data import Dataset
 from cml.errors import UserError
 from cml.imagefiles import decode_rgb, reason
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
 def read_image(path: str, size: int) -> np.ndarray:
     """(size, size, 3) uint8: decoded, 8-bit RGB (`cml.imagefiles.to_rgb`), resized without
     keeping the aspect ratio. Images are checked before training; this error is for a file
@@ -55,14 +51,6 @@ class MultiLabelImages(Dataset):
         if self.augment:
             x = self.augment(x)
         return x, self.targets[i], self.rows[i]
-
-
-def input_stats(model: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
-    """The mean and std the backbone was trained with (timm's `pretrained_cfg`): ImageNet's for
-    most, none for TResNet (ASL's weights, which KRT starts from, take pixels in [0, 1])."""
-    cfg = getattr(getattr(model, "backbone", model), "pretrained_cfg", None) or {}
-    mean, std = cfg.get("mean", IMAGENET_MEAN), cfg.get("std", IMAGENET_STD)
-    return torch.tensor(mean).view(3, 1, 1), torch.tensor(std).view(3, 1, 1)
 
 
 def normalize(x: torch.Tensor, stats: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:

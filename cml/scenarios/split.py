@@ -21,13 +21,13 @@ Targets are float32: 1 positive, 0 negative, -1 left out of the loss and the met
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from cml.datasets._types import MultiLabelData
 from cml.errors import UserError
+from cml.hints import closest
 
 IGNORE = -1.0
 
@@ -53,7 +53,7 @@ def class_order(names: list[str], order: str | list[str], seed: int) -> list[int
     index = {n: i for i, n in enumerate(names)}
     for name in order:
         if name not in index:
-            close = difflib.get_close_matches(name, names, n=1)
+            close = closest(name, names, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise UserError(f"scenario.order: unknown class {name!r}{hint}")
     if len(set(order)) != len(order):

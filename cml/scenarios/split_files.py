@@ -24,7 +24,6 @@ The id lists may also sit in SPLIT_DIR/ids/, as in the PRS release.
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 from pathlib import Path
@@ -34,6 +33,7 @@ import numpy as np
 from cml.datasets._types import MultiLabelData, Split
 from cml.errors import UserError
 from cml.scenarios.split import Step, make_step, reorder
+from cml.hints import closest
 
 LAYOUT = ("SPLIT_DIR/multihot_map.json and SPLIT_DIR/{train,test}_task{k}_id_<name>.json "
           "(or SPLIT_DIR/ids/...), from the PRS authors' code release")
@@ -69,7 +69,7 @@ def read_class_map(path: Path, class_names: list[str]) -> list[int]:
     column = {name: j for j, name in enumerate(class_names)}
     for name in doc:
         if name not in column:
-            close = difflib.get_close_matches(name, class_names, n=1)
+            close = closest(name, class_names, n=1)
             hint = f"; closest dataset class: {close[0]!r}" if close else ""
             raise UserError(f"{path}: class {name!r} is not a class of the dataset{hint}")
     return [column[name] for name in sorted(doc, key=doc.get)]

@@ -13,8 +13,9 @@ import numpy as np
 from cml.config import Config
 from cml.datasets._types import MultiLabelData
 from cml.errors import UserError
-from cml.evaluation.groups import class_groups
-from cml.scenarios.split import Step, class_order, make_steps, reorder, step_sizes
+from cml.registry import PROTOCOLS
+from cml.scenarios.groups import class_groups
+from cml.scenarios.split import Step
 
 
 @dataclass
@@ -36,16 +37,7 @@ def train_counts(steps: list[Step]) -> np.ndarray:
 def plan_steps(cfg: Config, data: MultiLabelData) -> StepPlan:
     s = cfg.scenario
     dataset_classes = list(data.class_names)
-    if s.protocol == "split-files":
-        from cml.scenarios.split_files import split_file_steps
-
-        data, steps = split_file_steps(data, s.split_dir, s.task_order, s.labels)
-    else:
-        data = reorder(data, class_order(data.class_names, s.order, cfg.seed))
-        n = len(data.class_names)
-        sizes = [n] if s.protocol == "static" else step_sizes(n, s.base, s.increment)
-        steps = make_steps(data.train.labels, data.test.labels, sizes, s.labels, data.test_ignore,
-                           data.train.select, data.test.select)
+    data, steps = PROTOCOLS.get(s.protocol).build(cfg, data)
     for t, step in enumerate(steps):
         if len(step.train_rows) == 0 or len(step.test_rows) == 0:
             names = ", ".join(data.class_names[c] for c in step.classes)

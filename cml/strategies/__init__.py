@@ -1,6 +1,2 @@
-"""Continual strategies (`strategy.name`) and the plugins combined with them (`strategy.plugins`)."""
-
-from cml.registry import Registry
-
-STRATEGIES = Registry("cml.strategies", "strategy")
-PLUGINS = Registry("cml.strategies.plugins", "plugin")
+"""Continual strategies (`strategy.name`): the training template (`_base.py`) and the modules it is
+split into by concern; `finetune.py` and `joint.py` declare the strategies."""

@@ -1,90 +1,55 @@
 """The multi-label training loop: Avalanche's SupervisedTemplate with multi-hot targets.
 
-What changes from the template, and why:
-- loss: BCE-with-logits (or ASL, or MultiLabelSoftMarginLoss) over the classes the head has;
-  target -1 (a label to leave out) is masked. Targets carry every class of the dataset, so datasets of
-  different steps (replay, joint) collate together; the loss takes the first `n_out` columns.
-- optimizer and lr schedule: built from the config afresh at the start of every step (after the
-  head has grown), the common practice in class-incremental code; schedules step per iteration.
-- inputs arrive as uint8 and are normalised here, on the device. A minibatch is
-  [images, targets, rows]: `mb_rows` are the images' rows in `data.train`, what replay stores.
-- the model's own loss terms (deep supervision, SRN's branches, the discriminative regulariser)
-  are added to the criterion: training calls `model(x, full=True)` (see `cml/models/_base.py`).
+The template keeps the loop; each concern lives in its own module:
+- loss (`cml/losses`): the declared loss of `train.loss` over the classes the head has (targets
+  carry every class of the dataset, so that steps' datasets collate together; -1 is masked),
+  plus the model's own loss terms (deep supervision, SRN's branches, the discriminative
+  regulariser): training calls `model(x, full=True)` (`cml/models/_base.py`). A loss declared
+  with reduction "sum" is weighted by the number of processes under torchrun.
+- precision (`_precision.py`): autocast and the gradient scaler, without branches.
+- compile (`_compile.py`): torch.compile of the forward, eager mode where it cannot compile.
+- non-finite losses (`_nonfinite.py`): stop or skip, `train.nonfinite`.
+- optimizer and lr schedule (`_optim.py`): afresh at the start of every step.
+- batches (`_batches.py`): the same global batches in one process or N (torchrun).
+What stays here, and why:
+- inputs arrive as uint8 and are normalised here, on the device, with the backbone's statistics
+  (`input_stats`). A minibatch is [images, targets, rows]: `mb_rows` are the images' rows in
+  `data.train`, what replay stores.
 - the model as it was at the end of the previous step (`previous_model`), kept only when a plugin
-  asks for it (`uses_previous_model = True`: LwF, pseudo-labels), shared by all of them, and its
-  outputs on the current minibatch computed once per iteration (`previous_outputs()`).
-- plugin state: plugins with `checkpoint_state()` / `load_checkpoint_state(state)` are saved in
-  the checkpoint with the previous model (`checkpoint_state()` here), so a resumed run equals an
-  uninterrupted one whatever the plugins.
-- CUDA: autocast in bf16/fp16 (fp16 with a gradient scaler) and channels_last, when asked.
+  declares `uses_previous_model` (LwF, pseudo-labels), shared by all of them, and its outputs on
+  the current minibatch computed once per iteration (`previous_outputs()`).
+- plugin state: each `CmlPlugin`'s `checkpoint_state()` is saved under its registered name with
+  the previous model (`checkpoint_state()` here), so a resumed run equals an uninterrupted one.
 - gradients clipped by value before the optimizer step when asked (PRS's code clips at 5).
 - online mode (PRS): the last incomplete batch of a step is dropped, as PRS's loader does.
-- non-finite loss (`train.nonfinite`): "stop" raises TrainingDiverged naming the step, epoch and
-  batch. The check stays on the device (no GPU sync per batch) and is read every
-  NONFINITE_CHECK_EVERY batches and at the end of every epoch, where the weights are checked too
-  (a finite loss followed by non-finite weights can only come from the epoch's last update).
-  "skip" reads the flag at every batch (one sync) and skips that batch's backward and update.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import warnings
 
 import torch
 from avalanche.benchmarks.utils.data_loader import collate_from_data_or_kwargs
 from avalanche.training.templates import SupervisedTemplate
-from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
 from cml import distributed
-from cml.errors import TrainingDiverged, UserError
+from cml.errors import UserError
+from cml.models._base import input_stats
+from cml.plugins._base import CmlPlugin
+from cml.registry import LOSSES, section_of
 from cml.scenarios.augment import Augment, augment_batch
-from cml.scenarios.images import input_stats, normalize
+from cml.scenarios.images import normalize
 from cml.strategies._batches import StepBatches
-
-NONFINITE_CHECK_EVERY = 32  # stop mode: batches between two reads of the device-side flag
-
-
-def masked_bce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    targets = targets[:, : logits.shape[1]]
-    valid = (targets >= 0).float()
-    loss = F.binary_cross_entropy_with_logits(logits.float(), targets.clamp(min=0), reduction="none")
-    return (loss * valid).sum() / valid.sum().clamp(min=1)
-
-
-def multilabel_soft_margin(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """torch's MultiLabelSoftMarginLoss (PRS's loss): per image the mean BCE over its classes, then
-    the mean over the batch; -1 targets are left out of their image's mean."""
-    targets = targets[:, : logits.shape[1]]
-    valid = (targets >= 0).float()
-    loss = F.binary_cross_entropy_with_logits(logits.float(), targets.clamp(min=0), reduction="none")
-    return ((loss * valid).sum(1) / valid.sum(1).clamp(min=1)).mean()
-
-
-def asymmetric_loss(logits: torch.Tensor, targets: torch.Tensor, gamma_neg: float = 4.0,
-                    gamma_pos: float = 0.0, clip: float = 0.05, eps: float = 1e-8) -> torch.Tensor:
-    """ASL (Ridnik et al., ICCV 2021), the loss of KRT's recipe: negatives' probabilities are
-    shifted down by `clip` and both sides focal-weighted; summed over the batch as the authors do."""
-    targets = targets[:, : logits.shape[1]]
-    valid = (targets >= 0).float()
-    y = targets.clamp(min=0)
-    p = torch.sigmoid(logits.float())
-    p_neg = (1 - p + clip).clamp(max=1) if clip > 0 else 1 - p
-    loss = y * torch.log(p.clamp(min=eps)) + (1 - y) * torch.log(p_neg.clamp(min=eps))
-    p_true = p * y + p_neg * (1 - y)
-    loss = loss * torch.pow(1 - p_true, gamma_pos * y + gamma_neg * (1 - y))
-    return -(loss * valid).sum()
+from cml.strategies._compile import CompiledForward
+from cml.strategies._nonfinite import CHECK_EVERY, NonFiniteGuard
+from cml.strategies._optim import build_optimizer, build_scheduler
+from cml.strategies._precision import Precision
 
 
 def build_criterion(train_cfg):
-    if train_cfg.loss == "asl":
-        a = train_cfg.asl
-        return lambda logits, targets: asymmetric_loss(logits, targets, a.gamma_neg, a.gamma_pos, a.clip)
-    if train_cfg.loss == "multilabel_soft_margin":
-        return multilabel_soft_margin
-    return masked_bce
+    declaration = LOSSES.get(train_cfg.loss)
+    return declaration.build(getattr(train_cfg, section_of(declaration), None))
 
 
 def frozen_copy(model: torch.nn.Module) -> torch.nn.Module:
@@ -92,28 +57,6 @@ def frozen_copy(model: torch.nn.Module) -> torch.nn.Module:
     for p in copy_.parameters():
         p.requires_grad_(False)
     return copy_
-
-
-def build_optimizer(model: torch.nn.Module, train_cfg, step: int = 0) -> torch.optim.Optimizer:
-    lr = train_cfg.first_step_lr if step == 0 and train_cfg.first_step_lr else train_cfg.lr
-    params = [p for p in model.parameters() if p.requires_grad]
-    groups = [{"params": params}]
-    if not train_cfg.decay_1d:  # as ASL's add_weight_decay, which KRT uses: no decay on biases, norms
-        groups = [{"params": [p for p in params if p.ndim > 1]},
-                  {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
-    if train_cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=train_cfg.momentum, weight_decay=train_cfg.weight_decay)
-    cls = torch.optim.AdamW if train_cfg.optimizer == "adamw" else torch.optim.Adam
-    return cls(groups, lr=lr, weight_decay=train_cfg.weight_decay)
-
-
-def build_scheduler(optimizer, train_cfg, total_iterations: int):
-    if train_cfg.scheduler == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total_iterations))
-    if train_cfg.scheduler == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=optimizer.param_groups[0]["lr"],
-                                                   total_steps=max(2, total_iterations), pct_start=0.2)
-    return None
 
 
 class MultiLabelStrategy(SupervisedTemplate):
@@ -124,20 +67,17 @@ class MultiLabelStrategy(SupervisedTemplate):
         self.train_cfg = train_cfg
         self.seed = seed
         self.batch_share = 1.0  # this rank's share of the global batch x world (`cml.distributed`)
-        self.compiled = None  # torch.compile of the training model (`train.compile`), None after a failure
-        self._compile_failed = False
+        self.compiled = CompiledForward(train_cfg.compile)
+        self.precision = Precision(train_cfg.amp, device)
+        self.nonfinite = NonFiniteGuard(train_cfg.nonfinite)
+        self.loss_sums_images = LOSSES.get(train_cfg.loss).reduction == "sum"
+        self.keeps_previous_model = any(getattr(p, "uses_previous_model", False) for p in plugins)
         self.scheduler = None
         self.previous_model = None
         self._previous_cache: tuple[object, dict] | None = None
         self.mb_outputs: dict = {}
         self.loss_parts: dict[str, torch.Tensor] = {}
-        self.skipped_batches = 0  # this step's batches skipped for a non-finite loss
-        self._skip_update = False
-        self._nonfinite: tuple[torch.Tensor, torch.Tensor] | None = None  # (first bad batch, its loss)
-        on_cuda = torch.device(device).type == "cuda"
-        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(train_cfg.amp) if on_cuda else None
-        self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype is torch.float16 else None
-        self.channels_last = train_cfg.channels_last and on_cuda
+        self.channels_last = train_cfg.channels_last and torch.device(device).type == "cuda"
         self.input_stats = None  # from the backbone, on first use
         self.device_augment = None  # train.augment_on_device, on first use
         super().__init__(model=model, optimizer=build_optimizer(model, train_cfg), criterion=build_criterion(train_cfg),
@@ -166,8 +106,7 @@ class MultiLabelStrategy(SupervisedTemplate):
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.model = distributed.wrap_model(model, self.train_cfg.sync_batchnorm)
-        if self.train_cfg.compile and not self._compile_failed:
-            self.compiled = torch.compile(self.model)  # compiles at the first call, again when heads grow
+        self.compiled.wrap(self.model)
         self.make_optimizer()
 
     def _loader_args(self, num_workers: int = 0, persistent_workers: bool = False, prefetch_factor=None, **kwargs):
@@ -216,33 +155,21 @@ class MultiLabelStrategy(SupervisedTemplate):
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def autocast(self):
-        return torch.autocast("cuda", dtype=self.amp_dtype) if self.amp_dtype else contextlib.nullcontext()
+        return self.precision.autocast()
 
     def forward(self):
         with self.autocast():
             if not self.is_training:  # not through DDP: the ranks' test parts may differ in batches
                 return self.core_model(self.mb_x)
-            self.mb_outputs = self._compiled_forward() if self.compiled else self.model(self.mb_x, full=True)
+            self.mb_outputs = self.compiled(self.model, self.mb_x)
             return self.mb_outputs["logits"]
-
-    def _compiled_forward(self) -> dict:
-        """torch.compile fails at the first call where it cannot compile (no C compiler, an
-        unsupported operation): train on in eager mode, with one warning."""
-        try:
-            return self.compiled(self.mb_x, full=True)
-        except Exception as err:  # dynamo and inductor raise many types
-            first = (str(err).strip().splitlines() or [""])[0][:200]
-            warnings.warn(f"train.compile: torch.compile failed ({type(err).__name__}: {first}); "
-                          "training continues without compiling", stacklevel=2)
-            self.compiled, self._compile_failed = None, True
-            return self.model(self.mb_x, full=True)
 
     def criterion(self):
         loss = self._criterion(self.mb_output, self.mb_y)
         if not self.is_training:
             return loss
         self.batch_share = distributed.batch_share(len(self.mb_y))  # 1 in one process
-        if self.train_cfg.loss == "asl":  # a sum over the images, not a mean: weighted by world in the end
+        if self.loss_sums_images:  # a sum over the images, not a mean: weighted by world in the end
             loss = loss * (distributed.world() / self.batch_share)
         self.loss_parts = self.core_model.loss_terms(self.mb_outputs, self.mb_y, self._criterion)
         return loss + sum(self.loss_parts.values()) if self.loss_parts else loss
@@ -258,13 +185,13 @@ class MultiLabelStrategy(SupervisedTemplate):
 
     def _after_training_exp(self, **kwargs):
         distributed.broadcast_buffers(self.core_model)  # one model for the plugins, eval and checkpoint
-        if any(getattr(p, "uses_previous_model", False) for p in self.plugins):
+        if self.keeps_previous_model:
             self.previous_model = frozen_copy(self.core_model)
         self._previous_cache = None
         super()._after_training_exp(**kwargs)
 
     def checkpoint_state(self) -> dict:
-        plugins = {type(p).__name__: p.checkpoint_state() for p in self.plugins if hasattr(p, "checkpoint_state")}
+        plugins = {p.name: p.checkpoint_state() for p in self.plugins if isinstance(p, CmlPlugin)}
         previous = self.previous_model.state_dict() if self.previous_model is not None else None
         return {"previous_model": previous, "plugins": plugins}
 
@@ -274,84 +201,37 @@ class MultiLabelStrategy(SupervisedTemplate):
             self.previous_model = frozen_copy(self.core_model)
             self.previous_model.load_state_dict(state["previous_model"])
         for plugin in self.plugins:
-            if hasattr(plugin, "load_checkpoint_state"):
-                plugin.load_checkpoint_state(state["plugins"][type(plugin).__name__])
+            if isinstance(plugin, CmlPlugin) and state["plugins"][plugin.name] is not None:
+                plugin.load_checkpoint_state(state["plugins"][plugin.name])
+
+    @property
+    def skipped_batches(self) -> int:
+        return self.nonfinite.skipped_batches
 
     def _before_training_exp(self, **kwargs):
-        self.skipped_batches, self._nonfinite = 0, None
+        self.nonfinite.start_step()
         super()._before_training_exp(**kwargs)
-
-    def _batch_name(self, index: int) -> str:
-        n = len(self.dataloader)
-        return (f"step {self.experience.step}, epoch {index // n + 1}/{self.train_epochs}, "
-                f"batch {index % n + 1}/{n}")
-
-    def _weights_finite(self) -> bool:
-        tensors = [t for t in self.model.state_dict().values() if t.is_floating_point()]
-        return bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())
-
-    def _loss_usable(self) -> bool:
-        """False when this batch is to be skipped; raises when the run is to stop."""
-        finite = torch.isfinite(self.loss.detach())
-        index = self.clock.train_exp_iterations
-        if self.train_cfg.nonfinite == "stop":
-            first, value = self._nonfinite or (torch.full_like(finite, -1, dtype=torch.long), self.loss.detach())
-            new = ~finite & (first < 0)
-            self._nonfinite = (torch.where(new, index, first), torch.where(new, self.loss.detach(), value))
-            return True
-        if bool(distributed.all_reduce_(finite.float(), "min")):  # every rank skips the same batches
-            return True
-        if not self._weights_finite():
-            raise TrainingDiverged(f"{self._batch_name(max(index - 1, 0))}: the weights became non-finite after this "
-                                   "batch's update; skipping batches cannot repair them: lower train.lr")
-        self.skipped_batches += 1
-        self._skip_update = True
-        self.loss = torch.zeros_like(self.loss)  # counts as 0 in the epoch's mean loss
-        return False
-
-    def _check_nonfinite(self, end_of_epoch: bool = False) -> None:
-        first = self._nonfinite[0] if self._nonfinite is not None else torch.tensor(-1, device=self.device)
-        # the first bad batch on any rank, so that every rank stops at the same check
-        first = distributed.all_reduce_(torch.where(first < 0, 2**62, first), "min")
-        if int(first) < 2**62:
-            index, local = int(first), self._nonfinite
-            value = float(local[1]) if local is not None and int(local[0]) == index else float("nan")
-            raise TrainingDiverged(f"{self._batch_name(index)}: the loss is {value}; training stopped "
-                                   "(train.nonfinite: stop); lower train.lr, or set train.nonfinite=skip "
-                                   "to skip such batches")
-        if end_of_epoch and not self._weights_finite():
-            raise TrainingDiverged(f"{self._batch_name(self.clock.train_exp_iterations - 1)}: the weights "
-                                   "became non-finite after this batch's update; training stopped; lower train.lr")
 
     def _after_training_iteration(self, **kwargs):
         super()._after_training_iteration(**kwargs)
-        if self.clock.train_exp_iterations % NONFINITE_CHECK_EVERY == 0:
-            self._check_nonfinite()
+        if self.clock.train_exp_iterations % CHECK_EVERY == 0:
+            self.nonfinite.check(self)
 
     def _after_training_epoch(self, **kwargs):
-        self._check_nonfinite(end_of_epoch=True)
+        self.nonfinite.check(self, end_of_epoch=True)
         super()._after_training_epoch(**kwargs)
 
     def backward(self):
-        if not self._loss_usable():
-            return
-        loss = self.loss * self.batch_share  # torchrun: the ranks' mean gradient is the global batch's
-        loss = self.scaler.scale(loss) if self.scaler else loss
-        loss.backward(retain_graph=self.retain_graph)
+        if self.nonfinite.loss_usable(self):  # torchrun: the ranks' mean gradient is the global batch's
+            self.precision.backward(self.loss * self.batch_share, self.retain_graph)
 
     def optimizer_step(self):
-        if self._skip_update:
-            self._skip_update = False
+        if self.nonfinite.take_skip():
             return
         if self.train_cfg.clip_grad_value is not None:
-            if self.scaler:
-                self.scaler.unscale_(self.optimizer)  # clip the true gradients, not the scaled ones
+            self.precision.unscale(self.optimizer)
             params = [p for group in self.optimizer.param_groups for p in group["params"]]
             torch.nn.utils.clip_grad_value_(params, self.train_cfg.clip_grad_value)
-        if self.scaler:
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
-            self.optimizer.step()
+        self.precision.step(self.optimizer)
         if self.scheduler is not None:
             self.scheduler.step()

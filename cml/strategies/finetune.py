@@ -1,9 +1,12 @@
-"""Lower bound: train on each step's data in turn, nothing to protect old classes."""
+"""finetune: train on each step's data in turn, nothing to protect old classes (the lower bound)."""
 
-from cml.strategies import STRATEGIES
-from cml.strategies._base import MultiLabelStrategy
+from cml.registry import Strategy
 
 
-@STRATEGIES.register("finetune")
-def finetune(scenario, **kwargs) -> MultiLabelStrategy:
+def build(scenario, **kwargs):
+    from cml.strategies._base import MultiLabelStrategy
+
     return MultiLabelStrategy(**kwargs)
+
+
+DECLARATION = Strategy(build=build, help="each step's data in turn (lower bound)")

@@ -1,0 +1,31 @@
+"""Baseline: a timm backbone's pooled feature and one growing linear head (one logit per class)."""
+
+from __future__ import annotations
+
+import torch
+
+from cml.models._base import MultiLabelModel
+from cml.models._parts import GrowingLinear, create_backbone, feature_dim
+
+
+class LinearModel(MultiLabelModel):
+    def __init__(self, backbone: str, pretrained: bool | str = False, num_classes: int = 0):
+        super().__init__()
+        self.backbone = create_backbone(backbone, pretrained)
+        self.head = GrowingLinear(feature_dim(self.backbone), num_classes)
+
+    @property
+    def num_classes(self) -> int:
+        return self.head.num_classes
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone.forward_features(x)
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone.forward_head(features, pre_logits=True))
+
+    def forward_outputs(self, x: torch.Tensor) -> dict:
+        return {"logits": self.forward_head(self.forward_features(x)), "label_features": None}
+
+    def reset_classifier(self, num_classes: int) -> None:
+        self.head = GrowingLinear(self.head.in_features, num_classes).to(self.head.weight.device)

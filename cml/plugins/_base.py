@@ -1,0 +1,39 @@
+"""The base class of cml's plugins: an Avalanche plugin with explicit hooks for the previous model
+and for checkpoint state, named after its registered name.
+
+- `uses_previous_model` (declared: `Plugin(uses_previous_model=True)`): the strategy keeps a
+  frozen copy of the model as it was at the end of the previous step, shared by every plugin
+  that declares it, with its outputs on the current batch from `strategy.previous_outputs()`.
+- `checkpoint_state()` / `load_checkpoint_state(state)`: whatever the plugin must carry across a
+  resume (buffers, Fishers, generators' states), saved in the checkpoint under `name`.
+"""
+
+from __future__ import annotations
+
+from avalanche.core import SupervisedPlugin
+
+from cml.registry import PLUGINS
+
+
+class CmlPlugin(SupervisedPlugin):
+    name = ""  # the registered name, set by `build_plugins`
+    uses_previous_model = False  # the declared fact, set by `build_plugins`
+
+    def checkpoint_state(self) -> dict | None:
+        """State to save (tensors, numbers, strings: `torch.load(weights_only=True)`), or None."""
+        return None
+
+    def load_checkpoint_state(self, state: dict) -> None:
+        """Restore what `checkpoint_state` returned, after the model is back at the saved step."""
+
+
+def build_plugin(name: str, cfg, scenario) -> CmlPlugin:
+    declaration = PLUGINS.get(name)
+    plugin = declaration.build(cfg, scenario)
+    plugin.name, plugin.uses_previous_model = name, declaration.uses_previous_model
+    return plugin
+
+
+def build_plugins(cfg, scenario) -> list[CmlPlugin]:
+    """`strategy.plugins`, in their order, each built by its declaration."""
+    return [build_plugin(name, cfg, scenario) for name in cfg.strategy.plugins]

@@ -1,0 +1,119 @@
+"""Elastic Weight Consolidation (Kirkpatrick et al., 2017) with the multi-label loss.
+
+    penalty = weight / 2 * sum over past terms k, parameters i of F_k,i * (theta_i - theta*_k,i)^2
+
+- Fisher: the empirical Fisher of the strategy's own criterion (masked BCE or ASL on the seen
+  classes, the -1 targets left out), computed after each step on that step's training images with
+  their step targets, the model in eval mode: the squared gradient of each batch's loss
+  (batches of the training batch size), averaged over the batches. Per batch rather than per
+  sample: one backward pass per batch, a tenth of the cost; being the square of a mean, it is
+  smaller than the per-sample Fisher (about 1/B of it for independent samples), which `weight`
+  absorbs. Only the likelihood (the criterion on the logits) is used, not a model's auxiliary
+  loss terms. Under torchrun the same batches (of the global batch size) are dealt to the ranks in
+  turn (batch j to rank j mod N) and the squared-gradient sums all-reduced: the one-process
+  Fisher, N times faster (a Fisher batch is as large as one process's training batch).
+- separate: one term per past step (its Fisher, anchored at the parameters at the end of that
+  step). online (Schwarz et al., 2018): one term, F = decay * F_previous + F_step, anchored at the
+  end of the last step; with decay 1 its Fisher is the sum of the separate ones.
+- Growing heads: Fishers and anchors are stored by parameter name with the shape the parameter
+  had when they were taken. Rows appended later (new classes) fall outside that shape and are
+  not penalised; heads only ever append, so the old entries keep their index.
+- Both are in `checkpoint_state()`, so a resumed run has the same penalty.
+
+Avalanche's `EWCPlugin` cannot be used: its Fisher pass feeds the dataset's uint8 images to the
+model without the normalisation our strategy applies (it fails with "expected scalar type Byte";
+checked with avalanche-lib 0.6.0), it counts past steps with `strategy.clock`, which restarts at 0
+in a resumed run (the penalty would silently vanish), and it has no checkpoint state.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.data import DataLoader
+
+from cml import distributed
+from cml.plugins._base import CmlPlugin
+
+Tensors = dict[str, torch.Tensor]
+
+
+def ewc_penalty(model: torch.nn.Module, terms: list[dict[str, Tensors]]) -> torch.Tensor:
+    """sum_k sum_i F_k,i (theta_i - theta*_k,i)^2 over the entries that existed when F_k was taken."""
+    params = dict(model.named_parameters())
+    total = torch.zeros((), device=next(model.parameters()).device)
+    for term in terms:
+        for name, fisher in term["fisher"].items():
+            if name not in params:
+                continue
+            old_part = params[name][tuple(slice(0, n) for n in fisher.shape)]
+            total = total + (fisher * (old_part - term["anchor"][name]).pow(2)).sum()
+    return total
+
+
+def empirical_fisher(strategy, dataset, num_workers: int = 0) -> Tensors:
+    """Squared gradients of the criterion, one batch at a time, averaged over the batches."""
+    model = strategy.core_model
+    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    fisher = {n: torch.zeros_like(p) for n, p in params.items()}
+    size = strategy.train_mb_size
+    batches = [range(s, min(s + size, len(dataset))) for s in range(0, len(dataset), size)]
+    loader = DataLoader(dataset, batch_sampler=batches[distributed.rank()::distributed.world()],
+                        num_workers=num_workers, collate_fn=getattr(dataset, "collate_fn", None))
+    was_training = model.training
+    model.eval()
+    for x, y, *_ in loader:
+        x, y = strategy.prepare_images(x), y.to(strategy.device)
+        with strategy.autocast():
+            logits = model(x)
+        grads = torch.autograd.grad(strategy._criterion(logits, y), list(params.values()), allow_unused=True)
+        for name, grad in zip(params, grads):
+            if grad is not None:
+                fisher[name] += grad.float().pow(2)
+    model.train(was_training)
+    for f in fisher.values():
+        distributed.all_reduce_(f)
+    return {n: f / max(1, len(batches)) for n, f in fisher.items()}
+
+
+def _pad_to(tensor: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """Zeros where a parameter grew since `tensor` was taken."""
+    out = tensor.new_zeros(shape)
+    out[tuple(slice(0, n) for n in tensor.shape)] = tensor
+    return out
+
+
+class ElasticWeightConsolidation(CmlPlugin):
+    def __init__(self, weight: float, mode: str = "separate", decay: float = 1.0):
+        super().__init__()
+        self.weight = weight
+        self.mode = mode
+        self.decay = decay
+        self.terms: list[dict[str, Tensors]] = []  # [{"fisher": {name: F}, "anchor": {name: theta*}}]
+
+    def before_training_exp(self, strategy, **kwargs):
+        # state loaded from a checkpoint lives on the CPU
+        self.terms = [{key: {n: t.to(strategy.device) for n, t in part.items()} for key, part in term.items()}
+                      for term in self.terms]
+
+    def before_backward(self, strategy, **kwargs):
+        if self.terms and self.weight:
+            strategy.loss += self.weight / 2 * ewc_penalty(strategy.core_model, self.terms)
+
+    def after_training_exp(self, strategy, **kwargs):
+        fisher = empirical_fisher(strategy, strategy.experience.dataset, kwargs.get("num_workers", 0))
+        anchor = {n: p.detach().clone() for n, p in strategy.core_model.named_parameters() if n in fisher}
+        self.add_term(fisher, anchor)
+
+    def add_term(self, fisher: Tensors, anchor: Tensors) -> None:
+        if self.mode == "online" and self.terms:
+            previous = self.terms[0]["fisher"]
+            fisher = {n: f + self.decay * _pad_to(previous[n], f.shape) if n in previous else f
+                      for n, f in fisher.items()}
+            self.terms = []
+        self.terms.append({"fisher": fisher, "anchor": anchor})
+
+    def checkpoint_state(self) -> dict:
+        return {"terms": self.terms}
+
+    def load_checkpoint_state(self, state: dict) -> None:
+        self.terms = state["terms"]

@@ -1,0 +1,18 @@
+"""ocdm: a replay buffer, Optimizing Class Distribution in Memory (Liang et al., 2022) (plugin.py has the details and deviations)."""
+
+from __future__ import annotations
+
+from cml.plugins._replay_options import ReplayOptions
+from cml.registry import Plugin
+
+
+def build(cfg, scenario):
+    from cml.plugins._replay import replay_plugin
+    from cml.plugins.ocdm.plugin import OCDMBuffer
+
+    r = cfg.strategy.replay
+    return replay_plugin(cfg, scenario, OCDMBuffer(r.size, len(scenario.class_names), cfg.seed, r.rho))
+
+
+DECLARATION = Plugin(build=build, options=ReplayOptions, section="replay", kind="replay",
+                     help="replay buffer: Optimizing Class Distribution in Memory (Liang et al., 2022)")

@@ -1,0 +1,28 @@
+"""The optimizer and the per-iteration lr schedule of a step, built afresh at the start of every
+step (after the heads have grown), the common practice in class-incremental code."""
+
+from __future__ import annotations
+
+import torch
+
+
+def build_optimizer(model: torch.nn.Module, train_cfg, step: int = 0) -> torch.optim.Optimizer:
+    lr = train_cfg.first_step_lr if step == 0 and train_cfg.first_step_lr else train_cfg.lr
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": params}]
+    if not train_cfg.decay_1d:  # as ASL's add_weight_decay, which KRT uses: no decay on biases, norms
+        groups = [{"params": [p for p in params if p.ndim > 1]},
+                  {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
+    if train_cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=train_cfg.momentum, weight_decay=train_cfg.weight_decay)
+    cls = torch.optim.AdamW if train_cfg.optimizer == "adamw" else torch.optim.Adam
+    return cls(groups, lr=lr, weight_decay=train_cfg.weight_decay)
+
+
+def build_scheduler(optimizer, train_cfg, total_iterations: int):
+    if train_cfg.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total_iterations))
+    if train_cfg.scheduler == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=optimizer.param_groups[0]["lr"],
+                                                   total_steps=max(2, total_iterations), pct_start=0.2)
+    return None

@@ -1,1 +1,0 @@
-"""Avalanche plugins for multi-label continual learning, one file each, named in `strategy.plugins`."""

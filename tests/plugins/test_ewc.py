@@ -1,0 +1,110 @@
+"""EWC: the quadratic penalty by hand, growing heads, separate vs online, the empirical Fisher."""
+
+import contextlib
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch.utils.data import TensorDataset
+
+from cml.models._parts import GrowingLinear
+from cml.models._base import input_stats
+from cml.scenarios.images import normalize
+from cml.losses.bce.loss import masked_bce
+from cml.plugins.ewc.plugin import ElasticWeightConsolidation, empirical_fisher, ewc_penalty
+
+
+def head(rows):
+    layer = GrowingLinear(2, 0)
+    layer.weight = torch.nn.Parameter(torch.tensor(rows, dtype=torch.float32))
+    layer.bias = torch.nn.Parameter(torch.zeros(len(rows)))
+    return layer
+
+
+def term(weight_fisher, weight_anchor, bias_fisher, bias_anchor):
+    t = torch.tensor
+    return {"fisher": {"weight": t(weight_fisher), "bias": t(bias_fisher)},
+            "anchor": {"weight": t(weight_anchor), "bias": t(bias_anchor)}}
+
+
+def test_zero_penalty_and_gradient_at_the_anchor():
+    layer = head([[1.0, 2.0], [3.0, -1.0]])
+    anchor = {n: p.detach().clone() for n, p in layer.named_parameters()}
+    fisher = {n: torch.rand_like(p) + 0.5 for n, p in layer.named_parameters()}
+    penalty = ewc_penalty(layer, [{"fisher": fisher, "anchor": anchor}])
+    penalty.backward()
+    assert penalty.item() == 0.0
+    assert all(float(p.grad.abs().max()) == 0.0 for p in layer.parameters())
+
+
+def test_quadratic_value_away_from_the_anchor():
+    layer = head([[1.0, 2.0], [3.0, -1.0]])
+    t = term([[1.0, 2.0], [0.5, 0.0]], [[0.0, 2.0], [1.0, 0.0]], [4.0, 1.0], [1.0, 0.0])
+    # weight: 1*(1-0)^2 + 2*0 + 0.5*(3-1)^2 + 0*... = 3; bias: 4*(0-1)^2 + 1*0 = 4
+    assert ewc_penalty(layer, [t]).item() == pytest.approx(7.0)
+    plugin = ElasticWeightConsolidation(weight=10.0)
+    plugin.terms = [t]
+    strategy = SimpleNamespace(core_model=layer, loss=torch.tensor(1.0))
+    plugin.before_backward(strategy)
+    assert strategy.loss.item() == pytest.approx(1.0 + 10.0 / 2 * 7.0)
+
+
+def test_rows_added_after_the_fisher_are_not_penalised():
+    layer = head([[1.0, 2.0], [3.0, -1.0]])
+    t = term([[1.0, 1.0], [1.0, 1.0]], [[1.0, 2.0], [3.0, -1.0]], [1.0, 1.0], [0.0, 0.0])
+    layer.grow(4)
+    with torch.no_grad():
+        layer.weight[2:] = 100.0
+        layer.bias[2:] = -50.0
+    penalty = ewc_penalty(layer, [t])
+    penalty.backward()
+    assert penalty.item() == 0.0
+    assert float(layer.weight.grad[2:].abs().max()) == 0.0
+    with torch.no_grad():
+        layer.weight[1, 0] = 5.0  # an old entry moves: (5 - 3)^2 * 1
+    assert ewc_penalty(layer, [t]).item() == pytest.approx(4.0)
+
+
+def test_separate_and_online_accumulate_as_by_hand():
+    f1, a1 = {"w": torch.tensor([1.0, 2.0])}, {"w": torch.tensor([0.0, 0.0])}
+    f2, a2 = {"w": torch.tensor([3.0, 1.0, 4.0])}, {"w": torch.tensor([1.0, 1.0, 1.0])}  # grew by one
+    model = torch.nn.Module()
+    model.w = torch.nn.Parameter(torch.tensor([2.0, 3.0, 5.0]))
+
+    separate = ElasticWeightConsolidation(1.0, "separate")
+    separate.add_term(f1, a1)
+    separate.add_term(f2, a2)
+    assert len(separate.terms) == 2
+    # step 1: 1*2^2 + 2*3^2 = 22; step 2: 3*1^2 + 1*2^2 + 4*4^2 = 71
+    assert ewc_penalty(model, separate.terms).item() == pytest.approx(22 + 71)
+
+    online = ElasticWeightConsolidation(1.0, "online", decay=0.5)
+    online.add_term(f1, a1)
+    online.add_term(f2, a2)
+    assert len(online.terms) == 1
+    # F = 0.5 * [1, 2, 0] + [3, 1, 4] = [3.5, 2, 4], anchored at a2
+    assert online.terms[0]["fisher"]["w"].tolist() == [3.5, 2.0, 4.0]
+    assert ewc_penalty(model, online.terms).item() == pytest.approx(3.5 * 1 + 2 * 4 + 4 * 16)
+
+
+def test_empirical_fisher_is_the_mean_squared_batch_gradient_of_the_masked_loss():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 2 * 2, 3))
+    x = torch.randint(0, 256, (5, 3, 2, 2), dtype=torch.uint8)
+    y = torch.tensor([[1, 0, -1], [0, 1, -1], [1, 1, -1], [0, 0, -1], [1, 0, -1.0]])  # class 2 left out
+    dataset = TensorDataset(x, y, torch.arange(5))
+    stats = input_stats(model)  # ImageNet's: a plain Sequential has no pretrained_cfg
+    strategy = SimpleNamespace(core_model=model, train_mb_size=2, device="cpu", autocast=contextlib.nullcontext,
+                               _criterion=masked_bce, prepare_images=lambda images: normalize(images, stats))
+    fisher = empirical_fisher(strategy, dataset)
+    expected = {n: torch.zeros_like(p) for n, p in model.named_parameters()}
+    for batch in ((0, 2), (2, 4), (4, 5)):  # a plain reference loop over the same batches
+        model.zero_grad()
+        masked_bce(model(normalize(x[slice(*batch)], stats)), y[slice(*batch)]).backward()
+        for n, p in model.named_parameters():
+            expected[n] += p.grad ** 2 / 3
+    for n in expected:
+        assert torch.allclose(fisher[n], expected[n], atol=1e-7)
+    # the left-out class never enters the loss, so its row has no importance
+    assert float(fisher["1.weight"][2].abs().max()) == 0.0 and fisher["1.bias"][2].item() == 0.0
+    assert float(fisher["1.weight"][:2].min()) > 0.0

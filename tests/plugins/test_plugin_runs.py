@@ -1,0 +1,128 @@
+"""The plugins in real runs: every combination with replay and every model, exact resume, bad options."""
+
+import contextlib
+import io
+import itertools
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from cml import checkpoint
+from cml.cli import main
+from cml.config import load_config
+from cml.registry import DATASETS
+from tests_helpers import tiny
+
+DEMO = str(Path(__file__).resolve().parents[2] / "configs" / "demo.yaml")
+TWO_STEPS = tiny() + ["data.synthetic.num_classes=4", "data.synthetic.train_images=40",
+                      "data.synthetic.test_images=24"]
+REPLAY = ["none", "prs", "reservoir"]
+MODELS = ["linear", "dlfl", "srn", "dr"]
+# threshold 0: every old class at 0 becomes a positive, so the plugin visibly acts at this tiny scale
+OPTIONS = ["strategy.pseudo.threshold=0.0"]
+
+
+@pytest.fixture(scope="module")
+def two_step_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("combinations")
+    cfg = load_config(DEMO, TWO_STEPS + [f"data.root={root / 'data'}"])
+    return root, DATASETS.get("synthetic").build(cfg.data)
+
+
+@pytest.fixture(scope="module")
+def run_case(two_step_data):
+    """Runs one plugin list in-process (the dataset parsed once); results and checkpoint, cached."""
+    from cml.run import run
+
+    root, data = two_step_data
+    done = {}
+
+    def run_plugins(model: str, plugins: tuple[str, ...]):
+        if (model, plugins) not in done:
+            cfg = load_config(DEMO, TWO_STEPS + OPTIONS + [f"data.root={root / 'data'}", f"model.name={model}",
+                                                           f"strategy.plugins=[{','.join(plugins)}]"])
+            out = root / "-".join([model, *plugins])
+            out.mkdir()
+            with contextlib.redirect_stdout(io.StringIO()):
+                summary = run(cfg, data, out)
+            done[model, plugins] = summary, torch.load(out / "checkpoint.pt", weights_only=True)
+        return done[model, plugins]
+
+    return run_plugins
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("replay,lwf,ewc,pseudo", list(itertools.product(REPLAY, ["none", "lwf"], ["none", "ewc"],
+                                                                        ["none", "pseudo"])))
+def test_every_combination_runs(run_case, model, replay, lwf, ewc, pseudo):
+    plugins = tuple(p for p in (replay, lwf, ewc, pseudo) if p != "none")
+    summary, state = run_case(model, plugins)
+    assert len(summary["steps"]) == 2 and all(0 < s["map"] <= 100 for s in summary["steps"])
+    strategy_state = state["strategy"]
+    assert (strategy_state["previous_model"] is not None) == (lwf != "none" or pseudo != "none")
+    ewc_state = strategy_state["plugins"].get("ewc")
+    assert (ewc_state is not None) == (ewc != "none")
+    if ewc_state:  # one Fisher per step, each with the parameters' shapes at its step (a head grew)
+        first, last = (t["fisher"] for t in ewc_state["terms"])
+        assert len(ewc_state["terms"]) == 2 and first.keys() == last.keys()
+        assert all(last[n].shape == state["model"][n].shape for n in last)
+        assert any(first[n].shape != last[n].shape for n in first)
+    regularised = tuple(p for p in (lwf, ewc, pseudo) if p != "none")
+    if regularised:  # the regularisers act from the second step on
+        alone, _ = run_case(model, tuple(p for p in (replay,) if p != "none"))
+        if replay == "none":
+            assert summary["steps"][0]["map"] == alone["steps"][0]["map"]
+        assert summary["steps"][1]["map"] != alone["steps"][1]["map"]
+
+
+def cli(tmp_path, out, overrides, *extra):
+    args = ["run", DEMO, "--out", str(out)]
+    for item in overrides + [f"data.root={tmp_path / 'data'}"]:
+        args += ["--set", item]
+    return main(args + list(extra))
+
+
+def test_resume_after_any_step_equals_the_uninterrupted_run(tmp_path, monkeypatch, capsys):
+    overrides = tiny() + OPTIONS + ["strategy.plugins=[lwf,ewc,pseudo]"]
+    full = tmp_path / "full"
+    assert cli(tmp_path, full, overrides) == 0
+    real_save = checkpoint.save
+    stops = [0, 1]  # the steps after which the run is interrupted, in turn
+
+    def save_then_die(run_dir, step, *args):
+        real_save(run_dir, step, *args)
+        if stops and step == stops[0]:
+            stops.pop(0)
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoint, "save", save_then_die)
+    killed = tmp_path / "killed"
+    assert cli(tmp_path, killed, overrides) == 130  # stops after step 0
+    assert cli(tmp_path, killed, overrides, "--resume") == 130  # resumes, stops after step 1
+    state = torch.load(killed / "checkpoint.pt", weights_only=True)["strategy"]
+    assert state["previous_model"] is not None and len(state["plugins"]["ewc"]["terms"]) == 2
+    assert cli(tmp_path, killed, overrides, "--resume") == 0
+    assert json.loads((full / "results.json").read_text()) == json.loads((killed / "results.json").read_text())
+
+
+@pytest.mark.parametrize("override,key", [
+    ("strategy.lwf.temperature=0", "strategy.lwf.temperature"),
+    ("strategy.lwf.weight=-1", "strategy.lwf.weight"),
+    ("strategy.lwf.tempreature=2", "strategy.lwf.tempreature"),
+    ("strategy.ewc.mode=sum", "strategy.ewc.mode"),
+    ("strategy.ewc.decay=1.5", "strategy.ewc.decay"),
+    ("strategy.ewc.weight=lots", "strategy.ewc.weight"),
+    ("strategy.pseudo.threshold=2", "strategy.pseudo.threshold"),
+])
+def test_bad_plugin_options_exit_2_naming_the_key(tmp_path, capsys, override, key):
+    assert cli(tmp_path, tmp_path / "run", ["strategy.plugins=[lwf,ewc,pseudo]", override]) == 2
+    err = capsys.readouterr().err
+    assert key in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_pseudo_with_full_labels_exits_2(tmp_path, capsys):
+    assert cli(tmp_path, tmp_path / "run", tiny() + ["strategy.plugins=[pseudo]", "scenario.labels=full"]) == 2
+    err = capsys.readouterr().err
+    assert "pseudo needs scenario.labels: partial" in err and err.count("\n") == 1

@@ -1,0 +1,141 @@
+"""torchrun: 2 processes (gloo, CPU) give the one-process results, and write one set of outputs.
+
+The backbone is test_convnext (LayerNorm): per-rank BatchNorm statistics, the one thing that
+differs between 1 and N processes on the CPU (no SyncBatchNorm there, docs/scaling.md), is out
+of the comparison, so the results must agree to float rounding: TOLERANCE, in points of AP.
+Flips are off: each rank draws them from its own random stream.
+"""
+
+import json
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from cml import distributed
+from cml.config import load_config
+from cml.registry import DATASETS
+from cml.strategies._batches import StepBatches
+from tests_helpers import tiny
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMO = str(ROOT / "configs" / "demo.yaml")
+TOLERANCE = 1e-4  # AP points; measured: 0 (bit-identical) on the CPU
+COMMON = tiny() + ["model.backbone=test_convnext", "train.hflip=false", "train.batch_size=8"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start(out: Path, overrides: list[str], processes: int, *extra: str) -> subprocess.Popen:
+    launcher = ([sys.executable] if processes == 1 else
+                [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes),
+                 "--master_port", str(_free_port())])
+    args = launcher + ["-m", "cml", "run", DEMO, "--out", str(out), *extra]
+    for item in overrides:
+        args += ["--set", item]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _finish(proc: subprocess.Popen) -> str:
+    output = proc.communicate(timeout=300)[0]
+    assert proc.returncode == 0, output[-3000:]
+    return output
+
+
+def _numbers(tree, path=""):
+    """(path, value) for every number of a results.json, NaN left out."""
+    if isinstance(tree, dict):
+        for key, value in tree.items():
+            yield from _numbers(value, f"{path}.{key}")
+    elif isinstance(tree, list):
+        for i, value in enumerate(tree):
+            yield from _numbers(value, f"{path}[{i}]")
+    elif isinstance(tree, (int, float)) and not isinstance(tree, bool) and not math.isnan(tree):
+        yield path, tree
+
+
+def _assert_same_results(one: Path, two: Path) -> None:
+    a, b = (json.loads((d / "results.json").read_text()) for d in (one, two))
+    assert [s["classes"] for s in a["steps"]] == [s["classes"] for s in b["steps"]]
+    pa, pb = dict(_numbers(a)), dict(_numbers(b))
+    assert pa.keys() == pb.keys()
+    for key, value in pa.items():
+        assert pb[key] == pytest.approx(value, abs=TOLERANCE), key
+
+
+def _generate(overrides: list[str]) -> None:
+    """The dataset, written once before the concurrent runs read it."""
+    DATASETS.get("synthetic").build(load_config(DEMO, overrides).data)
+
+
+def _overrides(tmp_path, *extra: str) -> list[str]:
+    return COMMON + list(extra) + [f"data.root={tmp_path / 'data'}"]
+
+
+def _outputs_of_one_run(run_dir: Path, output: str, starts: int = 1) -> None:
+    """Rank 0 alone prints and writes: one table, one set of files, nothing left behind, one
+    TensorBoard event file per start of the run."""
+    assert output.count("Avg mAP") == 1 and "2 processes" in output
+    assert sorted(p.name for p in run_dir.iterdir()) == ["checkpoint.pt", "config.yaml", "metrics.csv",
+                                                         "results.json", "tb"]
+    assert len(list((run_dir / "tb").iterdir())) == starts
+
+
+def test_online_replay_lwf_ewc_match_one_process(tmp_path):
+    overrides = _overrides(tmp_path, "train.online=true", "strategy.replay.size=16", "strategy.plugins=[prs,lwf,ewc]")
+    _generate(overrides)
+    one, two = tmp_path / "one", tmp_path / "two"
+    runs = [_start(one, overrides, 1), _start(two, overrides, 2)]
+    _, output = (_finish(p) for p in runs)
+    _assert_same_results(one, two)
+    _outputs_of_one_run(two, output)
+
+
+def test_killed_and_resumed_under_torchrun(tmp_path):
+    """Epoch mode (the last incomplete batch split unevenly), herding and pseudo-labels; the
+    2-process run is stopped by SIGTERM after a step and resumed under torchrun: every rank loads
+    the checkpoint, and the results are the uninterrupted one-process run's."""
+    overrides = _overrides(tmp_path, "train.epochs=2", "strategy.replay.per_class=2",
+                           "strategy.plugins=[herding,pseudo]")
+    _generate(overrides)
+    one, two = tmp_path / "one", tmp_path / "two"
+    reference, stopped = _start(one, overrides, 1), _start(two, overrides, 2)
+    while not (two / "checkpoint.pt").exists() and stopped.poll() is None:
+        time.sleep(0.05)
+    stopped.send_signal(signal.SIGTERM)  # torchrun passes it to its workers
+    output = stopped.communicate(timeout=120)[0]
+    _finish(reference)
+    steps_done = len(json.loads((two / "results.json").read_text())["steps"])
+    assert stopped.returncode != 0 and steps_done < 3, output[-3000:]
+    output = _finish(_start(two, overrides, 2, "--resume"))
+    assert f"after step {steps_done - 1}" in output
+    _assert_same_results(one, two)
+    _outputs_of_one_run(two, output, starts=2)
+
+
+def test_step_batches_cut_the_one_process_batches(monkeypatch):
+    """The ranks' slices of every batch, in rank order, are the one-process batch; the last
+    incomplete batch is kept only when every rank gets 2 images of it."""
+    one = list(StepBatches(23, 8, (0, 1), drop_incomplete=False))
+    assert [len(b) for b in one] == [8, 8, 7] and sorted(sum(one, [])) == list(range(23))
+    assert one != list(StepBatches(23, 8, (0, 2), drop_incomplete=False))  # another step, another order
+    for world, expected in ((2, [8, 8, 7]), (4, [8, 8])):
+        monkeypatch.setattr(distributed, "world", lambda w=world: w)
+        ranks = []
+        for r in range(world):
+            monkeypatch.setattr(distributed, "rank", lambda r=r: r)
+            ranks.append(list(StepBatches(23, 8, (0, 1), drop_incomplete=False)))
+        joined = [sum((ranks[r][b] for r in range(world)), []) for b in range(len(ranks[0]))]
+        assert [len(b) for b in joined] == expected and joined == one[: len(expected)]
+    assert len(StepBatches(23, 8, (0, 1), drop_incomplete=True)) == 2
