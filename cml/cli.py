@@ -17,23 +17,18 @@ import argparse
 import copy
 import json
 import os
-import shlex
 import signal
 import sys
-import time
 import warnings
 from pathlib import Path
 
 import yaml
 
-from cml import safeyaml
 from cml.config import describe, load_config, markdown_reference, to_dict
 from cml.errors import TrainingDiverged, UserError
+from cml.run_directory import check_run_directory, resume_command, run_directory
 from cml.imagefiles import check_images
 from cml.rundir import RunLock, reason, received_signal, stop_signals_raise, storage_error, write_text_atomic
-
-MARKERS = ("checkpoint.pt", "results.json")
-
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -70,60 +65,10 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("--out", default="compare.png", help="the PNG to write (default: compare.png)")
     compare.add_argument("--json", action="store_true", help="print the groups as JSON instead of a table")
     keys = sub.add_parser("keys", help="list the config keys, their types and defaults")
+    keys.add_argument("config", nargs="?", help="a config whose `imports:` declare more components: "
+                                                "they are listed too")
     keys.add_argument("--markdown", action="store_true", help="as the table of docs/config.md")
     return parser
-
-
-def _first_difference(a, b, prefix: str = "") -> str | None:
-    if isinstance(a, dict) and isinstance(b, dict):
-        for key in sorted(set(a) | set(b)):
-            found = _first_difference(a.get(key), b.get(key), f"{prefix}{key}.")
-            if found:
-                return found
-        return None
-    return None if a == b else f"{prefix[:-1]} ({b!r} in the run, {a!r} now)"
-
-
-def _run_directory(args) -> Path:
-    if args.resume and not args.out:
-        raise UserError("--resume needs --out DIR, the run directory to continue")
-    run_dir = Path(args.out) if args.out else _default_out(args)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise UserError(f"--out: {run_dir} is a file; expected a directory (new or holding a run)")
-    return run_dir
-
-
-def _default_out(args) -> Path:
-    return Path("runs") / f"{Path(args.config).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-
-
-def _check_run_directory(args, cfg, run_dir: Path) -> None:
-    """For --resume, a run of the same config; else a directory without a run."""
-    if args.resume:
-        saved_path = run_dir / "config.yaml"
-        if not saved_path.is_file():
-            raise UserError(f"--resume: {saved_path} not found; is {run_dir} a cml run directory?")
-        try:
-            saved = safeyaml.load(saved_path.read_bytes(), str(saved_path))
-        except OSError as err:
-            raise storage_error(saved_path, err, "cannot read") from None
-        diff = _first_difference(to_dict(cfg), saved)
-        if diff:
-            raise UserError(f"--resume: the config differs from the one {run_dir} was started with: {diff}")
-    elif any((run_dir / m).exists() for m in MARKERS):
-        raise UserError(f"--out: {run_dir} already holds a run; add --resume to continue it, "
-                        f"or choose another directory")
-
-
-def _resume_command(args, run_dir: Path) -> str:
-    words = ["python", "-m", "cml", "run", args.config, "--out", str(run_dir), "--resume"]
-    overrides = args.overrides
-    if args.seeds:  # run_dir is PARENT/seed<N>, and _run_seeds appended seed=N to the overrides
-        words[6:7] = [str(run_dir.parent), "--seeds", *map(str, args.seeds)]
-        overrides = overrides[:-1]
-    for item in overrides:
-        words += ["--set", item]
-    return " ".join(shlex.quote(w) for w in words)
 
 
 def _one_line(err: UserError) -> str:
@@ -187,10 +132,10 @@ def _start(args, session: _Session):
 
 
 def _prepare(args, session: _Session, cfg):
-    run_dir = session.run_dir = _run_directory(args)
+    run_dir = session.run_dir = run_directory(args)
     if run_dir.is_dir():  # lock before looking inside: a run in progress is named with its pid
         session.lock = RunLock(run_dir)
-    _check_run_directory(args, cfg, run_dir)
+    check_run_directory(args, cfg, run_dir)
     data = session.data = session.data or _load_data(cfg)
     if session.lock is None:  # a new directory, made only now that the data are known to be good
         try:
@@ -198,7 +143,7 @@ def _prepare(args, session: _Session, cfg):
         except OSError as err:
             raise storage_error(run_dir, err, "cannot create the run directory") from None
         session.lock = RunLock(run_dir)
-        _check_run_directory(args, cfg, run_dir)  # another run may have used it in the meantime
+        check_run_directory(args, cfg, run_dir)  # another run may have used it in the meantime
     write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
     return data, run_dir
 
@@ -219,7 +164,7 @@ def _run_seeds(args) -> int:
     if args.resume and not args.out:
         print("error: --resume needs --out PARENT, the folder of the seeds' run directories", file=sys.stderr)
         return 2
-    parent = Path(args.out) if args.out else _default_out(args)
+    parent = Path(args.out) if args.out else default_out(args)
     session = _Session()
     for seed in dict.fromkeys(args.seeds):
         one = copy.copy(args)
@@ -288,7 +233,7 @@ def _interrupted(args, session: _Session, signum: int) -> int:
                          else (run_dir / "checkpoint.pt").exists())
     if saved:
         where = (f"; the completed steps are saved in {run_dir.parent if args.seeds else run_dir}; continue with: "
-                 f"{_resume_command(args, run_dir)}")
+                 f"{resume_command(args, run_dir)}")
     else:
         where = "; no step was completed, nothing to resume"
     print(f"{chr(10) if sys.stderr.isatty() else ''}interrupted by {name}{where}", file=sys.stderr)
@@ -298,6 +243,12 @@ def _interrupted(args, session: _Session, signum: int) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "keys":
+        if args.config:
+            try:
+                load_config(args.config)
+            except UserError as err:
+                print(f"error: {_one_line(err)}", file=sys.stderr)
+                return err.exit_code
         if args.markdown:
             print(markdown_reference(), end="")
             return 0

@@ -8,6 +8,7 @@ import torch
 
 from cml import checkpoint
 from cml.cli import main
+from cml.registry import MODELS
 from tests_helpers import interrupt_after_step, tiny
 
 DEMO = str(Path(__file__).resolve().parents[2] / "configs" / "demo.yaml")
@@ -20,14 +21,14 @@ OPTIONS = {
 
 def cli(tmp_path, out, name, overrides=(), *extra):
     args = ["run", DEMO, "--out", str(out)]
-    for item in tiny() + [f"model.name={name}", f"model.options={OPTIONS[name]}",
+    for item in tiny() + [f"model.name={name}", f"model.options={OPTIONS.get(name, {})}",
                           f"data.root={tmp_path / 'data'}", *overrides]:
         args += ["--set", item]
     return main(args + list(extra))
 
 
 @pytest.mark.parametrize("strategy", ["finetune", "joint"])
-@pytest.mark.parametrize("name", sorted(OPTIONS))
+@pytest.mark.parametrize("name", MODELS.names())  # every registered model
 def test_stepwise_run(tmp_path, name, strategy):
     out = tmp_path / "run"
     assert cli(tmp_path, out, name, [f"strategy.name={strategy}"]) == 0
@@ -35,12 +36,12 @@ def test_stepwise_run(tmp_path, name, strategy):
     assert [len(s["classes"]) for s in results["steps"]] == [2, 2, 2]
     assert all(v is not None for v in results["map_matrix"][2])
     state = torch.load(out / "checkpoint.pt", weights_only=True)["model"]
-    per_class = [v.shape[0] for k, v in state.items() if k.startswith(("classifier", "main.", "queries."))]
+    per_class = [v.shape[0] for k, v in state.items() if k.startswith(("classifier", "main.", "queries.", "head."))]
     per_class += [v.shape[1] for k, v in state.items() if k == "regularizer_in.weight"]
     assert per_class and set(per_class) == {6}  # grown over the three steps
 
 
-@pytest.mark.parametrize("name", sorted(OPTIONS))
+@pytest.mark.parametrize("name", MODELS.names())
 def test_static_run(tmp_path, name):
     out = tmp_path / "static"
     assert cli(tmp_path, out, name, ["scenario.protocol=static"]) == 0

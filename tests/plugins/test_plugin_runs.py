@@ -12,14 +12,13 @@ import torch
 from cml import checkpoint
 from cml.cli import main
 from cml.config import load_config
-from cml.registry import DATASETS
+from cml.registry import DATASETS, MODELS
 from tests_helpers import tiny
 
 DEMO = str(Path(__file__).resolve().parents[2] / "configs" / "demo.yaml")
 TWO_STEPS = tiny() + ["data.synthetic.num_classes=4", "data.synthetic.train_images=40",
                       "data.synthetic.test_images=24"]
 REPLAY = ["none", "prs", "reservoir"]
-MODELS = ["linear", "dlfl", "srn", "dr"]
 # threshold 0: every old class at 0 becomes a positive, so the plugin visibly acts at this tiny scale
 OPTIONS = ["strategy.pseudo.threshold=0.0"]
 
@@ -53,7 +52,7 @@ def run_case(two_step_data):
     return run_plugins
 
 
-@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("model", MODELS.names())  # every registered model
 @pytest.mark.parametrize("replay,lwf,ewc,pseudo", list(itertools.product(REPLAY, ["none", "lwf"], ["none", "ewc"],
                                                                         ["none", "pseudo"])))
 def test_every_combination_runs(run_case, model, replay, lwf, ewc, pseudo):

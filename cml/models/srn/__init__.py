@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from cml.models._options import DiscriminativeOptions, divides
+from cml.models._options import DiscriminativeOptions
 from cml.registry import Model
 from cml.schema import option
 

@@ -1,0 +1,67 @@
+"""The run directory of `cml run`: where it is, whether it may hold this run (`--resume` needs the
+same config), and the command that resumes it."""
+
+from __future__ import annotations
+
+import shlex
+import time
+from pathlib import Path
+
+from cml import safeyaml
+from cml.config import to_dict
+from cml.errors import UserError
+from cml.rundir import storage_error
+
+MARKERS = ("checkpoint.pt", "results.json")
+
+
+def first_difference(a, b, prefix: str = "") -> str | None:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b)):
+            found = first_difference(a.get(key), b.get(key), f"{prefix}{key}.")
+            if found:
+                return found
+        return None
+    return None if a == b else f"{prefix[:-1]} ({b!r} in the run, {a!r} now)"
+
+
+def run_directory(args) -> Path:
+    if args.resume and not args.out:
+        raise UserError("--resume needs --out DIR, the run directory to continue")
+    run_dir = Path(args.out) if args.out else default_out(args)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"--out: {run_dir} is a file; expected a directory (new or holding a run)")
+    return run_dir
+
+
+def default_out(args) -> Path:
+    return Path("runs") / f"{Path(args.config).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def check_run_directory(args, cfg, run_dir: Path) -> None:
+    """For --resume, a run of the same config; else a directory without a run."""
+    if args.resume:
+        saved_path = run_dir / "config.yaml"
+        if not saved_path.is_file():
+            raise UserError(f"--resume: {saved_path} not found; is {run_dir} a cml run directory?")
+        try:
+            saved = safeyaml.load(saved_path.read_bytes(), str(saved_path))
+        except OSError as err:
+            raise storage_error(saved_path, err, "cannot read") from None
+        diff = first_difference(to_dict(cfg), saved)
+        if diff:
+            raise UserError(f"--resume: the config differs from the one {run_dir} was started with: {diff}")
+    elif any((run_dir / m).exists() for m in MARKERS):
+        raise UserError(f"--out: {run_dir} already holds a run; add --resume to continue it, "
+                        f"or choose another directory")
+
+
+def resume_command(args, run_dir: Path) -> str:
+    words = ["python", "-m", "cml", "run", args.config, "--out", str(run_dir), "--resume"]
+    overrides = args.overrides
+    if args.seeds:  # run_dir is PARENT/seed<N>, and _run_seeds appended seed=N to the overrides
+        words[6:7] = [str(run_dir.parent), "--seeds", *map(str, args.seeds)]
+        overrides = overrides[:-1]
+    for item in overrides:
+        words += ["--set", item]
+    return " ".join(shlex.quote(w) for w in words)

@@ -1,0 +1,12 @@
+import pytest
+
+from cml.cli import main
+from run_helpers import argv
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """(data folder, an undisturbed run of TWO_STEPS)."""
+    tmp = tmp_path_factory.mktemp("reference")
+    assert main(argv(tmp / "data", tmp / "run")) == 0
+    return tmp / "data", tmp / "run"
