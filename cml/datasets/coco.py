@@ -143,4 +143,5 @@ def load(data_cfg) -> MultiLabelData:
                             data_cfg.coco.crowd, data_cfg.cache_dir, "coco", LAYOUT)
 
 
-DECLARATION = Dataset(build=load, options=CocoOptions, needs_root=True)
+DECLARATION = Dataset(build=load, options=CocoOptions, needs_root=True,
+                      help="MS-COCO 2014, official layout")

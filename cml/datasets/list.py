@@ -164,4 +164,5 @@ def load(data_cfg) -> MultiLabelData:
     return MultiLabelData("list", classes, splits[0], splits[1], skipped)
 
 
-DECLARATION = Dataset(build=load, options=ListOptions, needs_root=False)
+DECLARATION = Dataset(build=load, options=ListOptions, needs_root=False,
+                      help="CSV or JSONL lists of path,labels")

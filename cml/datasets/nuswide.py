@@ -119,4 +119,5 @@ def load(data_cfg) -> MultiLabelData:
     return MultiLabelData("nuswide", concepts, splits[0], splits[1], skipped)
 
 
-DECLARATION = Dataset(build=load, options=NusWideOptions, needs_root=True)
+DECLARATION = Dataset(build=load, options=NusWideOptions, needs_root=True,
+                      help="NUS-WIDE, official lists")

@@ -146,4 +146,5 @@ def load(data_cfg) -> MultiLabelData:
                             "ignore", data_cfg.cache_dir, "synthetic", layout)
 
 
-DECLARATION = Dataset(build=load, options=SyntheticOptions, needs_root=False)
+DECLARATION = Dataset(build=load, options=SyntheticOptions, needs_root=False,
+                      help="generated shapes, no download")

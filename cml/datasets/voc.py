@@ -104,4 +104,5 @@ def load(data_cfg) -> MultiLabelData:
     return MultiLabelData("voc", list(CLASSES), splits[0], splits[1], skipped, test_ignore)
 
 
-DECLARATION = Dataset(build=load, options=VocOptions, needs_root=True)
+DECLARATION = Dataset(build=load, options=VocOptions, needs_root=True,
+                      help="PASCAL VOC 2007 devkit")

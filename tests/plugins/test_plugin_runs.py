@@ -12,7 +12,7 @@ import torch
 from cml import checkpoint
 from cml.cli import main
 from cml.config import load_config
-from cml.registry import DATASETS, MODELS
+from cml.registry import DATASETS, MODELS, PLUGINS
 from tests_helpers import tiny
 
 DEMO = str(Path(__file__).resolve().parents[2] / "configs" / "demo.yaml")
@@ -74,6 +74,15 @@ def test_every_combination_runs(run_case, model, replay, lwf, ewc, pseudo):
         if replay == "none":
             assert summary["steps"][0]["map"] == alone["steps"][0]["map"]
         assert summary["steps"][1]["map"] != alone["steps"][1]["map"]
+
+
+@pytest.mark.parametrize("name", PLUGINS.names())  # every registered plugin
+def test_every_plugin_alone_keeps_its_declared_state(run_case, name):
+    summary, state = run_case("linear", (name,))
+    assert len(summary["steps"]) == 2 and all(0 < s["map"] <= 100 for s in summary["steps"])
+    assert name in state["strategy"]["plugins"]  # saved under its registered name
+    keeps = state["strategy"]["previous_model"] is not None
+    assert keeps == PLUGINS.get(name).uses_previous_model
 
 
 def cli(tmp_path, out, overrides, *extra):

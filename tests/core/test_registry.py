@@ -1,0 +1,76 @@
+"""The contract every declaration meets, whatever its kind: parametrised over the registries, so a
+new component is checked by being registered."""
+
+import dataclasses
+import warnings
+
+import pytest
+
+from cml import registry, schema
+from cml.config import describe, load_config
+from cml.errors import UserError
+from cml.registry import PLUGINS, REGISTRIES, Plugin, Registry, section_of
+
+DECLARATIONS = [(r.kind, d) for r in REGISTRIES for d in r.declarations()]
+IDS = [f"{kind}-{d.name}" for kind, d in DECLARATIONS]
+
+
+def test_every_kind_is_populated():
+    assert {r.kind: len(r.names()) for r in REGISTRIES} == {
+        "dataset": 5, "model": 4, "plugin": 7, "protocol": 3, "loss": 3, "strategy": 2}
+
+
+@pytest.mark.parametrize("kind, declaration", DECLARATIONS, ids=IDS)
+def test_declaration(kind, declaration):
+    module_stem = declaration.module.rsplit(".", 1)[-1]
+    assert declaration.name == module_stem or declaration.name == module_stem.replace("_", "-")
+    assert declaration.help and callable(declaration.build)
+    if declaration.options is not None:  # defaults valid under their own ranges, and documented
+        defaults = declaration.options()
+        rebuilt = schema.build(declaration.options, dataclasses.asdict(defaults), "", "test")
+        assert rebuilt == defaults
+        keys = {key for key, *_ in describe()}
+        prefix = "model.options" if kind == "model" else {
+            "dataset": "data", "plugin": "strategy", "loss": "train"}[kind] + "." + section_of(declaration)
+        assert {f"{prefix}.{f.name}" for f in dataclasses.fields(declaration.options)} <= keys
+
+
+@pytest.mark.parametrize("name", PLUGINS.names())
+def test_plugin_requirements_are_checked_with_the_config(name):
+    declaration = PLUGINS.get(name)
+    for key, value in declaration.requires.items():
+        other = {"partial": "full"}.get(value, "x")
+        with pytest.raises(UserError, match=f"strategy.plugins: {name} needs {key}: {value}"):
+            load_config(None, [f"strategy.plugins=[{name}]", f"{key}={other}"])
+
+
+def test_at_most_one_replay_buffer():
+    first, second = PLUGINS.names(kind="replay")[:2]
+    with pytest.raises(UserError, match=f"{first} and {second} are both replay buffers"):
+        load_config(None, [f"strategy.plugins=[{first},{second}]"])
+
+
+def test_names_come_from_the_files_and_duplicates_warn():
+    reg = Registry("plugin", "cml.plugins", Plugin)
+    reg._discovered = True  # only what is added here
+    first = reg.add(Plugin(build=print, help="a"), "somewhere.counter")
+    assert first.name == "counter" and reg.names() == ["counter"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        second = reg.add(Plugin(build=print, help="b"), "elsewhere.counter")
+    assert "plugin 'counter' is declared by somewhere.counter and by elsewhere.counter" in str(caught[0].message)
+    assert reg.get("counter") is second
+    with pytest.raises(KeyError, match="unknown plugin 'countr'; did you mean 'counter'"):
+        reg.get("countr")
+
+
+def test_unknown_names_hint_the_closest():
+    with pytest.raises(UserError, match="strategy.plugins: unknown plugin 'lfw'; did you mean 'lwf'"):
+        load_config(None, ["strategy.plugins=[lfw]"])
+    with pytest.raises(UserError, match="train.loss: unknown loss 'bec'; did you mean 'bce'"):
+        load_config(None, ["train.loss=bec"])
+
+
+def test_a_module_without_a_declaration_is_one_line():
+    with pytest.raises(UserError, match="imports: json: expected a module-level DECLARATION"):
+        registry.import_components(["json"], "config")
