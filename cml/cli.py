@@ -26,9 +26,10 @@ import yaml
 
 from cml.config import describe, load_config, markdown_reference, to_dict
 from cml.errors import TrainingDiverged, UserError
-from cml.run_directory import check_run_directory, resume_command, run_directory
 from cml.imagefiles import check_images
+from cml.run_directory import check_run_directory, resume_command, run_directory
 from cml.rundir import RunLock, reason, received_signal, stop_signals_raise, storage_error, write_text_atomic
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import yaml
 
-from cml.registry import PLUGINS, section_of
 from cml.errors import UserError
+from cml.registry import PLUGINS, section_of
 
 IGNORED = ("seed", "data.root", "data.cache_dir")  # the same configuration whatever their values
 SHOWN = ("strategy.name", "strategy.plugins", "model.name", "model.backbone")  # always in the label

@@ -17,21 +17,20 @@ the file list are cached, keyed by the JSON's name, size and mtime and the cache
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
-
 import hashlib
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
 from cml.datasets._cache import cache_folder
-from cml.registry import Dataset
-from cml.schema import option
 from cml.datasets._types import MultiLabelData, Split
 from cml.errors import UserError
+from cml.registry import Dataset
+from cml.schema import option
 
 LAYOUT = ("ROOT/train2014/, ROOT/val2014/ and ROOT/annotations/instances_{train,val}2014.json "
           "(MS-COCO 2014 from cocodataset.org: 2014 Train images, 2014 Val images, "

@@ -17,23 +17,22 @@ skipped (`<split>_unlabeled`), then images whose file is absent (`<split>_missin
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional
-
 import csv
 import io
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
-from cml.registry import Dataset
-from cml.schema import option
 from cml.datasets._types import MultiLabelData, Split
 from cml.errors import UserError
-from cml.safeyaml import decode
 from cml.hints import closest
+from cml.registry import Dataset
+from cml.safeyaml import decode
+from cml.schema import option
 
 FORMATS = "a .csv with the header path,labels or a .jsonl of {\"path\": ..., \"labels\": [...]} objects"
 

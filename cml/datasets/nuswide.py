@@ -18,18 +18,17 @@ Windows line ends) and trailing blank lines are tolerated; any other line is an 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional
-
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
-from cml.registry import Dataset
-from cml.schema import option
 from cml.datasets._types import MultiLabelData, Split
 from cml.errors import UserError
+from cml.registry import Dataset
+from cml.schema import option
 
 LAYOUT = ("ROOT/Concepts81.txt, ROOT/ImageList/{Train,Test}Imagelist.txt and "
           "ROOT/TrainTestLabels/Labels_<concept>_{Train,Test}.txt, images under ROOT/images "

@@ -11,21 +11,20 @@ back through the same loader as real MS-COCO.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import hashlib
 import json
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from cml.registry import Dataset
-from cml.schema import SEED_MAX, option
 from cml.datasets._types import MultiLabelData
 from cml.datasets.coco import load_coco_folder
+from cml.registry import Dataset
+from cml.schema import SEED_MAX, option
 
 COLOURS = {"red": (220, 40, 40), "green": (40, 170, 60), "blue": (40, 80, 220), "yellow": (235, 200, 30)}
 SHAPES = ("circle", "square", "triangle", "cross", "ring", "diamond")

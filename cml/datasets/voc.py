@@ -16,18 +16,17 @@ unlabelled images, it belongs to no step).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
-
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
-from cml.registry import Dataset
-from cml.schema import option
 from cml.datasets._types import MultiLabelData, Split
 from cml.errors import UserError
+from cml.registry import Dataset
+from cml.schema import option
 
 CLASSES = ["aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
            "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",

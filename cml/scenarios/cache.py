@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from cml.datasets._types import MultiLabelData
 from cml.datasets._cache import cache_folder
+from cml.datasets._types import MultiLabelData
 from cml.errors import UserError
 from cml.scenarios.images import read_image
 

@@ -32,8 +32,8 @@ import numpy as np
 
 from cml.datasets._types import MultiLabelData, Split
 from cml.errors import UserError
-from cml.scenarios.split import Step, make_step, reorder
 from cml.hints import closest
+from cml.scenarios.split import Step, make_step, reorder
 
 LAYOUT = ("SPLIT_DIR/multihot_map.json and SPLIT_DIR/{train,test}_task{k}_id_<name>.json "
           "(or SPLIT_DIR/ids/...), from the PRS authors' code release")
