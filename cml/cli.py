@@ -27,8 +27,9 @@ import yaml
 from cml.config import describe, load_config, markdown_reference, to_dict
 from cml.errors import TrainingDiverged, UserError
 from cml.imagefiles import check_images
+from cml.registry import DATASETS
 from cml.run_directory import check_run_directory, resume_command, run_directory
-from cml.rundir import RunLock, reason, received_signal, stop_signals_raise, storage_error, write_text_atomic
+from cml.rundir import RunLock, os_error_text, received_signal, stop_signals_raise, storage_error, write_text_atomic
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -150,8 +151,6 @@ def _prepare(args, session: _Session, cfg):
 
 
 def _load_data(cfg):
-    from cml.registry import DATASETS
-
     data = check_images(DATASETS.get(cfg.data.dataset).build(cfg.data), cfg.data)
     if data.skipped and _rank() == 0:
         counts = ", ".join(f"{key} {count}" for key, count in data.skipped.items())
@@ -216,7 +215,7 @@ def _run(args, session: _Session | None = None) -> int:
     except KeyboardInterrupt as err:
         return _interrupted(args, session, getattr(err, "signum", signal.SIGINT))
     except OSError as err:  # writes outside cml's own (TensorBoard's, a full disk under the cache)
-        print(f"error: {err.filename or 'a file'}: {reason(err)}", file=sys.stderr)
+        print(f"error: {err.filename or 'a file'}: {os_error_text(err)}", file=sys.stderr)
         return 2
     except Exception:
         if received_signal() is not None:  # e.g. a DataLoader worker stopped by the same signal first

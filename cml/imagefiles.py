@@ -82,7 +82,7 @@ def decode_rgb(path: str, size: int) -> np.ndarray:
         return np.asarray(to_rgb(img).resize((size, size), Image.BILINEAR))
 
 
-def reason(err: Exception, path: str) -> str:
+def image_error_text(err: Exception, path: str) -> str:
     if isinstance(err, BadImage):
         return str(err)
     text = " ".join(str(err).replace(str(path), "").split()) or "no detail"
@@ -98,7 +98,7 @@ def check_image(path: str) -> str | None:
             to_rgb(img)
         return None
     except Exception as err:  # PIL raises many types on damaged files (OSError, SyntaxError, ...)
-        return reason(err, path)
+        return image_error_text(err, path)
 
 
 def _cache_file(paths: list[str], cache_dir: str | None) -> Path:

@@ -16,10 +16,11 @@ from pathlib import Path
 import numpy as np
 
 from cml.config import Config, load_config
+from cml.registry import DATASETS
 from cml.scenarios.steps import StepPlan, plan_steps
 
 
-def describe(cfg: Config, plan: StepPlan, source: str) -> dict:
+def plan_summary(cfg: Config, plan: StepPlan, source: str) -> dict:
     names = plan.data.class_names
     steps = []
     for t, step in enumerate(plan.steps):
@@ -69,11 +70,9 @@ def format_text(info: dict) -> str:
 
 
 def plan_command(config: str, overrides: list[str], json_path: str | None) -> int:
-    from cml.registry import DATASETS
-
     cfg = load_config(config, overrides)
     data = DATASETS.get(cfg.data.dataset).build(cfg.data)
-    info = describe(cfg, plan_steps(cfg, data), config)
+    info = plan_summary(cfg, plan_steps(cfg, data), config)
     print(format_text(info))
     if json_path:
         Path(json_path).write_text(json.dumps(info, indent=2) + "\n")

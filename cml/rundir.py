@@ -42,7 +42,7 @@ class Interrupted(KeyboardInterrupt):
         self.signum = signum
 
 
-def reason(err: OSError) -> str:
+def os_error_text(err: OSError) -> str:
     """'No space left on device [ENOSPC]': the errno's text and its name."""
     name = errno.errorcode.get(err.errno or 0)
     text = err.strerror or str(err)
@@ -50,7 +50,7 @@ def reason(err: OSError) -> str:
 
 
 def storage_error(path: Path | str, err: OSError, what: str = "cannot write") -> UserError:
-    return UserError(f"{path}: {what} ({reason(err)})")
+    return UserError(f"{path}: {what} ({os_error_text(err)})")
 
 
 class RunLock:
@@ -153,7 +153,7 @@ def deferred_signals():
 
 def write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:
     """`write(file)` into PATH.tmp, flush it to disk, rename it over PATH; on failure remove the
-    temporary file and raise a one-line UserError naming PATH and the reason."""
+    temporary file and raise a one-line UserError naming PATH and the os_error_text."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     try:

@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import Dataset
 
 from cml.errors import UserError
-from cml.imagefiles import decode_rgb, reason
+from cml.imagefiles import decode_rgb, image_error_text
 
 def read_image(path: str, size: int) -> np.ndarray:
     """(size, size, 3) uint8: decoded, 8-bit RGB (`cml.imagefiles.to_rgb`), resized without
@@ -21,7 +21,7 @@ def read_image(path: str, size: int) -> np.ndarray:
     try:
         return decode_rgb(path, size)
     except Exception as err:  # PIL raises many types on damaged files
-        raise UserError(f"{path}: cannot read the image ({reason(err, path)})") from None
+        raise UserError(f"{path}: cannot read the image ({image_error_text(err, path)})") from None
 
 
 class MultiLabelImages(Dataset):

@@ -9,7 +9,7 @@ import pytest
 
 from cml.config import load_config
 from cml.registry import DATASETS
-from cml.plan import describe
+from cml.plan import plan_summary
 from cml.scenarios.steps import plan_steps
 from coco_fixture import COCO_CATEGORIES, write_coco
 
@@ -58,7 +58,7 @@ def test_krt_selection_and_labels(coco, config, sizes):
     plan = plan_steps(cfg, DATASETS.get("coco").build(cfg.data))
     names = plan.data.class_names
     assert names == ALPHABETICAL
-    info = describe(cfg, plan, config)
+    info = plan_summary(cfg, plan, config)
     start, without_positive = 0, 0
     for t, (step, size) in enumerate(zip(plan.steps, sizes)):
         block, seen = set(ALPHABETICAL[start:start + size]), set(ALPHABETICAL[:start + size])
