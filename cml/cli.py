@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import os
 import signal
 import sys
 import warnings
@@ -27,6 +26,7 @@ import yaml
 from cml.config import describe, load_config, markdown_reference, to_dict
 from cml.errors import TrainingDiverged, UserError
 from cml.imagefiles import check_images
+from cml.launch import launch_rank, launched
 from cml.registry import DATASETS
 from cml.run_directory import check_run_directory, resume_command, run_directory
 from cml.rundir import RunLock, os_error_text, received_signal, stop_signals_raise, storage_error, write_text_atomic
@@ -91,15 +91,6 @@ class _Session:
     data = None
 
 
-def _launched() -> bool:
-    """Started by torchrun with several processes (read from the environment, without torch)."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
-
-
-def _rank() -> int:
-    return int(os.environ.get("RANK", "0"))
-
-
 class _StoppedOnRank0(UserError):
     """Rank 0 refused the run directory and said why; the other ranks leave quietly."""
 
@@ -108,7 +99,7 @@ def _start(args, session: _Session):
     """Under torchrun, rank 0 alone checks, locks and creates the run directory, then tells the
     others its path (or that it stopped); they load the data after it."""
     cfg = load_config(args.config, args.overrides)
-    if not _launched():
+    if not launched():
         return (cfg, *_prepare(args, session, cfg))
     import cml.run  # noqa: F401  Avalanche makes a logger at import, refused off rank 0 once the group exists
     from cml import distributed
@@ -152,7 +143,7 @@ def _prepare(args, session: _Session, cfg):
 
 def _load_data(cfg):
     data = check_images(DATASETS.get(cfg.data.dataset).build(cfg.data), cfg.data)
-    if data.skipped and _rank() == 0:
+    if data.skipped and launch_rank() == 0:
         counts = ", ".join(f"{key} {count}" for key, count in data.skipped.items())
         print(f"{cfg.data.dataset}: counted in results' skipped: {counts}", flush=True)
     return data
@@ -209,7 +200,7 @@ def _run(args, session: _Session | None = None) -> int:
         run_dir = session.run_dir
         if isinstance(err, TrainingDiverged) and run_dir and (run_dir / "checkpoint.pt").exists():
             message += f"; the completed steps are saved in {run_dir}"
-        where = f" (rank {_rank()})" if _launched() else ""
+        where = f" (rank {launch_rank()})" if launched() else ""
         print(f"error{where}: {message}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt as err:
@@ -226,7 +217,7 @@ def _run(args, session: _Session | None = None) -> int:
 
 def _interrupted(args, session: _Session, signum: int) -> int:
     name = signal.Signals(signum).name
-    if _rank() != 0:  # torchrun stops every rank together: one message, from rank 0
+    if launch_rank() != 0:  # torchrun stops every rank together: one message, from rank 0
         return 128 + signum
     run_dir = session.run_dir
     saved = run_dir and (any(run_dir.parent.glob("seed*/checkpoint.pt")) if args.seeds
@@ -275,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _run_seeds(args) if args.seeds else _run(args)
     finally:
-        if _launched():
+        if launched():
             from cml import distributed
 
             distributed.shutdown()

@@ -19,11 +19,9 @@ import os
 import torch
 import torch.distributed as dist
 
+from cml.launch import launched
+
 TIMEOUT_MINUTES = 30  # a collective waiting longer than this fails instead of hanging the run
-
-
-def launched() -> bool:
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
 def active() -> bool:

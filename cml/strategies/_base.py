@@ -71,7 +71,7 @@ class MultiLabelStrategy(SupervisedTemplate):
         self.precision = Precision(train_cfg.amp, device)
         self.nonfinite = NonFiniteGuard(train_cfg.nonfinite)
         self.loss_sums_images = LOSSES.get(train_cfg.loss).reduction == "sum"
-        self.keeps_previous_model = any(getattr(p, "uses_previous_model", False) for p in plugins)
+        self.keeps_previous_model = any(isinstance(p, CmlPlugin) and p.uses_previous_model for p in plugins)
         self.scheduler = None
         self.previous_model = None
         self._previous_cache: tuple[object, dict] | None = None

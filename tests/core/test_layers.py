@@ -11,7 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 LAYERS = [
-    ["cml.errors", "cml.safeyaml", "cml.hints", "cml.schema", "cml.registry", "cml.distributed", "cml.rundir"],
+    ["cml.errors", "cml.safeyaml", "cml.hints", "cml.schema", "cml.registry", "cml.launch", "cml.distributed", "cml.rundir"],
     ["cml.config_checks", "cml.config"],
     ["cml.datasets", "cml.imagefiles"],
     ["cml.models", "cml.losses"],
