@@ -8,7 +8,7 @@ import torch
 
 from cml.config import load_config
 from cml.errors import UserError
-from cml.plugins.pseudo.plugin import PseudoLabels, pseudo, pseudo_labelled
+from cml.plugins.pseudo.plugin import PseudoLabels, pseudo_labelled
 
 LOGIT = math.log(0.7 / 0.3)  # sigmoid = 0.7 exactly (up to rounding: the test uses a margin)
 
@@ -48,6 +48,6 @@ def test_plugin_replaces_the_batch_targets():
     assert first_step.mbatch[1] is targets
 
 
-def test_full_labels_are_refused():
+def test_full_labels_are_refused_with_the_config():
     with pytest.raises(UserError, match="pseudo needs scenario.labels: partial"):
-        pseudo(load_config(None, ["scenario.labels=full", "strategy.plugins=[pseudo]"]), None)
+        load_config(None, ["scenario.labels=full", "strategy.plugins=[pseudo]"])
