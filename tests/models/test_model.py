@@ -5,11 +5,10 @@ from avalanche.models.dynamic_modules import avalanche_model_adaptation
 
 from cml.config import load_config
 from cml.errors import UserError
-from tests_helpers import make_model
-from cml.models._parts import GrowingLinear, create_backbone
-from cml.run import build_model
 from cml.models._base import input_stats
+from cml.models._parts import GrowingLinear, create_backbone
 from cml.scenarios.images import normalize
+from tests_helpers import make_model
 
 
 class FakeExperience:
@@ -50,7 +49,7 @@ def test_unknown_backbone_suggests_names():
 
 
 def test_pretrained_from_file(tmp_path):
-    source = timm.make_model("test_resnet", num_classes=0)
+    source = timm.create_model("test_resnet", num_classes=0)
     torch.save(source.state_dict(), tmp_path / "w.pth")
     loaded = create_backbone("test_resnet", str(tmp_path / "w.pth"))
     for (name, a), b in zip(source.state_dict().items(), loaded.state_dict().values()):

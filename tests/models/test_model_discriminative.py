@@ -95,5 +95,5 @@ def test_options():
         loss_of("dlfl", "{margin: 0.2}")
     with pytest.raises(UserError, match=r"model.options.discriminative.temperature: expected a value > 0, got 0"):
         loss_of("dlfl", "{temperature: 0}")
-    with pytest.raises(UserError, match=r"model.options.discriminative: expected a mapping or null, got 0.1"):
+    with pytest.raises(UserError, match=r"model.options.discriminative: expected a mapping of keys, got 0.1"):
         loss_of("dlfl", "0.1")

@@ -66,7 +66,8 @@ def test_cascade_and_deep_supervision():
     ("{dropout: high}", "model.options.dropout: expected a number, got 'high'"),
     ("{blocks: 0}", "model.options.blocks: expected a value >= 1, got 0"),
     ("{deep_supervision: 1}", "model.options.deep_supervision: expected true or false, got 1"),
-    ("{depth: 2}", "unknown key 'model.options.depth'; valid keys: embed_dim, blocks, heads"),
+    ("{depth: 2}", "unknown key 'model.options.depth'; did you mean 'model.options.dropout'?"),
+    ("{layers: 2}", "unknown key 'model.options.layers'; valid keys: embed_dim, blocks, heads"),
     ("{discriminative: {margin: 1}}", "unknown key 'model.options.discriminative.margin'; valid keys: weight, temperature"),
 ])
 def test_bad_options_are_one_clear_error_with_the_config(options, message):
