@@ -6,6 +6,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from cml.config import load_config
 from cml.errors import UserError
 from cml.models.linear.model import LinearModel
 from cml.strategies._base import frozen_copy
@@ -95,7 +96,8 @@ def test_first_step_adds_nothing():
     assert strategy.loss.item() == 0.5
 
 
-def test_feature_weight_without_label_features_is_a_user_error():
-    strategy = fake_strategy({"logits": torch.zeros(2, 3), "label_features": None}, None)
-    with pytest.raises(UserError, match="strategy.lwf.feature_weight"):
-        MultiLabelLwF(1.0, 2.0, feature_weight=1.0).before_backward(strategy)
+def test_feature_weight_without_label_features_is_refused_with_the_config():
+    lwf = ["strategy.plugins=[lwf]", "strategy.lwf.feature_weight=1"]
+    with pytest.raises(UserError, match="strategy.lwf.feature_weight: the model 'linear' has no per-label features"):
+        load_config(None, lwf)
+    assert load_config(None, lwf + ["model.name=dlfl"]).strategy.lwf.feature_weight == 1.0
