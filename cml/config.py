@@ -181,6 +181,12 @@ class EvalConfig:
 
 
 @dataclass
+class LogConfig:
+    every_s: float = _opt(60.0, positive=True, help="off a terminal (a log file): a progress line at most this "
+                                                   "often (seconds), and at the end of each epoch")
+
+
+@dataclass
 class Config:
     seed: int = _opt(0, low=0, high=SEED_MAX, help="one seed for data order, initialisation and augmentation")
     data: DataConfig = field(default_factory=DataConfig)
@@ -189,6 +195,7 @@ class Config:
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    log: LogConfig = field(default_factory=LogConfig)
 
 
 # --------------------------------------------------------------------------- parsing
