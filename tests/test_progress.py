@@ -98,5 +98,5 @@ def test_a_terminal_gets_a_bar_with_rate_and_time_left(tmp_path, monkeypatch):
     screen = Terminal()
     _, n = train_step(tmp_path, monkeypatch, screen, every_s=0.5)
     text = screen.getvalue()
-    assert f"{2 * n}/{2 * n}" in text and re.search(r"<\d\d:\d\d, [\d.]+(batch/s|s/batch)", text)  # left, rate
+    assert re.search(rf"step 0: .*\| \d+/{2 * n} \[\d\d:\d\d<\d\d:\d\d, +[\d.]+(batch/s|s/batch)", text)  # left, rate
     assert "left in the step" not in text  # no plain lines on a terminal
