@@ -69,7 +69,13 @@ def head_heavy_stream(n: int, classes: int, seed: int, head: float = 0.6, power:
     return labels.astype(np.float32)
 
 
-STREAMS = {"long-tailed": long_tailed_stream, "head-heavy": head_heavy_stream}
+STREAMS = ("long-tailed", "head-heavy")
+
+
+def make_stream(name: str, args) -> np.ndarray:
+    if name == "head-heavy":
+        return head_heavy_stream(args.samples, args.classes, args.seed, args.head)
+    return long_tailed_stream(args.samples, args.classes, args.seed)
 
 
 class ReferencePRS:
@@ -173,9 +179,10 @@ def feed(buffer, labels: np.ndarray, batch: int, cpu: list | None = None) -> flo
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--labels", help="an N x C .npy array of 0/1 (default: a generated long-tailed stream)")
-    parser.add_argument("--stream", nargs="+", choices=list(STREAMS), default=list(STREAMS),
+    parser.add_argument("--stream", nargs="+", choices=STREAMS, default=list(STREAMS),
                         help="generated streams to run (default: both); long-tailed: each class independently "
                              "with probability 0.5 (i+1)^-1.1; head-heavy: 1-4 labels, the head class in 60%%")
+    parser.add_argument("--head", type=float, default=0.6, help="head-heavy: share of samples with the head class")
     parser.add_argument("--policies", nargs="+", choices=["prs", "ocdm", "reservoir"],
                         default=["prs", "ocdm", "reservoir"])
     parser.add_argument("--samples", type=int, default=50_000)
@@ -188,7 +195,7 @@ def main() -> None:
                         help="also run the reference PRS on the first N samples (slow: ~20 samples/s once full)")
     args = parser.parse_args()
     streams = ({Path(args.labels).name: np.load(args.labels)} if args.labels else
-               {name: STREAMS[name](args.samples, args.classes, args.seed) for name in args.stream})
+               {name: make_stream(name, args) for name in args.stream})
     for name, labels in streams.items():
         run_stream(name, labels.astype(np.float32), args)
 
