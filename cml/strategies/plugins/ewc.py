@@ -25,8 +25,8 @@
   one call (torch's `_flatten_dense_tensors`: one differentiable cat), the forward is
   d = theta - theta*, Fd = (w/2) F d, value = Fd . d, and the backward is one product, Fd * 2g:
   no Python loop over parameter names, and four passes over the parameters instead of the
-  nine of autograd's chain of slice, sub, pow, mul and sum per name. A grown row has Fisher 0, so it adds exactly 0. Numbers,
-  against the per-name form this was before: with the incoming gradient g = 1 (one process,
+  nine of autograd's chain of slice, sub, pow, mul and sum per name. A grown row has Fisher 0,
+  so it adds exactly 0. Numbers, against the per-name form this was before: with the incoming gradient g = 1 (one process,
   no fp16 scaler) every element's gradient is bit-identical with one term (online mode, or the
   second step of separate mode; tests/test_ewc.py checks it); with several terms the terms'
   gradients are added in term order before reaching the parameter, and under the fp16 scaler
