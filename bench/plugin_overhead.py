@@ -210,7 +210,8 @@ def filled_buffers(cfg, scenario, step0) -> dict:
 
 def describe(totals: dict[str, float], seconds: float) -> str:
     nested = totals.pop("previous_outputs", 0.0)
-    parts = [f"{label} {value:.2f}" for label, value in sorted(totals.items(), key=lambda kv: -kv[1]) if value >= 0.005]
+    ranked = sorted(totals.items(), key=lambda kv: -kv[1])
+    parts = [f"{label} {value:.2f}" for label, value in ranked if value >= 0.005]
     rest = seconds - sum(totals.values())
     return (f"{', '.join(parts)}, rest (loading, Avalanche's loop) {rest:.2f} of {seconds:.2f} s; "
             f"the previous model's forward (inside the hooks above) {nested:.2f} s")
@@ -225,7 +226,8 @@ def main() -> None:
     first, second = scenario.benchmark.train_stream[0], scenario.benchmark.train_stream[1]
 
     torch.manual_seed(cfg.seed)  # step 0 once: the previous model, its Fisher and buffers for every setting
-    step0 = make_strategy(build_model(cfg), cfg, scenario, device, [PLUGINS.get(p)(cfg, scenario) for p in ("lwf", "ewc")])
+    step0 = make_strategy(build_model(cfg), cfg, scenario, device,
+                          [PLUGINS.get(p)(cfg, scenario) for p in ("lwf", "ewc")])
     step0.train(first, eval_streams=[])
     previous, term = step0.previous_model, step0.plugins[1].terms[0]
     buffers = filled_buffers(cfg, scenario, step0)
@@ -236,7 +238,8 @@ def main() -> None:
 
     def run(side, name, breakdown=False):
         model, cfg_ = copy.deepcopy(initial), setting_cfg(cfg, name)
-        buffer = copy.deepcopy(buffers[SETTINGS[name][-1]]) if SETTINGS[name][-1:] and SETTINGS[name][-1] in REPLAY else None
+        policy = next((p for p in SETTINGS[name] if p in REPLAY), None)
+        buffer = copy.deepcopy(buffers[policy]) if policy else None
         torch.manual_seed(cfg.seed)
         if side == "bare":
             return model, bare_loop(model, previous, copy.deepcopy(term), buffer, name, cfg_, scenario, device), None

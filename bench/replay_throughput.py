@@ -7,15 +7,16 @@ to PRS's target partition, on a long-tailed multi-label stream.
     python bench/replay_throughput.py --reference 3000     # also the reference PRS on a prefix
 
 Two generated streams by default (`--stream`): the long-tailed one, and a head-heavy one (1 to 4
-labels per sample, the head class in 60% of them), harder for PRS: the head class's items are the
-eviction candidates. Prints samples/s (over the whole stream, and once the buffer is full),
-samples per CPU second (robust to a shared machine's load) and the partition deviation
-sum_i |l_i - p_i L| / L at the end, p_i = n_i^rho / sum_j n_j^rho over the classes seen. `--reference N` runs a port of the reference
-implementation (cdjkim/PRS, `PRS_mlab`: per-class Python lists, each candidate removed, scored
-over all classes and put back) on the first N samples, next to cml's PRS on the same prefix, so
-the speed-up and the deviations are compared in one command. The stream is fed in batches of
-`--batch` (PRS's online batch: 10). Herding is not a streaming policy (it picks exemplars from
-model features at the end of a step) and is not measured here.
+labels per sample, the head class in 60% of them), the issue-20 stream: the head class's items are
+most of the eviction candidates (`--head 0.9` makes it harder). Prints samples/s (over the whole
+stream, and once the buffer is full), samples per CPU second (robust to a shared machine's load)
+and the partition deviation sum_i |l_i - p_i L| / L at the end, p_i = n_i^rho / sum_j n_j^rho over
+the classes seen. `--reference N` runs a port of the reference implementation (cdjkim/PRS,
+`PRS_mlab`: per-class Python lists, each candidate removed, scored over all classes and put back)
+on the first N samples, next to cml's PRS on the same prefix, so the speed-up and the deviations
+are compared in one command. The stream is fed in batches of `--batch` (PRS's online batch: 10).
+Herding is not a streaming policy (it picks exemplars from model features at the end of a step)
+and is not measured here.
 """
 
 from __future__ import annotations

@@ -59,7 +59,8 @@ class ProgressLogger(BaseLogger):
 
     def before_training_epoch(self, strategy, metric_values, **kwargs):
         self.loss_sum, self.count = 0.0, 0
-        self.epoch = f"step {strategy.experience.step} epoch {strategy.clock.train_exp_epochs + 1}/{strategy.train_epochs}"
+        epoch = strategy.clock.train_exp_epochs + 1
+        self.epoch = f"step {strategy.experience.step} epoch {epoch}/{strategy.train_epochs}"
 
     def after_training_iteration(self, strategy, metric_values, **kwargs):
         self.loss_sum = self.loss_sum + strategy.loss.detach()  # no GPU sync per iteration

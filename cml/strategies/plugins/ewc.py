@@ -19,20 +19,20 @@
   had when they were taken. Rows appended later (new classes) fall outside that shape and are
   not penalised; heads only ever append, so the old entries keep their index.
 - Both are in `checkpoint_state()`, so a resumed run has the same penalty.
-- The penalty is one fused operation over flat vectors (`FlatTerms`, `_Penalty`): per step,
-  each term's Fisher (times weight/2) and anchor are laid out once, zero-padded to the
-  parameters' current shapes, in one vector each; per iteration the parameters are flattened in
-  one call (torch's `_flatten_dense_tensors`: one differentiable cat), the forward is
-  d = theta - theta*, Fd = (w/2) F d, value = Fd . d, and the backward is one product, Fd * 2g:
-  no Python loop over parameter names, and four passes over the parameters instead of the
-  nine of autograd's chain of slice, sub, pow, mul and sum per name. A grown row has Fisher 0,
-  so it adds exactly 0. Numbers, against the per-name form this was before: with the incoming gradient g = 1 (one process,
-  no fp16 scaler) every element's gradient is bit-identical with one term (online mode, or the
-  second step of separate mode; tests/test_ewc.py checks it); with several terms the terms'
-  gradients are added in term order before reaching the parameter, and under the fp16 scaler
-  or torchrun's batch share g multiplies (w/2) F d rather than (w/2) F: float rounding only.
-  The penalty's value (the logged loss) is one dot product over all entries rather than a sum
-  of per-name sums: rounding only.
+- The penalty is one fused operation over flat vectors (`FlatTerms`, `_Penalty`): per step, each
+  term's Fisher (times weight/2) and anchor are laid out once, zero-padded to the parameters'
+  current shapes, in one vector each; per iteration the parameters are flattened in one call
+  (torch's `_flatten_dense_tensors`: one differentiable cat), the forward is d = theta - theta*,
+  Fd = (w/2) F d, value = Fd . d, and the backward is one product, Fd * 2g: no Python loop over
+  parameter names, and four passes over the parameters instead of the nine of autograd's chain of
+  slice, sub, pow, mul and sum per name. A grown row has Fisher 0, so it adds exactly 0. Numbers,
+  against the per-name form this was before: with the incoming gradient g = 1 (one process, no
+  fp16 scaler) every element's gradient is bit-identical with one term (online mode, or the second
+  step of separate mode; tests/test_ewc.py checks it); with several terms the terms' gradients are
+  added in term order before reaching the parameter, and under the fp16 scaler or torchrun's batch
+  share g multiplies (w/2) F d rather than (w/2) F: float rounding only. The penalty's value (the
+  logged loss) is one dot product over all entries rather than a sum of per-name sums: rounding
+  only.
 
 Avalanche's `EWCPlugin` cannot be used: its Fisher pass feeds the dataset's uint8 images to the
 model without the normalisation our strategy applies (it fails with "expected scalar type Byte";
