@@ -1,17 +1,31 @@
-"""Training cost of the lwf, ewc and pseudo plugins: cml's strategy with each plugin against a bare
-PyTorch loop doing the same work, on the second step of a scenario (where the plugins act).
+"""Training cost of each plugin: cml's strategy with the plugin against a hand-written PyTorch loop
+doing the same work, on the second step of a scenario (where the plugins act).
 
-    python bench/plugin_overhead.py --config configs/demo.yaml --repeats 3
+    OMP_NUM_THREADS=1 python bench/plugin_overhead.py --config configs/demo.yaml --set train.epochs=1 --repeats 3
+    python bench/plugin_overhead.py --only ewc ewc-online          # some settings only
 
-The bare loop does by hand what each plugin adds: LwF's forward of the previous model and its
-distillation loss, EWC's quadratic penalty and its Fisher pass after the step, the pseudo-labels;
-for LwF and pseudo-labels also the copy of the model kept for the next step. Both sides start from
-the same step-0 model, previous model and Fisher, with the same seed, so they also end with the
-same weights: the script prints the largest weight difference as a check that the work is alike.
+Settings: none, lwf, ewc (separate), ewc-online, pseudo, lwf+pseudo, each replay buffer
+(reservoir, prs, ocdm, herding; `strategy.replay` as configured, filled from step 0) and the full
+stack (lwf+ewc+pseudo+reservoir). The hand-written loop does what each plugin adds: the previous
+model's forward and the pseudo-labels and distillation loss on its logits; EWC's penalty as the
+natural per-name loop (slice, subtract, square, weight, sum) and, after the step, its Fisher pass
+and the online merge; the replay batch (the same buffer class and seed: draw, read the images
+through `scenario.train_images`, concatenate) and the buffer's end-of-step update; the copy of
+the model kept for the next step. Both sides start from the same step-0 model, previous model,
+Fisher and buffer with the same seed, so they end with the same weights: the script prints the
+largest weight difference as the check that the work is alike.
+
+Each repeat runs both sides, alternating which goes first; the ratio is the median of the
+repeats' ratios (bare time / cml time: 1 means no overhead). One more cml run per setting,
+untimed for the ratio, times every plugin hook and the strategy's forward, criterion, backward
+and optimizer step (wall-clock timers, synchronised on CUDA): the breakdown says how much of
+the time is the method's own work.
 """
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import copy
 import io
 import json
@@ -20,11 +34,13 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
 from _setup import bench_parser, bench_setup  # also puts the repository root on the path
 warnings.filterwarnings("ignore", message="no QP solver", category=UserWarning)
 
 import torch  # noqa: E402
+from avalanche.core import SupervisedPlugin  # noqa: E402
 from avalanche.evaluation.metrics import loss_metrics  # noqa: E402
 from avalanche.models.dynamic_modules import avalanche_model_adaptation  # noqa: E402
 from avalanche.training.plugins import EvaluationPlugin  # noqa: E402
@@ -41,13 +57,50 @@ from cml.strategies._base import MultiLabelStrategy, frozen_copy  # noqa: E402
 from cml.strategies._optim import build_optimizer  # noqa: E402
 from cml.strategies._batches import StepBatches  # noqa: E402
 
-SETTINGS = [(), ("lwf",), ("ewc",), ("pseudo",), ("lwf", "pseudo"), ("lwf", "ewc", "pseudo")]
+REPLAY = ("reservoir", "prs", "ocdm", "herding")
+SETTINGS = {"none": (), "lwf": ("lwf",), "ewc": ("ewc",), "ewc-online": ("ewc",), "pseudo": ("pseudo",),
+            "lwf+pseudo": ("lwf", "pseudo"), **{name: (name,) for name in REPLAY},
+            "full": ("lwf", "ewc", "pseudo", "reservoir")}
+TIMED_METHODS = ("forward", "criterion", "backward", "optimizer_step", "previous_outputs")
+
+
+def setting_cfg(cfg, name):
+    cfg = copy.deepcopy(cfg)
+    cfg.strategy.ewc.mode = "online" if name == "ewc-online" else "separate"
+    return cfg
 
 
 def make_strategy(model, cfg, scenario, device, plugins):
     evaluator = EvaluationPlugin(loss_metrics(epoch=True), loggers=[ProgressLogger(io.StringIO())])
     return MultiLabelStrategy(model=model, train_cfg=cfg.train, eval_batch_size=cfg.eval.batch_size, device=device,
-                              evaluator=evaluator, plugins=[build_plugin(p, cfg, scenario) for p in plugins], seed=cfg.seed)
+                              evaluator=evaluator, plugins=list(plugins), seed=cfg.seed)
+
+
+def time_hooks(strategy, device) -> dict[str, float]:
+    """Wraps every hook a plugin defines and the strategy's main methods with wall-clock timers."""
+    totals: dict[str, float] = collections.defaultdict(float)
+
+    def wrap(owner, method, label):
+        inner = getattr(owner, method)
+
+        def timed(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                totals[label] += time.perf_counter() - start
+        setattr(owner, method, timed)
+
+    for plugin in strategy.plugins:
+        for hook in dir(SupervisedPlugin):
+            if hook.startswith(("before_", "after_")) and "eval" not in hook and \
+                    getattr(type(plugin), hook, None) not in (None, getattr(SupervisedPlugin, hook)):
+                wrap(plugin, hook, f"{type(plugin).__name__}.{hook}")
+    for method in TIMED_METHODS:
+        wrap(strategy, method, method)
+    return totals
 
 
 def bare_fisher(model, dataset, batch_size, device):
@@ -67,9 +120,10 @@ def bare_fisher(model, dataset, batch_size, device):
     return {n: f / batches for n, f in fisher.items()}
 
 
-def bare_loop(model, previous, term, plugins, dataset, cfg, device) -> float:
-    stats = input_stats(model)
-    s, bs = cfg.strategy, cfg.train.batch_size
+def bare_loop(model, previous, term, buffer, name, cfg, scenario, device) -> float:
+    """The hand-written loop: what `name`'s plugins do, written out."""
+    plugins, stats, s, bs = SETTINGS[name], input_stats(model), cfg.strategy, cfg.train.batch_size
+    dataset, step = scenario.benchmark.train_stream[1].dataset, scenario.steps[1]
     batches = StepBatches(len(dataset), bs, (cfg.seed, 1), drop_incomplete=cfg.train.online)
     loader = DataLoader(dataset, batch_sampler=batches)  # the strategy's batches of step 1, in its order
     optimizer = build_optimizer(model, cfg.train)
@@ -77,6 +131,11 @@ def bare_loop(model, previous, term, plugins, dataset, cfg, device) -> float:
     start = time.perf_counter()
     for _ in range(cfg.train.epochs):
         for x, y, _ in loader:
+            k = min(len(buffer), int(s.replay.batch_ratio * len(y) + 0.5)) if buffer is not None else 0
+            if k:
+                slots = buffer.draw(k)
+                stored = scenario.train_images(buffer.rows[slots], buffer.targets[slots])
+                x, y = torch.cat([x, torch.stack([stored[i][0] for i in range(k)])]), torch.cat([y, stored.targets])
             x, y = normalize(x.to(device), stats), y.to(device)
             if "lwf" in plugins or "pseudo" in plugins:
                 with torch.no_grad():
@@ -97,77 +156,125 @@ def bare_loop(model, previous, term, plugins, dataset, cfg, device) -> float:
             if "ewc" in plugins:
                 params = dict(model.named_parameters())
                 penalty = torch.zeros((), device=device)
-                for name, fisher in term["fisher"].items():
-                    part = params[name][tuple(slice(0, k) for k in fisher.shape)]
-                    penalty = penalty + (fisher * (part - term["anchor"][name]).pow(2)).sum()
+                for p_name, fisher in term["fisher"].items():
+                    part = params[p_name][tuple(slice(0, k) for k in fisher.shape)]
+                    penalty = penalty + (fisher * (part - term["anchor"][p_name]).pow(2)).sum()
                 loss = loss + s.ewc.weight / 2 * penalty
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-    if "ewc" in plugins:
-        bare_fisher(model, dataset, bs, device)
     if "lwf" in plugins or "pseudo" in plugins:
         frozen_copy(model)
+    if "ewc" in plugins:
+        fisher = bare_fisher(model, dataset, bs, device)
+        if name == "ewc-online":  # F = decay * F_previous + F_step, the old rows in place
+            for p_name, f in fisher.items():
+                old_f = term["fisher"][p_name]
+                f[tuple(slice(0, k) for k in old_f.shape)] += s.ewc.decay * old_f
+        anchor = {n: p.detach().clone() for n, p in model.named_parameters()}  # noqa: F841 (as the plugin keeps)
+    if buffer is not None:
+        first = step.classes[0] if cfg.scenario.labels == "partial" else 0
+        helper = SimpleNamespace(core_model=model, eval_mb_size=cfg.eval.batch_size, autocast=contextlib.nullcontext,
+                                 prepare_images=lambda images: normalize(images.to(device), stats))
+        buffer.end_of_step(helper, scenario, step, first, bs)
     if device.type == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - start
 
 
-def cml_loop(model, previous, term, plugins, experience, cfg, scenario, device) -> float:
+def cml_loop(model, previous, term, buffer, name, cfg, scenario, device, breakdown: bool = False):
+    plugins = [build_plugin(p, setting_cfg(cfg, name), scenario) for p in SETTINGS[name]]
     strategy = make_strategy(model, cfg, scenario, device, plugins)
-    strategy.previous_model = previous if strategy.plugins and any(
-        getattr(p, "uses_previous_model", False) for p in strategy.plugins) else None
-    for plugin in strategy.plugins:
+    for plugin in plugins:
         if hasattr(plugin, "terms"):
             plugin.terms = [term]
+        if hasattr(plugin, "buffer"):
+            plugin.buffer = buffer
+    if any(getattr(p, "uses_previous_model", False) for p in plugins):
+        strategy.previous_model = previous
+    totals = time_hooks(strategy, device) if breakdown else None
     start = time.perf_counter()
-    strategy.train(experience, eval_streams=[])
+    strategy.train(scenario.benchmark.train_stream[1], eval_streams=[])
     if device.type == "cuda":
         torch.cuda.synchronize()
-    return time.perf_counter() - start
+    return time.perf_counter() - start, totals
+
+
+def filled_buffers(cfg, scenario, step0) -> dict:
+    """Each replay policy's buffer after step 0 (its end-of-step update with the step-0 model)."""
+    buffers = {}
+    for policy in REPLAY:
+        plugin = build_plugin(policy, cfg, scenario)
+        first = scenario.steps[0].classes[0] if cfg.scenario.labels == "partial" else 0
+        plugin.buffer.end_of_step(step0, scenario, scenario.steps[0], first, cfg.train.batch_size)
+        buffers[policy] = plugin.buffer
+    return buffers
+
+
+def describe(totals: dict[str, float], seconds: float) -> str:
+    nested = totals.pop("previous_outputs", 0.0)
+    ranked = sorted(totals.items(), key=lambda kv: -kv[1])
+    parts = [f"{label} {value:.2f}" for label, value in ranked if value >= 0.005]
+    rest = seconds - sum(totals.values())
+    return (f"{', '.join(parts)}, rest (loading, Avalanche's loop) {rest:.2f} of {seconds:.2f} s; "
+            f"the previous model's forward (inside the hooks above) {nested:.2f} s")
 
 
 def main() -> None:
     parser = bench_parser(__doc__)
+    parser.add_argument("--only", nargs="+", choices=list(SETTINGS), default=list(SETTINGS))
     parser.add_argument("--json")
     args = parser.parse_args()
     cfg, scenario, device = bench_setup(args)
     first, second = scenario.benchmark.train_stream[0], scenario.benchmark.train_stream[1]
 
-    torch.manual_seed(cfg.seed)  # step 0 once: the previous model and its Fisher for every setting
-    step0 = make_strategy(build_model(cfg), cfg, scenario, device, ("lwf", "ewc"))
+    torch.manual_seed(cfg.seed)  # step 0 once: the previous model, its Fisher and buffers for every setting
+    step0 = make_strategy(build_model(cfg), cfg, scenario, device,
+                          [build_plugin(p, cfg, scenario) for p in ("lwf", "ewc")])
     step0.train(first, eval_streams=[])
     previous, term = step0.previous_model, step0.plugins[1].terms[0]
+    buffers = filled_buffers(cfg, scenario, step0)
     initial = copy.deepcopy(step0.core_model).train()
     avalanche_model_adaptation(initial, second)  # grow the head for step 1 once, for both sides
-    n_images = len(second.dataset) * cfg.train.epochs
-
-    rows = []
-    for plugins in SETTINGS:
-        bare, ours, drift = [], [], 0.0
-        for _ in range(args.repeats):
-            a, b = copy.deepcopy(initial), copy.deepcopy(initial)
-            torch.manual_seed(cfg.seed)
-            bare.append(bare_loop(a, previous, term, plugins, second.dataset, cfg, device))
-            torch.manual_seed(cfg.seed)
-            ours.append(cml_loop(b, previous, copy.deepcopy(term), plugins, second, cfg, scenario, device))
-            drift = max(drift, max(float((p - q).abs().max()) for p, q in zip(a.state_dict().values(),
-                                                                               b.state_dict().values())
-                                   if p.is_floating_point()))
-        print(f"{'+'.join(plugins) or 'none'}: bare {bare} s, cml {ours} s", file=sys.stderr, flush=True)
-        rows.append({"plugins": "+".join(plugins) or "none", "bare_s": statistics.median(bare),
-                     "cml_s": statistics.median(ours), "max_weight_difference": drift})
-    base = rows[0]["bare_s"]
     print(f"{cfg.model.backbone} at {cfg.data.image_size}px, batch {cfg.train.batch_size}, step 1: "
-          f"{n_images} images per run, {device}, median of {args.repeats}")
-    print(f"{'plugins':<16} {'bare img/s':>10} {'cml img/s':>10} {'cml/bare':>9} {'work vs none':>13} {'max diff':>9}")
-    for r in rows:
-        r["cml_over_bare"] = r["bare_s"] / r["cml_s"]
-        r["work_over_none"] = r["bare_s"] / base
-        print(f"{r['plugins']:<16} {n_images / r['bare_s']:10.1f} {n_images / r['cml_s']:10.1f} "
-              f"{r['cml_over_bare']:9.3f} {r['work_over_none']:12.2f}x {r['max_weight_difference']:9.1e}")
+          f"{len(second.dataset)} images x {cfg.train.epochs} epochs, {device}, median of {args.repeats}", flush=True)
+
+    def run(side, name, breakdown=False):
+        model, cfg_ = copy.deepcopy(initial), setting_cfg(cfg, name)
+        policy = next((p for p in SETTINGS[name] if p in REPLAY), None)
+        buffer = copy.deepcopy(buffers[policy]) if policy else None
+        torch.manual_seed(cfg.seed)
+        if side == "bare":
+            return model, bare_loop(model, previous, copy.deepcopy(term), buffer, name, cfg_, scenario, device), None
+        return model, *cml_loop(model, previous, copy.deepcopy(term), buffer, name, cfg_, scenario, device, breakdown)
+
+    run("bare", "none")  # warm-up, not timed
+    rows = []
+    for name in args.only:
+        _, seconds, totals = run("cml", name, breakdown=True)
+        bare, ours, ratios, drift = [], [], [], 0.0
+        for repeat in range(args.repeats):
+            models = {}
+            for side in (("bare", "cml") if repeat % 2 == 0 else ("cml", "bare")):
+                models[side], elapsed, _ = run(side, name)
+                (bare if side == "bare" else ours).append(elapsed)
+            ratios.append(bare[-1] / ours[-1])
+            drift = max(drift, max(float((p - q).abs().max()) for p, q in zip(models["bare"].state_dict().values(),
+                                                                               models["cml"].state_dict().values())
+                                   if p.is_floating_point()))
+        row = {"plugins": name, "bare_s": bare, "cml_s": ours, "cml_over_bare": statistics.median(ratios),
+               "max_weight_difference": drift, "breakdown_s": dict(totals), "breakdown_total_s": seconds}
+        rows.append(row)
+        print(f"{name:<12} bare {statistics.median(bare):7.2f} s  cml {statistics.median(ours):7.2f} s  "
+              f"cml/bare {row['cml_over_bare']:.3f} (repeats {', '.join(f'{r:.3f}' for r in ratios)})  "
+              f"max diff {drift:.1e}\n  breakdown: {describe(totals, seconds)}", flush=True)
     if args.json:
-        Path(args.json).write_text(json.dumps({"images": n_images, "device": str(device), "rows": rows}, indent=2) + "\n")
+        Path(args.json).write_text(json.dumps({"device": str(device), "rows": rows}, indent=2) + "\n")
+    print(f"\n{'plugins':<12} {'cml/bare':>9} {'bare work vs none':>18} {'max diff':>9}", file=sys.stdout)
+    base = next((statistics.median(r["bare_s"]) for r in rows if r["plugins"] == "none"), None)
+    for r in rows:
+        work = f"{statistics.median(r['bare_s']) / base:.2f}x" if base else "-"
+        print(f"{r['plugins']:<12} {r['cml_over_bare']:9.3f} {work:>18} {r['max_weight_difference']:9.1e}")
 
 
 if __name__ == "__main__":

@@ -124,6 +124,12 @@ class EvalConfig:
 
 
 @dataclass
+class LogConfig:
+    every_s: float = option(60.0, positive=True, help="off a terminal (a log file): a progress line at most this "
+                                                  "often (seconds), and at the end of each epoch")
+
+
+@dataclass
 class Config:
     imports: list[str] = option([], help="modules (on PYTHONPATH) that declare more components; "
                                          "imported before the rest is checked")
@@ -134,6 +140,7 @@ class Config:
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    log: LogConfig = field(default_factory=LogConfig)
 
 
 # --------------------------------------------------------------------------- the registries' sections

@@ -67,7 +67,7 @@ def run(cfg: Config, data: MultiLabelData, run_dir: Path, resume: bool = False) 
                                cfg.eval.strict, tasks, scenario.class_groups)
     main = distributed.is_main()
     tensorboard = TensorboardLogger(run_dir / "tb") if main else None
-    evaluator = EvaluationPlugin(loss_metrics(epoch=True), metric, loggers=[tensorboard, ProgressLogger()] if main else [])
+    evaluator = EvaluationPlugin(loss_metrics(epoch=True), metric, loggers=[tensorboard, ProgressLogger(every_s=cfg.log.every_s)] if main else [])
     plugins = build_plugins(cfg, scenario)
     strategy = STRATEGIES.get(cfg.strategy.name).build(
         scenario=scenario, model=model, train_cfg=cfg.train, eval_batch_size=cfg.eval.batch_size,

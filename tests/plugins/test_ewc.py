@@ -11,7 +11,7 @@ from cml.models._parts import GrowingLinear
 from cml.models._base import input_stats
 from cml.scenarios.images import normalize
 from cml.losses.bce.loss import masked_bce
-from cml.plugins.ewc.plugin import ElasticWeightConsolidation, empirical_fisher, ewc_penalty
+from cml.plugins.ewc.plugin import ElasticWeightConsolidation, FlatTerms, empirical_fisher, ewc_penalty
 
 
 def head(rows):
@@ -108,3 +108,37 @@ def test_empirical_fisher_is_the_mean_squared_batch_gradient_of_the_masked_loss(
     # the left-out class never enters the loss, so its row has no importance
     assert float(fisher["1.weight"][2].abs().max()) == 0.0 and fisher["1.bias"][2].item() == 0.0
     assert float(fisher["1.weight"][:2].min()) > 0.0
+
+
+def test_fused_penalty_gradient_equals_the_per_name_form_bit_for_bit():
+    """The fused penalty against the plain per-name form (slice, sub, pow, mul, sum, autograd),
+    on a grown head: with one term the same gradient bit for bit, with two within rounding."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.ReLU(), GrowingLinear(7, 3))
+    terms = []
+    for _ in range(2):
+        fisher = {n: torch.rand_like(p) for n, p in model.named_parameters()}
+        anchor = {n: p.detach() + 0.1 * torch.randn_like(p) for n, p in model.named_parameters()}
+        terms.append({"fisher": fisher, "anchor": anchor})
+    model[2].grow(5)
+    x = torch.randn(4, 5)
+    for k in (1, 2):
+        def by_name():
+            params, total = dict(model.named_parameters()), torch.zeros(())
+            for t in terms[:k]:
+                for name, fisher in t["fisher"].items():
+                    part = params[name][tuple(slice(0, n) for n in fisher.shape)]
+                    total = total + (fisher * (part - t["anchor"][name]).pow(2)).sum()
+            return 0.35 * total
+
+        results = []
+        for penalty in (by_name, lambda: FlatTerms(model, terms[:k], 0.35).penalty()):
+            model.zero_grad()
+            value = penalty()
+            (model(x).pow(2).mean() + value).backward()
+            results.append((value.item(), [p.grad.clone() for p in model.parameters()]))
+        assert results[1][0] == pytest.approx(results[0][0], rel=1e-6)
+        if k == 1:
+            assert all(torch.equal(a, b) for a, b in zip(results[0][1], results[1][1]))
+        else:  # the terms' gradients are added in another order: rounding only
+            assert all(torch.allclose(a, b, rtol=1e-6, atol=1e-7) for a, b in zip(results[0][1], results[1][1]))
