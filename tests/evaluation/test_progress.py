@@ -13,10 +13,10 @@ from avalanche.core import SupervisedPlugin
 from avalanche.training.plugins import EvaluationPlugin
 
 from cml.config import load_config
-from cml.datasets import DATASETS
+from cml.registry import DATASETS
 from cml.evaluation import progress
 from cml.evaluation.progress import ProgressLogger
-from cml.models.linear import LinearModel
+from cml.models.linear.model import LinearModel
 from cml.scenarios.builder import build_scenario
 from cml.strategies._base import MultiLabelStrategy
 from tests_helpers import tiny
@@ -45,7 +45,7 @@ class Clock(SupervisedPlugin):
 
 def train_step(tmp_path, monkeypatch, stream, every_s):
     cfg = load_config(None, tiny() + [f"data.root={tmp_path}", "train.batch_size=4", "train.epochs=2"])
-    scenario = build_scenario(cfg, DATASETS.get("synthetic")(cfg.data))
+    scenario = build_scenario(cfg, DATASETS.get("synthetic").build(cfg.data))
     clock = Clock()
     monkeypatch.setattr(progress, "time", SimpleNamespace(perf_counter=lambda: clock.now))
     torch.manual_seed(0)
