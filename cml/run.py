@@ -84,11 +84,13 @@ def run(cfg: Config, data: MultiLabelData, run_dir: Path, resume: bool = False) 
     records: list[dict] = []
     start = 0
     extra = {"dataset": cfg.data.dataset, "strategy": cfg.strategy.name, "class_order": scenario.class_names,
-             "skipped": scenario.data.skipped, "n_steps": len(steps)}
+             "skipped": scenario.data.skipped, "n_steps": len(steps), "data_digest": checkpoint.content_digest(data)}
+    identity = checkpoint.data_identity(scenario.data)
     if scenario.class_groups is not None:
         extra["class_groups"] = {g: [scenario.class_names[c] for c in cs] for g, cs in scenario.class_groups.items()}
     if resume:  # every rank loads the checkpoint
         state = checkpoint.load(run_dir, len(steps))
+        checkpoint.check_data(run_dir, state, scenario.data)
         checkpoint.restore(run_dir, state, model, strategy, bench.train_stream)
         records, start = state["steps"], state["step"] + 1
         if main:  # a kill may have left them behind the checkpoint
@@ -115,7 +117,7 @@ def run(cfg: Config, data: MultiLabelData, run_dir: Path, resume: bool = False) 
         summary = build_summary(records, extra)
         if main:
             with deferred_signals():  # checkpoint first: results are never ahead of it
-                checkpoint.save(run_dir, t, strategy, summary["steps"])
+                checkpoint.save(run_dir, t, strategy, summary["steps"], identity)
                 write_summary(run_dir, summary)
             log_summary(tensorboard.writer, summary, t)
         say(format_row(t, summary["steps"][t]), flush=True)
