@@ -215,19 +215,31 @@ def _load_data(cfg):
 
 def _run_seeds(args) -> int:
     """One run per seed in PARENT/seed<N>; `--resume` continues the seeds that completed a step,
-    starts the others and leaves out the finished ones."""
+    starts the others and leaves out the finished ones, once every seed's run directory holds
+    a run of the same config (checked first, as a plain --resume checks its one directory)."""
     if args.resume and not args.out:
         print("error: --resume needs --out PARENT, the folder of the seeds' run directories", file=sys.stderr)
         return 2
     parent = Path(args.out) if args.out else _default_out(args)
     session = _Session()
+    runs = []
     for seed in dict.fromkeys(args.seeds):
         one = copy.copy(args)
         one.out, one.overrides = str(parent / f"seed{seed}"), [*args.overrides, f"seed={seed}"]
-        if args.resume and _finished(Path(one.out)):
+        runs.append(one)
+    try:
+        finished = [args.resume and _finished(Path(one.out)) for one in runs]
+        if args.resume:
+            for one in runs:
+                _check_seed_config(one)
+    except UserError as err:
+        print(f"error: {_one_line(err)}", file=sys.stderr)
+        return err.exit_code
+    for one, done in zip(runs, finished):
+        if done:
             print(f"{one.out}: finished, nothing to resume")
             continue
-        one.resume = args.resume and (Path(one.out) / "checkpoint.pt").is_file()
+        one.resume = args.resume and _is_file(Path(one.out) / "checkpoint.pt")
         code = _run(one, session)
         if code:
             return code
@@ -235,12 +247,30 @@ def _run_seeds(args) -> int:
     return 0
 
 
-def _finished(run_dir: Path) -> bool:
+def _is_file(path: Path) -> bool:
     try:
-        results = json.loads((run_dir / "results.json").read_text())
-    except (OSError, ValueError):
+        return path.is_file()
+    except OSError as err:  # a name too long, ...
+        raise storage_error(path, err, "cannot read") from None
+
+
+def _check_seed_config(one) -> None:
+    """A seed's run directory that holds a run (finished or with a checkpoint) must be of this config."""
+    run_dir = Path(one.out)
+    if _is_file(run_dir / "config.yaml") and any(_is_file(run_dir / m) for m in MARKERS):
+        resumed = copy.copy(one)
+        resumed.resume = True
+        _check_run_directory(resumed, load_config(one.config, one.overrides), run_dir)
+
+
+def _finished(run_dir: Path) -> bool:
+    """results.json says every step is done (one that cannot be read or lacks keys: not finished)."""
+    try:
+        results = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
         return False
-    return "n_steps" in results and len(results["steps"]) == results["n_steps"]
+    return isinstance(results, dict) and isinstance(results.get("steps"), list) \
+        and isinstance(results.get("n_steps"), int) and len(results["steps"]) == results["n_steps"]
 
 
 def _run(args, session: _Session | None = None) -> int:

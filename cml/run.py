@@ -112,7 +112,7 @@ def run(cfg: Config, data: MultiLabelData, run_dir: Path, resume: bool = False) 
         strategy.eval([bench.test_stream[t]], **loader_args)
         values = metric.result()
         records.append({"classes": [scenario.class_names[c] for c in steps[t].classes],
-                        "n_train": strategy.train_size, "n_test": len(steps[t].test_rows),
+                        "n_train": strategy.train_size, "n_trained": strategy.trained_size, "n_test": len(steps[t].test_rows),
                         "skipped_batches": strategy.skipped_batches, **values})
         summary = build_summary(records, extra)
         if main:

@@ -25,6 +25,24 @@ class StepPlan:
     groups_source: str | None = None
 
 
+def batch_count(n: int, batch_size: int, drop_incomplete: bool, world: int = 1) -> int:
+    """The global batches a step of `n` training images yields (`cml.strategies._batches`): the
+    last incomplete one is dropped in online mode, or when a rank's slice of it would hold fewer
+    than 2 images (BatchNorm cannot train on one)."""
+    full, rest = divmod(n, batch_size)
+    return full + int(rest > 0 and not drop_incomplete and rest >= 2 * world)
+
+
+def _untrainable(cfg: Config, n: int) -> str | None:
+    """Why a step of `n` training images would train on nothing, or None."""
+    if batch_count(n, cfg.train.batch_size, cfg.train.online):
+        return None
+    if cfg.train.online:
+        return (f"fewer than train.batch_size {cfg.train.batch_size}; online mode (train.online) drops the last "
+                f"incomplete batch, so it would train on nothing; set train.batch_size to at most {n}")
+    return "a training batch needs at least 2 images (BatchNorm)"
+
+
 def train_counts(steps: list[Step]) -> np.ndarray:
     """Per class: the training images whose targets hold it, in the step that teaches it."""
     counts = np.zeros(steps[-1].n_seen, dtype=np.int64)
@@ -51,6 +69,11 @@ def plan_steps(cfg: Config, data: MultiLabelData) -> StepPlan:
             names = ", ".join(data.class_names[c] for c in step.classes)
             raise UserError(f"scenario: step {t} ({names}) has no "
                             f"{'training' if len(step.train_rows) == 0 else 'test'} image")
+        why = _untrainable(cfg, len(step.train_rows))
+        if why:
+            names = ", ".join(data.class_names[c] for c in step.classes)
+            raise UserError(f"scenario: step {t} ({names}) has {len(step.train_rows)} training "
+                            f"image{'s' if len(step.train_rows) > 1 else ''}: {why}")
     plan = StepPlan(data, steps)
     if cfg.eval.per_task:
         plan.class_groups, plan.groups_source = class_groups(cfg.eval.groups, dataset_classes, data.class_names,
