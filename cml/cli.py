@@ -146,7 +146,34 @@ class _Session:
 
 def _launched() -> bool:
     """Started by torchrun with several processes (read from the environment, without torch)."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+    world = os.environ.get("WORLD_SIZE", "1")
+    return world.isdigit() and int(world) > 1
+
+
+TORCHRUN_VARIABLES = ("RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+
+
+def _check_launch() -> None:
+    """WORLD_SIZE alone (exported by hand, or left from another job) is not a torchrun launch."""
+    world = os.environ.get("WORLD_SIZE")
+    if world is None:
+        return
+    if not world.isdigit() or int(world) < 1:
+        raise UserError(f"WORLD_SIZE={world!r}: expected a number of processes (torchrun sets it); unset it")
+    missing = [name for name in TORCHRUN_VARIABLES if name not in os.environ]
+    if int(world) > 1 and missing:
+        raise UserError(f"WORLD_SIZE={world} is set but {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} "
+                        "not: start several processes with torchrun --nproc_per_node N -m cml run ..., "
+                        "or unset WORLD_SIZE for one process")
+
+
+def _peer_lost(err: Exception) -> bool:
+    """A collective failed because another process of the torchrun job is gone (killed, out of memory)."""
+    if not _launched() or not isinstance(err, RuntimeError):
+        return False
+    text = str(err)
+    return type(err).__name__ in ("DistBackendError", "DistNetworkError") or any(
+        sign in text for sign in ("Connection closed by peer", "Connection reset by peer", "Broken pipe", "NCCL"))
 
 
 def _rank() -> int:
@@ -160,6 +187,7 @@ class _StoppedOnRank0(UserError):
 def _start(args, session: _Session):
     """Under torchrun, rank 0 alone checks, locks and creates the run directory, then tells the
     others its path (or that it stopped); they load the data after it."""
+    _check_launch()
     cfg = load_config(args.config, args.overrides)
     if not _launched():
         return (cfg, *_prepare(args, session, cfg))
@@ -294,7 +322,7 @@ def _run(args, session: _Session | None = None) -> int:
         run_dir = session.run_dir
         if isinstance(err, TrainingDiverged) and run_dir and (run_dir / "checkpoint.pt").exists():
             message += f"; the completed steps are saved in {run_dir}"
-        where = f" (rank {_rank()})" if _launched() else ""
+        where = f" (rank {_rank()})" if _launched() and all(n in os.environ for n in TORCHRUN_VARIABLES) else ""
         print(f"error{where}: {message}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt as err:
@@ -302,26 +330,41 @@ def _run(args, session: _Session | None = None) -> int:
     except OSError as err:  # writes outside cml's own (TensorBoard's, a full disk under the cache)
         print(f"error: {err.filename or 'a file'}: {reason(err)}", file=sys.stderr)
         return 2
-    except Exception:
+    except Exception as err:
         if received_signal() is not None:  # e.g. a DataLoader worker stopped by the same signal first
             return _interrupted(args, session, received_signal())
+        if _peer_lost(err):
+            return _lost_peer(args, session, err)
         raise
     return 0
+
+
+def _lost_peer(args, session: _Session, err: Exception) -> int:
+    """Another rank died first: this one ends with the same resume line as for a signal, exit 2."""
+    if _rank() != 0:
+        return 2
+    first = " ".join(str(err).split())[:120]
+    print(f"error (rank 0): another process of this torchrun job stopped ({first}){_where_saved(args, session)}",
+          file=sys.stderr)
+    return 2
+
+
+def _where_saved(args, session: _Session) -> str:
+    run_dir = session.run_dir
+    saved = run_dir and (any(run_dir.parent.glob("seed*/checkpoint.pt")) if args.seeds
+                         else (run_dir / "checkpoint.pt").exists())
+    if saved:
+        return (f"; the completed steps are saved in {run_dir.parent if args.seeds else run_dir}; continue with: "
+                f"{_resume_command(args, run_dir)}")
+    return "; no step was completed, nothing to resume"
 
 
 def _interrupted(args, session: _Session, signum: int) -> int:
     name = signal.Signals(signum).name
     if _rank() != 0:  # torchrun stops every rank together: one message, from rank 0
         return 128 + signum
-    run_dir = session.run_dir
-    saved = run_dir and (any(run_dir.parent.glob("seed*/checkpoint.pt")) if args.seeds
-                         else (run_dir / "checkpoint.pt").exists())
-    if saved:
-        where = (f"; the completed steps are saved in {run_dir.parent if args.seeds else run_dir}; continue with: "
-                 f"{_resume_command(args, run_dir)}")
-    else:
-        where = "; no step was completed, nothing to resume"
-    print(f"{chr(10) if sys.stderr.isatty() else ''}interrupted by {name}{where}", file=sys.stderr)
+    print(f"{chr(10) if sys.stderr.isatty() else ''}interrupted by {name}{_where_saved(args, session)}",
+          file=sys.stderr)
     return 128 + signum
 
 
@@ -342,6 +385,9 @@ def main(argv: list[str] | None = None) -> int:
         except UserError as err:
             print(f"error: {err}", file=sys.stderr)
             return err.exit_code
+        except OSError as err:  # a run folder that cannot be listed, ...
+            print(f"error: {err.filename or 'a file'}: {reason(err)}", file=sys.stderr)
+            return 2
         return 0
     if args.command == "plan":
         from cml.plan import plan_command
@@ -351,6 +397,9 @@ def main(argv: list[str] | None = None) -> int:
         except UserError as err:
             print(f"error: {err}", file=sys.stderr)
             return err.exit_code
+        except OSError as err:  # the dataset's cache (CML_CACHE, data.cache_dir) cannot be written
+            print(f"error: {err.filename or 'a file'}: {reason(err)}", file=sys.stderr)
+            return 2
     try:
         return _run_seeds(args) if args.seeds else _run(args)
     finally:

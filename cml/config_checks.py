@@ -81,5 +81,9 @@ def check_semantics(config: Config, source: str) -> None:
     if len(low_high) != 2 or not 0 <= low_high[0] <= low_high[1] <= 1:
         raise UserError(f"{source}: eval.groups.thresholds: expected [low, high] with 0 <= low <= high <= 1, "
                         f"got {low_high}")
+    if "pseudo" in config.strategy.plugins and s.labels != "partial":
+        raise UserError(f"{source}: strategy.plugins: pseudo needs scenario.labels: partial, not {s.labels!r} "
+                        "(with full or all labels an old class's 0 is a real negative, which pseudo-labels "
+                        "would overwrite)")
     if config.data.dataset in ("coco", "nuswide", "voc") and not config.data.root:
         raise UserError(f"{source}: data.root: required for data.dataset {config.data.dataset!r}")

@@ -23,6 +23,7 @@ from cml.evaluation.plugin import MultiLabelMetrics
 from cml.evaluation.progress import ProgressLogger
 from cml.evaluation.results import ROW_HEADER, build_summary, format_row, format_summary, write_summary
 from cml.models import MODELS
+from cml.models._parts import check_input_size
 from cml.rundir import deferred_signals
 from cml.scenarios.builder import build_scenario
 from cml.strategies import PLUGINS, STRATEGIES
@@ -51,7 +52,10 @@ def build_model(cfg: Config) -> torch.nn.Module:
             raise UserError(f"model.options.{key}: not an option of model {cfg.model.name!r}; "
                             f"its options: {', '.join(sorted(accepted)) or 'none'}")
     extra = {"image_size": cfg.data.image_size} if "image_size" in parameters else {}
-    return factory(backbone=cfg.model.backbone, pretrained=cfg.model.pretrained, **extra, **cfg.model.options)
+    model = factory(backbone=cfg.model.backbone, pretrained=cfg.model.pretrained, **extra, **cfg.model.options)
+    if isinstance(getattr(model, "backbone", None), torch.nn.Module):
+        check_input_size(model.backbone, cfg.model.backbone, cfg.data.image_size)
+    return model
 
 
 def say(*args, **kwargs) -> None:
