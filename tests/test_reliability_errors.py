@@ -14,7 +14,7 @@ from cml import cli
 from cml.cli import main
 from cml.config import DataConfig, ListConfig
 from cml.datasets import DATASETS
-from cml.datasets.coco import load_coco_folder, unique_names
+from cml.datasets.coco import load_coco_folder
 from cml.datasets.synthetic import generate
 from cml.errors import UserError
 from cml.evaluation.groups import read_class_list
@@ -247,6 +247,8 @@ def test_plan_leaves_out_the_images_a_run_skips(tmp_path, capsys):
 
 
 def test_coco_categories_sharing_a_name_stay_apart(tmp_path):
+    from cml.datasets.coco import unique_names
+
     assert unique_names(["cup", "dog", "cup"], [47, 18, 90]) == ["cup (id 47)", "dog", "cup (id 90)"]
     root = tmp_path / "coco"
     generate(root, 4, 12, 8, 16, 0)
