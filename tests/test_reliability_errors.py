@@ -182,7 +182,7 @@ def test_seeds_resume_with_a_results_file_lacking_keys_or_a_long_name(tmp_path, 
 
 
 def test_world_size_without_torchrun(tmp_path, monkeypatch, capsys):
-    for name in cli.TORCHRUN_VARIABLES:
+    for name in ("RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("WORLD_SIZE", "2")
     assert main(words("run", tmp_path / "data", (), "--out", str(tmp_path / "run"))) == 2
