@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cml import distributed
 from cml.errors import UserError
 from cml.evaluation.results import STEP_KEYS
 from cml.rundir import storage_error, write_atomic
@@ -222,8 +223,9 @@ def check_data(run_dir: Path, state: dict, data) -> None:
     """Refuse a checkpoint made with other data (see the module docstring); warn for an old one."""
     path = Path(run_dir) / FILE
     if state.get("data") is None:
-        print(f"warning: {path} does not record the data it was made with (an older cml): the class order "
-              "and the images cannot be verified", file=sys.stderr)
+        if distributed.is_main():
+            print(f"warning: {path} does not record the data it was made with (an older cml): the class "
+                  "order and the images cannot be verified", file=sys.stderr)
         return
     problem = data_problem(state["data"], data)
     if problem:
