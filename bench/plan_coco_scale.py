@@ -5,7 +5,8 @@ annotation JSONs, later calls read the cached parse.
 
 Writes, in a temporary folder, MS-COCO 2014's layout at its real size (82,783 train and 40,504
 val images, about 7.3 annotations per image, 1% of them crowd, the 80 real categories) with
-empty image files (the plan never opens images), then times the command in fresh processes:
+one tiny valid JPEG per image (plan checks every image as a run does, verdicts cached), then
+times the command in fresh processes:
 once with an empty parse cache, then `--repeats` times with the cache. The ratio is what the
 cache saves; the absolute times depend on the machine and its disk.
 """
@@ -31,6 +32,19 @@ from coco_fixture import COCO_CATEGORIES  # noqa: E402
 SIZES = {"train2014": 82_783, "val2014": 40_504}
 
 
+def _tiny_jpeg() -> bytes:
+    from io import BytesIO
+
+    from PIL import Image
+
+    buffer = BytesIO()
+    Image.new("RGB", (8, 8), (120, 80, 40)).save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+TINY_JPEG = _tiny_jpeg()
+
+
 def write_split(root: Path, split: str, count: int, rng: np.random.Generator, first_id: int) -> None:
     folder = root / split
     folder.mkdir(parents=True)
@@ -41,7 +55,7 @@ def write_split(root: Path, split: str, count: int, rng: np.random.Generator, fi
     for k in range(count):
         image_id = first_id + k
         name = f"COCO_{split}_{image_id:012d}.jpg"
-        (folder / name).touch()
+        (folder / name).write_bytes(TINY_JPEG)
         images.append({"id": image_id, "file_name": name, "width": 640, "height": 480})
         for cat in rng.choice(cat_ids, size=int(rng.poisson(7.3)), p=prior):
             annotations.append({"id": ann_id, "image_id": image_id, "category_id": int(cat),

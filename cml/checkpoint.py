@@ -11,17 +11,27 @@ stays valid until the new one is complete and renamed over it; see `cml.rundir.w
 Reading: the file's format VERSION, its keys, its step and the shapes of every saved weight are
 checked against this run before anything is loaded, so that a file from another run, another
 version or a damaged one gets one line saying what is wrong.
+
+The data: replay buffers hold rows of the training split and the heads' outputs are classes by
+position, so a checkpoint is only valid for the data it was made with. `data_identity` keeps the
+class order and one 64-bit hash per row of each split (its id, path and labels); `--resume`
+compares them with this run's data and refuses, naming the first renamed or reordered class, or
+how many rows differ and one of them (an image that became unreadable is left out and shifts
+every later row). A checkpoint without it (made by an older cml) is accepted with a warning.
 """
 
 from __future__ import annotations
 
+import hashlib
 import random
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from cml import distributed
 from cml.errors import UserError
 from cml.evaluation.results import STEP_KEYS
 from cml.plugins._base import CmlPlugin
@@ -70,11 +80,67 @@ def stored_bytes(obj) -> int:
     return sum(storages.values())
 
 
-def save(run_dir: Path, step: int, strategy, steps: list[dict]) -> None:
+def _row_hashes(split) -> torch.Tensor:
+    """(N,) int64: a hash of each row's id, path and labels, in row order."""
+    labels = np.ascontiguousarray(split.labels)
+    return torch.tensor([int.from_bytes(hashlib.blake2b(f"{i}\0{p}\0".encode() + labels[r].tobytes(),
+                                                        digest_size=8).digest(), "little", signed=True)
+                         for r, (i, p) in enumerate(zip(split.ids, split.paths))], dtype=torch.int64)
+
+
+def data_identity(data) -> dict:
+    """What the checkpoint's state refers to: the class order (head outputs by position) and every
+    row of both splits (buffers index training rows; results are per test row)."""
+    return {"classes": list(data.class_names), "train": _row_hashes(data.train), "test": _row_hashes(data.test)}
+
+
+def content_digest(data) -> str:
+    """The data's content for `cml compare`: class names, image ids and labels of both splits, not
+    where the files are (the same dataset under two roots is one dataset)."""
+    digest = hashlib.sha256("\n".join(data.class_names).encode())
+    for split in (data.train, data.test):
+        digest.update(b"\0" + "\n".join(map(str, split.ids)).encode())
+        digest.update(np.ascontiguousarray(split.labels).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _rows_problem(part: str, saved: torch.Tensor, now: torch.Tensor, split) -> str | None:
+    if torch.equal(saved, now):
+        return None
+    common = min(len(saved), len(now))
+    moved = torch.nonzero(saved[:common] != now[:common]).flatten()
+    differ = len(moved) + abs(len(saved) - len(now))
+    first = int(moved[0]) if len(moved) else common
+    example = (f"row {first} is {split.paths[first]} (id {split.ids[first]}) now, another image or other labels "
+               "in the checkpoint" if first < len(now) else f"rows from {first} on are gone")
+    gone = int((~torch.isin(saved, now)).sum())
+    missing = f"; {gone} of its images or their labels are no longer in the data (unreadable now, " \
+              "removed or relabelled?)" if gone else ""
+    return (f"the {part} images differ from those it was made with: {differ} of {len(saved)} rows differ "
+            f"({example}){missing}")
+
+
+def data_problem(saved: dict, data) -> str | None:
+    """How this run's data differ from those a checkpoint was made with, or None."""
+    old, new = saved["classes"], list(data.class_names)
+    if old != new:
+        if len(old) != len(new):
+            return f"the data have {len(new)} classes, the checkpoint {len(old)}: another dataset?"
+        i = next(k for k, (a, b) in enumerate(zip(old, new)) if a != b)
+        return f"class {i} is {new[i]!r} now but {old[i]!r} in the checkpoint (renamed or reordered)"
+    for part, split in (("training", data.train), ("test", data.test)):
+        problem = _rows_problem(part, saved["train" if part == "training" else "test"], _row_hashes(split), split)
+        if problem:
+            return problem
+    return None
+
+
+def save(run_dir: Path, step: int, strategy, steps: list[dict], data: dict | None = None) -> None:
+    """`data`: the `data_identity` of the run's data, checked on --resume."""
     state = {"version": VERSION, "step": step, "model": strategy.core_model.state_dict(),
              "optimizer": strategy.optimizer.state_dict(),
              "scheduler": strategy.scheduler.state_dict() if strategy.scheduler else None,
-             "rng": rng_state(), "steps": steps, "strategy": strategy.checkpoint_state()}
+             "rng": rng_state(), "steps": steps, "strategy": strategy.checkpoint_state(), "data": data}
     path = Path(run_dir) / FILE
     need = int(stored_bytes(state) * 1.01) + (1 << 20)  # + pickled records, zip headers
     try:
@@ -113,6 +179,10 @@ def _problem(state, n_steps: int) -> str | None:
         return "'strategy' should hold 'previous_model' and 'plugins'"
     if not isinstance(state["rng"], dict) or any(k not in state["rng"] for k in ("torch", "python", "numpy")):
         return "'rng' should hold the torch, python and numpy states"
+    data = state.get("data")
+    if data is not None and not (isinstance(data, dict) and isinstance(data.get("classes"), list)
+                                 and all(isinstance(data.get(k), torch.Tensor) for k in ("train", "test"))):
+        return "'data' should hold the class order and the row hashes of both splits"
     return None
 
 
@@ -148,6 +218,19 @@ def load(run_dir: Path, n_steps: int) -> dict:
     if problem:
         raise UserError(f"--resume: {path}: {problem}")
     return state
+
+
+def check_data(run_dir: Path, state: dict, data) -> None:
+    """Refuse a checkpoint made with other data (see the module docstring); warn for an old one."""
+    path = Path(run_dir) / FILE
+    if state.get("data") is None:
+        if distributed.is_main():
+            print(f"warning: {path} does not record the data it was made with (an older cml): the class "
+                  "order and the images cannot be verified", file=sys.stderr)
+        return
+    problem = data_problem(state["data"], data)
+    if problem:
+        raise UserError(f"--resume: {path}: {problem}; restore the data it was made with, or start a new run")
 
 
 def restore(run_dir: Path, state: dict, model, strategy, train_stream) -> None:

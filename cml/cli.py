@@ -26,9 +26,9 @@ import yaml
 from cml.config import describe, load_config, markdown_reference, to_dict
 from cml.errors import TrainingDiverged, UserError
 from cml.imagefiles import check_images
-from cml.launch import launch_rank, launched
+from cml.launch import check_launch, launch_rank, launched, peer_lost
 from cml.registry import DATASETS
-from cml.run_directory import check_run_directory, resume_command, run_directory
+from cml.run_directory import MARKERS, check_run_directory, default_out, interrupted_exit, lost_peer_exit, run_directory
 from cml.rundir import RunLock, os_error_text, received_signal, stop_signals_raise, storage_error, write_text_atomic
 
 
@@ -98,6 +98,7 @@ class _StoppedOnRank0(UserError):
 def _start(args, session: _Session):
     """Under torchrun, rank 0 alone checks, locks and creates the run directory, then tells the
     others its path (or that it stopped); they load the data after it."""
+    check_launch()
     cfg = load_config(args.config, args.overrides)
     if not launched():
         return (cfg, *_prepare(args, session, cfg))
@@ -151,19 +152,31 @@ def _load_data(cfg):
 
 def _run_seeds(args) -> int:
     """One run per seed in PARENT/seed<N>; `--resume` continues the seeds that completed a step,
-    starts the others and leaves out the finished ones."""
+    starts the others and leaves out the finished ones, once every seed's run directory holds
+    a run of the same config (checked first, as a plain --resume checks its one directory)."""
     if args.resume and not args.out:
         print("error: --resume needs --out PARENT, the folder of the seeds' run directories", file=sys.stderr)
         return 2
     parent = Path(args.out) if args.out else default_out(args)
     session = _Session()
+    runs = []
     for seed in dict.fromkeys(args.seeds):
         one = copy.copy(args)
         one.out, one.overrides = str(parent / f"seed{seed}"), [*args.overrides, f"seed={seed}"]
-        if args.resume and _finished(Path(one.out)):
+        runs.append(one)
+    try:
+        finished = [args.resume and _finished(Path(one.out)) for one in runs]
+        if args.resume:
+            for one in runs:
+                _check_seed_config(one)
+    except UserError as err:
+        print(f"error: {_one_line(err)}", file=sys.stderr)
+        return err.exit_code
+    for one, done in zip(runs, finished):
+        if done:
             print(f"{one.out}: finished, nothing to resume")
             continue
-        one.resume = args.resume and (Path(one.out) / "checkpoint.pt").is_file()
+        one.resume = args.resume and _is_file(Path(one.out) / "checkpoint.pt")
         code = _run(one, session)
         if code:
             return code
@@ -171,12 +184,30 @@ def _run_seeds(args) -> int:
     return 0
 
 
-def _finished(run_dir: Path) -> bool:
+def _is_file(path: Path) -> bool:
     try:
-        results = json.loads((run_dir / "results.json").read_text())
-    except (OSError, ValueError):
+        return path.is_file()
+    except OSError as err:  # a name too long, ...
+        raise storage_error(path, err, "cannot read") from None
+
+
+def _check_seed_config(one) -> None:
+    """A seed's run directory that holds a run (finished or with a checkpoint) must be of this config."""
+    run_dir = Path(one.out)
+    if _is_file(run_dir / "config.yaml") and any(_is_file(run_dir / m) for m in MARKERS):
+        resumed = copy.copy(one)
+        resumed.resume = True
+        check_run_directory(resumed, load_config(one.config, one.overrides), run_dir)
+
+
+def _finished(run_dir: Path) -> bool:
+    """results.json says every step is done (one that cannot be read or lacks keys: not finished)."""
+    try:
+        results = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
         return False
-    return "n_steps" in results and len(results["steps"]) == results["n_steps"]
+    return isinstance(results, dict) and isinstance(results.get("steps"), list) \
+        and isinstance(results.get("n_steps"), int) and len(results["steps"]) == results["n_steps"]
 
 
 def _run(args, session: _Session | None = None) -> int:
@@ -204,31 +235,17 @@ def _run(args, session: _Session | None = None) -> int:
         print(f"error{where}: {message}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt as err:
-        return _interrupted(args, session, getattr(err, "signum", signal.SIGINT))
+        return interrupted_exit(args, session.run_dir, getattr(err, "signum", signal.SIGINT))
     except OSError as err:  # writes outside cml's own (TensorBoard's, a full disk under the cache)
         print(f"error: {err.filename or 'a file'}: {os_error_text(err)}", file=sys.stderr)
         return 2
-    except Exception:
+    except Exception as err:
         if received_signal() is not None:  # e.g. a DataLoader worker stopped by the same signal first
-            return _interrupted(args, session, received_signal())
+            return interrupted_exit(args, session.run_dir, received_signal())
+        if peer_lost(err):
+            return lost_peer_exit(args, session.run_dir, err)
         raise
     return 0
-
-
-def _interrupted(args, session: _Session, signum: int) -> int:
-    name = signal.Signals(signum).name
-    if launch_rank() != 0:  # torchrun stops every rank together: one message, from rank 0
-        return 128 + signum
-    run_dir = session.run_dir
-    saved = run_dir and (any(run_dir.parent.glob("seed*/checkpoint.pt")) if args.seeds
-                         else (run_dir / "checkpoint.pt").exists())
-    if saved:
-        where = (f"; the completed steps are saved in {run_dir.parent if args.seeds else run_dir}; continue with: "
-                 f"{resume_command(args, run_dir)}")
-    else:
-        where = "; no step was completed, nothing to resume"
-    print(f"{chr(10) if sys.stderr.isatty() else ''}interrupted by {name}{where}", file=sys.stderr)
-    return 128 + signum
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -254,6 +271,9 @@ def main(argv: list[str] | None = None) -> int:
         except UserError as err:
             print(f"error: {err}", file=sys.stderr)
             return err.exit_code
+        except OSError as err:  # a run folder that cannot be listed, ...
+            print(f"error: {err.filename or 'a file'}: {os_error_text(err)}", file=sys.stderr)
+            return 2
         return 0
     if args.command == "plan":
         from cml.plan import plan_command
@@ -263,6 +283,9 @@ def main(argv: list[str] | None = None) -> int:
         except UserError as err:
             print(f"error: {err}", file=sys.stderr)
             return err.exit_code
+        except OSError as err:  # the dataset's cache (CML_CACHE, data.cache_dir) cannot be written
+            print(f"error: {err.filename or 'a file'}: {os_error_text(err)}", file=sys.stderr)
+            return 2
     try:
         return _run_seeds(args) if args.seeds else _run(args)
     finally:

@@ -2,9 +2,13 @@
 
 A run directory is a folder with `results.json` and `config.yaml`; any other folder given is
 searched for them. Runs whose configs are equal apart from `seed` and the data locations
-(`data.root`, `data.cache_dir`) form one configuration; its numbers are the mean and the sample
-standard deviation (n - 1) over its runs. CF1 and OF1 are those of the last step. Unfinished
-runs (fewer steps in results.json than the run has) are left out, with a note.
+(`data.root`, `data.cache_dir`), and whose data are the same (`data_digest` in results.json:
+class names, image ids and labels, see `cml.checkpoint.content_digest`), form one configuration;
+its numbers are the mean and the sample standard deviation (n - 1) over its runs. A run written
+before the digest existed is grouped by its `data.root` instead. CF1 and OF1 are those of the last
+step. Left out, each with a note on stderr, the rest still compared: unfinished runs (fewer steps
+in results.json than the run has), unreadable or foreign run directories, and a run repeating the
+configuration and seed of another (a copy of a run directory is not a second seed).
 
 Reads only JSON and YAML and imports only matplotlib (no torch, no Avalanche), so it is fast.
 """
@@ -58,15 +62,38 @@ def flatten(tree: dict, prefix: str = "") -> dict:
     return flat
 
 
+def _number(value) -> bool:
+    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
+
+
+def _results_problem(results) -> str | None:
+    """What keeps a parsed results.json from being compared, or None."""
+    if not isinstance(results, dict) or not isinstance(results.get("steps"), list) or not results["steps"]:
+        return "results.json is not a cml results file (no list of steps)"
+    if not all(isinstance(s, dict) and all(_number(s.get(k, "")) for k in ("map", "cf1", "of1"))
+               for s in results["steps"]):
+        return "results.json: a step lacks map, cf1 or of1"
+    if not all(_number(results.get(k, "")) for k in ("avg_map", "last_map", "avg_forgetting")):
+        return "results.json lacks avg_map, last_map or avg_forgetting"
+    if not isinstance(results.get("n_steps", 0), int):
+        return "results.json: n_steps is not a number"
+    return None
+
+
 def _load(folder: Path) -> Run:
     try:
-        results = json.loads((folder / "results.json").read_text())
-        config = yaml.safe_load((folder / "config.yaml").read_text())
-    except (OSError, ValueError, yaml.YAMLError) as err:
-        raise UserError(f"{folder}: cannot read the run's results.json / config.yaml ({err})") from None
-    if not isinstance(config, dict) or not results.get("steps"):
-        raise UserError(f"{folder}: not a cml run (config.yaml is not a mapping or results.json has no steps)")
-    return Run(folder, flatten(config), results)
+        results = json.loads((folder / "results.json").read_text(encoding="utf-8"))
+        config = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8"))
+    except (OSError, ValueError, yaml.YAMLError, RecursionError) as err:
+        first = " ".join(str(err).split())[:200]
+        raise UserError(f"{folder}: cannot read the run's results.json / config.yaml ({first})") from None
+    problem = "config.yaml is not a mapping" if not isinstance(config, dict) else _results_problem(results)
+    if problem:
+        raise UserError(f"{folder}: not a cml run ({problem})")
+    flat = flatten(config)
+    # the data: their content digest, or for a run written before it existed, their location
+    flat["data_digest"] = results.get("data_digest") or f"unknown, data.root {flat.get('data.root')}"
+    return Run(folder, flat, results)
 
 
 def find_runs(paths: list[Path]) -> list[Run]:
@@ -81,7 +108,11 @@ def find_runs(paths: list[Path]) -> list[Run]:
         folders += [f for f in found if f not in folders]
     runs = []
     for folder in folders:
-        run = _load(folder)
+        try:
+            run = _load(folder)
+        except UserError as err:  # one bad directory: said, and the others still compared
+            print(f"note: left out: {err}", file=sys.stderr)
+            continue
         done, planned = len(run.results["steps"]), run.results.get("n_steps")
         if planned and done < planned:
             print(f"note: {folder} left out: unfinished ({done} of {planned} steps)", file=sys.stderr)
@@ -120,7 +151,13 @@ def _in_use(key: str, config: dict) -> bool:
 def group_runs(runs: list[Run]) -> list[Group]:
     by_key: dict[str, Group] = {}
     for run in runs:
-        by_key.setdefault(_key(run), Group([])).runs.append(run)
+        group = by_key.setdefault(_key(run), Group([]))
+        twin = next((r for r in group.runs if r.config.get("seed") == run.config.get("seed")), None)
+        if twin is not None:
+            print(f"note: {run.path} left out: the same configuration, data and seed as {twin.path} "
+                  "(a copy? it is not another seed)", file=sys.stderr)
+            continue
+        group.runs.append(run)
     groups = list(by_key.values())
     keys = sorted({k for g in groups for k in g.runs[0].config} - set(IGNORED) - set(SHOWN))
     differing = [k for k in keys if len({json.dumps(g.runs[0].config.get(k), default=str) for g in groups}) > 1]
@@ -187,11 +224,23 @@ def plot(groups: list[Group], path: Path) -> None:
     ax.set_xticks(range(longest))
     ax.grid(alpha=0.3)
     fig.legend(loc="outside lower center", fontsize="small", frameon=False)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=120, format="png")
+    except OSError as err:
+        raise UserError(f"--out: cannot write {path} ({err.strerror or err}); expected a writable .png path") from None
+
+
+def check_out(out: Path) -> None:
+    """Before reading any run: the PNG's path is one matplotlib will write under this very name."""
+    if out.is_dir():
+        raise UserError(f"--out: {out} is a folder; expected the name of a .png file, e.g. {out / 'compare.png'}")
+    if out.suffix.lower() != ".png":
+        raise UserError(f"--out: {out}: expected a .png file name (the plot is a PNG)")
 
 
 def compare(paths: list[Path], out: Path, as_json: bool = False) -> list[Group]:
+    check_out(out)
     groups = group_runs(find_runs(paths))
     print(json.dumps(to_json(groups), indent=2) if as_json else markdown_table(groups))
     plot(groups, out)

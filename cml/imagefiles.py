@@ -12,8 +12,9 @@ dataset checked before training starts. PIL and numpy only, so the check runs be
 - The check (`check_images`): every image of both splits is opened and decoded at a reduced
   scale (JPEG's draft mode decodes at 1/8 size, so most of the cost is reading the file),
   in threads (PIL decodes without the GIL). Verdicts are cached per file, keyed by its path, size
-  and modification time, in `image-check-*.json` beside the label parse cache, so later runs only
-  stat the files. Policy `data.bad_images`: "skip" (default) leaves unreadable images out of
+  and modification time, in `image-check-*.json` in `derived_folder` (data.cache_dir, else
+  data.root's `.cml-cache`, else CML_CACHE: never beside images outside data.root), so later runs
+  only stat the files. Policy `data.bad_images`: "skip" (default) leaves unreadable images out of
   the dataset before the steps are made, and counts them in results' `skipped`
   (`train_bad_images`, `test_bad_images`); "stop" ends the run with the list. Either way the
   full list is written to `bad-images.txt` beside the cache.
@@ -101,11 +102,22 @@ def check_image(path: str) -> str | None:
         return image_error_text(err, path)
 
 
-def _cache_file(paths: list[str], cache_dir: str | None) -> Path:
+def derived_folder(data_cfg, paths: list[str]) -> Path:
+    """Where files derived from the images go: only `data.cache_dir`, `data.root` (its `.cml-cache`,
+    or CML_CACHE when it is read-only) or CML_CACHE. Never the images' common parent: for a list
+    with absolute paths on two disks that is `/`."""
     from cml.datasets._cache import cache_folder
 
-    root = Path(os.path.commonpath({os.path.dirname(p) for p in paths}))
-    return cache_folder(root, cache_dir) / f"image-check-{hashlib.sha1(str(root).encode()).hexdigest()[:12]}.json"
+    if data_cfg.cache_dir or data_cfg.root:
+        return cache_folder(Path(data_cfg.root or ".").expanduser(), data_cfg.cache_dir)
+    common = os.path.commonpath({os.path.dirname(p) for p in paths})
+    digest = hashlib.sha1(common.encode()).hexdigest()[:12]
+    return Path(os.environ.get("CML_CACHE", "~/.cache/cml")).expanduser() / f"images-{digest}"
+
+
+def _cache_file(paths: list[str], data_cfg) -> Path:
+    root = os.path.commonpath({os.path.dirname(p) for p in paths})
+    return derived_folder(data_cfg, paths) / f"image-check-{hashlib.sha1(root.encode()).hexdigest()[:12]}.json"
 
 
 def _load_cache(path: Path) -> dict:
@@ -165,7 +177,7 @@ def check_images(data: MultiLabelData, data_cfg) -> MultiLabelData:
     paths = data.train.paths + data.test.paths
     if not paths:
         return data
-    cache_path = _cache_file(paths, data_cfg.cache_dir)
+    cache_path = _cache_file(paths, data_cfg)
     bad = find_bad_images(paths, cache_path)
     if not bad:
         return data

@@ -5,11 +5,39 @@ from __future__ import annotations
 
 import os
 
+from cml.errors import UserError
+
+TORCHRUN_VARIABLES = ("RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+
 
 def launched() -> bool:
     """Started by torchrun with several processes."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+    world = os.environ.get("WORLD_SIZE", "1")
+    return world.isdigit() and int(world) > 1
 
 
 def launch_rank() -> int:
     return int(os.environ.get("RANK", "0"))
+
+
+def check_launch() -> None:
+    """WORLD_SIZE alone (exported by hand, or left from another job) is not a torchrun launch."""
+    world = os.environ.get("WORLD_SIZE")
+    if world is None:
+        return
+    if not world.isdigit() or int(world) < 1:
+        raise UserError(f"WORLD_SIZE={world!r}: expected a number of processes (torchrun sets it); unset it")
+    missing = [name for name in TORCHRUN_VARIABLES if name not in os.environ]
+    if int(world) > 1 and missing:
+        raise UserError(f"WORLD_SIZE={world} is set but {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} "
+                        "not: start several processes with torchrun --nproc_per_node N -m cml run ..., "
+                        "or unset WORLD_SIZE for one process")
+
+
+def peer_lost(err: Exception) -> bool:
+    """A collective failed because another process of the torchrun job is gone (killed, out of memory)."""
+    if not launched() or not isinstance(err, RuntimeError):
+        return False
+    text = str(err)
+    return type(err).__name__ in ("DistBackendError", "DistNetworkError") or any(
+        sign in text for sign in ("Connection closed by peer", "Connection reset by peer", "Broken pipe", "NCCL"))

@@ -6,6 +6,8 @@ seconds once the annotation JSONs are parsed (the parse is cached). Per step it 
 the training and test images, the positive training labels per class (min / median / max) and
 the selected images that carry no positive label; `n_train`, `n_test` and `classes` are the
 values a run writes to results.json (for the finetune strategy, whose training set is the step's).
+The images are checked as a run checks them (`cml.imagefiles.check_images`, verdicts cached), so
+an image the run would leave out is not counted.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ import numpy as np
 
 from cml.config import Config, load_config
 from cml.registry import DATASETS
+from cml.errors import UserError
+from cml.imagefiles import check_images
+from cml.rundir import write_text_atomic
 from cml.scenarios.steps import StepPlan, plan_steps
 
 
@@ -71,9 +76,22 @@ def format_text(info: dict) -> str:
 
 def plan_command(config: str, overrides: list[str], json_path: str | None) -> int:
     cfg = load_config(config, overrides)
-    data = DATASETS.get(cfg.data.dataset).build(cfg.data)
+    if json_path:
+        check_json_path(Path(json_path))
+    data = check_images(DATASETS.get(cfg.data.dataset).build(cfg.data), cfg.data)
     info = plan_summary(cfg, plan_steps(cfg, data), config)
     print(format_text(info))
     if json_path:
-        Path(json_path).write_text(json.dumps(info, indent=2) + "\n")
+        try:
+            write_text_atomic(Path(json_path), json.dumps(info, indent=2) + "\n")
+        except UserError as err:
+            raise UserError(f"--json: {err}") from None
     return 0
+
+
+def check_json_path(path: Path) -> None:
+    """Before loading anything: --json names a file in an existing folder."""
+    if path.is_dir():
+        raise UserError(f"--json: {path} is a folder; expected a file name, e.g. {path / 'plan.json'}")
+    if not path.parent.is_dir():
+        raise UserError(f"--json: {path.parent} is not an existing folder; create it or write elsewhere")

@@ -24,6 +24,7 @@ from cml.evaluation.progress import ProgressLogger
 from cml.evaluation.results import ROW_HEADER, build_summary, format_row, format_summary, write_summary
 from cml.plugins._base import build_plugins
 from cml.registry import MODELS, STRATEGIES
+from cml.models._parts import check_input_size
 from cml.rundir import deferred_signals
 from cml.scenarios.builder import build_scenario
 
@@ -45,7 +46,10 @@ def build_model(cfg: Config) -> torch.nn.Module:
     `uses_image_size` (SRN's regulariser kernel follows the input size)."""
     declaration = MODELS.get(cfg.model.name)
     image_size = cfg.data.image_size if declaration.uses_image_size else None
-    return declaration.build(cfg.model.backbone, cfg.model.pretrained, model_options(cfg), image_size=image_size)
+    model = declaration.build(cfg.model.backbone, cfg.model.pretrained, model_options(cfg), image_size=image_size)
+    if isinstance(getattr(model, "backbone", None), torch.nn.Module):
+        check_input_size(model.backbone, cfg.model.backbone, cfg.data.image_size)
+    return model
 
 
 def say(*args, **kwargs) -> None:
@@ -78,11 +82,13 @@ def run(cfg: Config, data: MultiLabelData, run_dir: Path, resume: bool = False) 
     records: list[dict] = []
     start = 0
     extra = {"dataset": cfg.data.dataset, "strategy": cfg.strategy.name, "class_order": scenario.class_names,
-             "skipped": scenario.data.skipped, "n_steps": len(steps)}
+             "skipped": scenario.data.skipped, "n_steps": len(steps), "data_digest": checkpoint.content_digest(data)}
+    identity = checkpoint.data_identity(scenario.data)
     if scenario.class_groups is not None:
         extra["class_groups"] = {g: [scenario.class_names[c] for c in cs] for g, cs in scenario.class_groups.items()}
     if resume:  # every rank loads the checkpoint
         state = checkpoint.load(run_dir, len(steps))
+        checkpoint.check_data(run_dir, state, scenario.data)
         checkpoint.restore(run_dir, state, model, strategy, bench.train_stream)
         records, start = state["steps"], state["step"] + 1
         if main:  # a kill may have left them behind the checkpoint
@@ -104,12 +110,12 @@ def run(cfg: Config, data: MultiLabelData, run_dir: Path, resume: bool = False) 
         strategy.eval([bench.test_stream[t]], **loader_args)
         values = metric.result()
         records.append({"classes": [scenario.class_names[c] for c in steps[t].classes],
-                        "n_train": strategy.train_size, "n_test": len(steps[t].test_rows),
+                        "n_train": strategy.train_size, "n_trained": strategy.trained_size, "n_test": len(steps[t].test_rows),
                         "skipped_batches": strategy.skipped_batches, **values})
         summary = build_summary(records, extra)
         if main:
             with deferred_signals():  # checkpoint first: results are never ahead of it
-                checkpoint.save(run_dir, t, strategy, summary["steps"])
+                checkpoint.save(run_dir, t, strategy, summary["steps"], identity)
                 write_summary(run_dir, summary)
             log_summary(tensorboard.writer, summary, t)
         say(format_row(t, summary["steps"][t]), flush=True)

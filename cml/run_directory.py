@@ -4,12 +4,15 @@ same config), and the command that resumes it."""
 from __future__ import annotations
 
 import shlex
+import signal
+import sys
 import time
 from pathlib import Path
 
 from cml import safeyaml
 from cml.config import to_dict
 from cml.errors import UserError
+from cml.launch import launch_rank
 from cml.rundir import storage_error
 
 MARKERS = ("checkpoint.pt", "results.json")
@@ -65,3 +68,31 @@ def resume_command(args, run_dir: Path) -> str:
     for item in overrides:
         words += ["--set", item]
     return " ".join(shlex.quote(w) for w in words)
+
+
+def lost_peer_exit(args, run_dir: Path | None, err: Exception) -> int:
+    """Another rank died first: this one ends with the same resume line as for a signal, exit 2."""
+    if launch_rank() != 0:
+        return 2
+    first = " ".join(str(err).split())[:120]
+    print(f"error (rank 0): another process of this torchrun job stopped ({first}){where_saved(args, run_dir)}",
+          file=sys.stderr)
+    return 2
+
+
+def where_saved(args, run_dir: Path | None) -> str:
+    saved = run_dir and (any(run_dir.parent.glob("seed*/checkpoint.pt")) if args.seeds
+                         else (run_dir / "checkpoint.pt").exists())
+    if saved:
+        return (f"; the completed steps are saved in {run_dir.parent if args.seeds else run_dir}; continue with: "
+                f"{resume_command(args, run_dir)}")
+    return "; no step was completed, nothing to resume"
+
+
+def interrupted_exit(args, run_dir: Path | None, signum: int) -> int:
+    name = signal.Signals(signum).name
+    if launch_rank() != 0:  # torchrun stops every rank together: one message, from rank 0
+        return 128 + signum
+    print(f"{chr(10) if sys.stderr.isatty() else ''}interrupted by {name}{where_saved(args, run_dir)}",
+          file=sys.stderr)
+    return 128 + signum

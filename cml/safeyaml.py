@@ -16,7 +16,9 @@ without expanding it), no self-referencing alias; any error becomes a UserError.
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -115,6 +117,25 @@ def decode(data: bytes, source: str, expected: str = "a YAML config") -> str:
     except UnicodeDecodeError as err:
         raise UserError(f"{source}: not UTF-8 text (byte 0x{data[err.start]:02x} at offset {err.start}); "
                         "save it as UTF-8") from None
+
+
+def load_json(path: Path, expected: str, missing: str | None = None):
+    """A small JSON file (split files, class lists) as one UserError line whatever is wrong: absent,
+    a folder, unreadable, not UTF-8, not JSON, nested past Python's recursion limit."""
+    try:
+        text = decode(path.read_bytes(), str(path), expected)
+    except FileNotFoundError:
+        raise UserError(f"{path}: not found; expected {missing or expected}") from None
+    except IsADirectoryError:
+        raise UserError(f"{path}: a folder; expected {expected}") from None
+    except OSError as err:
+        raise UserError(f"{path}: cannot read ({err.strerror or err})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise UserError(f"{path}: line {err.lineno}: not valid JSON ({err.msg})") from None
+    except RecursionError:
+        raise UserError(f"{path}: nested too deeply to read; expected {expected}") from None
 
 
 def show(value: Any, limit: int = 60) -> str:

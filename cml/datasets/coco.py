@@ -100,6 +100,13 @@ def load_instances_cached(json_path: Path, cache: Path):
     return parsed
 
 
+def unique_names(names: list[str], cat_ids: list[int]) -> list[str]:
+    """Category names, a name that several categories share followed by its id ("cup (id 47)"):
+    results key classes by name (`per_class_ap`, class orders), and two must not become one."""
+    shared = {n for n in names if names.count(n) > 1}
+    return [f"{n} (id {i})" if n in shared else n for n, i in zip(names, cat_ids)]
+
+
 def load_coco_folder(root: Path, split_dirs: tuple[str, str], json_names: tuple[str, str],
                      crowd: str, cache_dir: str | None, name: str, layout: str) -> MultiLabelData:
     if not root.is_dir():
@@ -115,7 +122,7 @@ def load_coco_folder(root: Path, split_dirs: tuple[str, str], json_names: tuple[
         cat_ids, names, image_ids, files, plain, crowd_anns = load_instances_cached(json_path, cache)
         labels, select = labels_and_selection(plain, crowd_anns, crowd)
         if class_names is None:
-            class_names, first_ids = names, cat_ids
+            class_names, first_ids = unique_names(names, cat_ids), cat_ids
         elif cat_ids != first_ids:
             raise UserError(f"{json_path}: its categories differ from those of {jsons[0]}")
         # one directory listing instead of a stat per image, and str paths (pathlib costs seconds at 120k)

@@ -10,9 +10,12 @@ The format follows the extension (.csv or .jsonl). Relative image paths are take
 `data.root` when it is set, else from the folder of the list file; the image id is the path as
 written. Blank lines are ignored, and so is a byte-order mark at the start of a file (Excel);
 files must be UTF-8 text. A label that is not in the classes file is an error. Rows naming the
-same image file (after resolving the path) are merged into one row with the union of their labels,
-and counted (`<split>_duplicate_rows`: the rows merged away). Then images with no label are
-skipped (`<split>_unlabeled`), then images whose file is absent (`<split>_missing_files`).
+same image file (after resolving the path, symbolic links included) are merged into one row with
+the union of their labels, and counted (`<split>_duplicate_rows`: the rows merged away). Then
+images with no label are skipped (`<split>_unlabeled`), then images whose file is absent
+(`<split>_missing_files`). Paths outside `data.root` (absolute, or leaving it through `..`) are
+read where they are, with one note saying how many; nothing is written there (the image-check
+cache goes to `data.cache_dir`, `data.root` or CML_CACHE, see `cml.imagefiles.derived_folder`).
 """
 
 from __future__ import annotations
@@ -109,8 +112,10 @@ def read_split(path: Path, key: str, base: Path, classes: list[str], classes_pat
     if path.suffix.lower() not in readers:
         raise UserError(f"{key}: {path}: unknown extension {path.suffix!r}; expected {FORMATS}")
     column = {name: j for j, name in enumerate(classes)}
-    rows: dict[str, tuple[str, set[int]]] = {}  # resolved path -> (path as written, label columns)
+    rows: dict[str, tuple[str, set[int]]] = {}  # normalised path -> (path as written, label columns)
+    real: dict[str, str] = {}  # the file itself (links resolved) -> its row's normalised path
     counts = {"unlabeled": 0, "missing_files": 0, "duplicate_rows": 0}
+    outside = []
     for n, image, names in readers[path.suffix.lower()](path):
         for name in names:
             if name not in column:
@@ -119,8 +124,11 @@ def read_split(path: Path, key: str, base: Path, classes: list[str], classes_pat
                 raise UserError(f"{path}: line {n}: unknown class {name!r}; {hint}"
                                 f"expected a name from {classes_path}")
         full = os.path.normpath(os.path.join(base, image))
+        full = real.setdefault(os.path.realpath(full), full)
         if full in rows:
             counts["duplicate_rows"] += 1
+        elif not full.startswith(os.path.join(base, "")):
+            outside.append(image)
         rows.setdefault(full, (image, set()))[1].update(column[name] for name in names)
     paths, ids, rows_labels = [], [], []
     for full, (image, columns) in rows.items():
@@ -137,6 +145,8 @@ def read_split(path: Path, key: str, base: Path, classes: list[str], classes_pat
     labels = np.zeros((len(paths), len(classes)), dtype=np.uint8)
     for i, cols in enumerate(rows_labels):
         labels[i, cols] = 1
+    if outside:
+        counts["outside"] = outside
     return Split(paths, labels, ids), counts
 
 
@@ -156,7 +166,11 @@ def load(data_cfg) -> MultiLabelData:
         key = f"data.list.{part}"
         path = required_file(getattr(cfg, part), key, FORMATS)
         base = Path(data_cfg.root).expanduser() if data_cfg.root else path.parent
-        split, counts = read_split(path, key, base.absolute(), classes, classes_path)
+        split, counts = read_split(path, key, Path(os.path.normpath(base.absolute())), classes, classes_path)
+        outside = counts.pop("outside", [])
+        if outside and data_cfg.root:
+            print(f"{key}: {len(outside)} image{'s' if len(outside) > 1 else ''} outside data.root {base} "
+                  f"(e.g. {outside[0]}), read from there", flush=True)
         splits.append(split)
         skipped.update({f"{part}_{what}": count for what, count in counts.items()})
     skipped = {key: count for key, count in skipped.items() if count}

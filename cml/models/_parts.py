@@ -38,6 +38,23 @@ def create_backbone(name: str, pretrained: bool | str = False, **kwargs) -> nn.M
                         f"checkpoint path or set model.pretrained: false") from None
 
 
+def check_input_size(backbone: nn.Module, name: str, size: int) -> None:
+    """One forward pass of a (1, 3, size, size) zero image before training: a backbone with a fixed
+    input size (timm ViTs assert it) or a minimum one says so here, in one line, not at the first
+    batch. In eval mode and without gradients: no statistic, weight or random state changes."""
+    mode = backbone.training
+    backbone.eval()
+    try:
+        with torch.no_grad():
+            backbone(torch.zeros(1, 3, size, size))
+    except (AssertionError, RuntimeError, ValueError) as err:
+        first = (str(err).splitlines() or [type(err).__name__])[0][:160]
+        raise UserError(f"data.image_size: {size} is not an input size backbone {name!r} accepts ({first}); "
+                        "set data.image_size to one it does (e.g. its default, often 224)") from None
+    finally:
+        backbone.train(mode)
+
+
 def head_size(experience) -> int:
     """How many outputs a model has once it has trained on `experience`: the classes seen so far
     (`n_outputs`, set by the scenario builder; it may be all classes from the start, as in PRS's

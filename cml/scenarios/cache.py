@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from cml.datasets._cache import cache_folder
 from cml.datasets._types import MultiLabelData
+from cml.imagefiles import derived_folder
 from cml.errors import UserError
 from cml.scenarios.images import read_image
 
@@ -36,10 +36,7 @@ CHUNK = 256  # images per job handed to a worker
 
 def cached_pixels(data: MultiLabelData, data_cfg) -> tuple[np.ndarray, np.ndarray]:
     """(train, test) read-only arrays whose row i is `read_image(split.paths[i], data_cfg.image_size)`."""
-    paths = data.train.paths + data.test.paths
-    root = Path(data_cfg.root).expanduser() if data_cfg.root else \
-        Path(os.path.commonpath({os.path.dirname(p) for p in paths}))
-    folder = cache_folder(root, data_cfg.cache_dir)
+    folder = derived_folder(data_cfg, data.train.paths + data.test.paths)
     return (split_pixels(data.train.paths, data_cfg.image_size, folder, data_cfg.num_workers),
             split_pixels(data.test.paths, data_cfg.image_size, folder, data_cfg.num_workers))
 

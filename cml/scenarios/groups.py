@@ -21,17 +21,13 @@ import numpy as np
 
 from cml.errors import UserError
 from cml.hints import closest
+from cml.safeyaml import load_json
 
 GROUPS = ("majority", "moderate", "minority")
 
 
 def read_class_list(path: Path, dataset_classes: list[str]) -> list[str]:
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as err:
-        raise UserError(f"{path}: cannot read ({err.strerror})") from None
-    except json.JSONDecodeError as err:
-        raise UserError(f"{path}: line {err.lineno}: not valid JSON ({err.msg})") from None
+    doc = load_json(path, "a JSON list of class names")
     if not isinstance(doc, list):
         raise UserError(f"{path}: expected a JSON list of class names, got a JSON {type(doc).__name__}")
     known = set(dataset_classes)

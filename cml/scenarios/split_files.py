@@ -33,6 +33,7 @@ import numpy as np
 from cml.datasets._types import MultiLabelData, Split
 from cml.errors import UserError
 from cml.hints import closest
+from cml.safeyaml import load_json
 from cml.scenarios.split import Step, make_step, reorder
 
 LAYOUT = ("SPLIT_DIR/multihot_map.json and SPLIT_DIR/{train,test}_task{k}_id_<name>.json "
@@ -45,12 +46,7 @@ def is_int(value) -> bool:
 
 
 def read_json(path: Path):
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{path}: not found; expected {LAYOUT}") from None
-    except json.JSONDecodeError as err:
-        raise UserError(f"{path}: line {err.lineno}: not valid JSON ({err.msg})") from None
+    return load_json(path, "a JSON file of the layout " + LAYOUT, LAYOUT)
 
 
 def read_class_map(path: Path, class_names: list[str]) -> list[int]:

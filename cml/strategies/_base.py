@@ -121,6 +121,12 @@ class MultiLabelStrategy(SupervisedTemplate):
         self.train_size = len(self.adapted_dataset)  # after plugins (joint, replay) changed it
         batches = StepBatches(self.train_size, self.train_mb_size, (self.seed, self.experience.step),
                               drop_incomplete=self.train_cfg.online)
+        self.trained_size = batches.trained  # results' n_trained: what the batches hold
+        if batches.n_batches == 0:  # plan_steps refuses this up front for the step's own images
+            raise UserError(f"step {self.experience.step}: its {self.train_size} training images make no training "
+                            f"batch of train.batch_size {self.train_mb_size}"
+                            f"{' (train.online drops an incomplete one)' if self.train_cfg.online else ''}; "
+                            "lower train.batch_size")
         self.dataloader = DataLoader(self.adapted_dataset, batch_sampler=batches, **self._loader_args(**kwargs))
 
     def make_eval_dataloader(self, **kwargs):

@@ -17,15 +17,15 @@ import torch
 from torch.utils.data import Sampler
 
 from cml import distributed
+from cml.scenarios.steps import batch_count
 
 
 class StepBatches(Sampler[list[int]]):
     def __init__(self, n: int, batch_size: int, seed: tuple[int, ...], drop_incomplete: bool):
         self.n, self.batch_size, self.seed = n, batch_size, seed
         self.epoch = 0
-        full, rest = divmod(n, batch_size)
-        keep_rest = rest > 0 and not drop_incomplete and rest >= 2 * distributed.world()
-        self.n_batches = full + int(keep_rest)
+        self.n_batches = batch_count(n, batch_size, drop_incomplete, distributed.world())
+        self.trained = min(n, self.n_batches * batch_size)  # images in the batches, per epoch
 
     def __len__(self) -> int:
         return self.n_batches

@@ -20,7 +20,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def fake_run(folder: Path, seed: int, maps: list[float], avg_forgetting, cf1: float, of1: float,
-             plugins=(), root="data", n_steps=None):
+             plugins=(), root="data", n_steps=None, digest="same data"):
     folder.mkdir(parents=True)
     config = {"seed": seed, "data": {"dataset": "synthetic", "root": f"/somewhere/{root}"},
               "model": {"name": "linear", "backbone": "resnet10t"},
@@ -29,7 +29,7 @@ def fake_run(folder: Path, seed: int, maps: list[float], avg_forgetting, cf1: fl
     steps = [{"map": m, "cf1": cf1 - 1, "of1": of1 - 1} for m in maps]
     steps[-1].update(cf1=cf1, of1=of1)
     results = {"avg_map": sum(maps) / len(maps), "last_map": maps[-1], "avg_forgetting": avg_forgetting,
-               "steps": steps, "n_steps": n_steps or len(maps)}
+               "steps": steps, "n_steps": n_steps or len(maps), "data_digest": digest}
     (folder / "config.yaml").write_text(yaml.safe_dump(config))
     (folder / "results.json").write_text(json.dumps(results))
 
