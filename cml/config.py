@@ -105,13 +105,25 @@ class PseudoConfig:
 
 
 @dataclass
+class L3aConfig:
+    base_epochs: int = _opt(1, low=0, help="l3a: epochs of gradient training of the backbone (ASL or train.loss, "
+                                          "linear head) on the first step before it is frozen (L3A's code: 1)")
+    pseudo_labels: bool = _opt(True, help="l3a: old classes scored above threshold become positives")
+    threshold: float = _opt(0.7, low=0, high=1, help="l3a: pseudo-label threshold on the sigmoid of the "
+                                                    "analytic classifier's output (L3A: 0.7)")
+    weighted: bool = _opt(True, help="l3a: per-image weights against class imbalance (L3A's rectifier_fac)")
+
+
+@dataclass
 class StrategyConfig:
-    name: str = _opt("finetune", help="finetune | joint")
+    name: str = _opt("finetune", help="finetune | joint | l3a | probe")
     plugins: list[str] = _opt([], help="continual-learning plugins, combined in this order")
     replay: ReplayConfig = field(default_factory=ReplayConfig)
     lwf: LwfConfig = field(default_factory=LwfConfig)
     ewc: EwcConfig = field(default_factory=EwcConfig)
     pseudo: PseudoConfig = field(default_factory=PseudoConfig)
+    l3a: L3aConfig = field(default_factory=L3aConfig)
+    feature_cache: bool = _opt(True, help="l3a, probe: compute each image's frozen-backbone feature once per run")
 
 
 @dataclass

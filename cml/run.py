@@ -75,9 +75,10 @@ def run(cfg: Config, data: MultiLabelData, run_dir: Path, resume: bool = False) 
     tensorboard = TensorboardLogger(run_dir / "tb") if main else None
     evaluator = EvaluationPlugin(loss_metrics(epoch=True), metric, loggers=[tensorboard, ProgressLogger()] if main else [])
     plugins = [PLUGINS.get(name)(cfg, scenario) for name in cfg.strategy.plugins]
-    strategy = STRATEGIES.get(cfg.strategy.name)(
-        scenario=scenario, model=model, train_cfg=cfg.train, eval_batch_size=cfg.eval.batch_size,
-        device=device, plugins=plugins, evaluator=evaluator, seed=cfg.seed)
+    factory = STRATEGIES.get(cfg.strategy.name)
+    own_options = {"cfg": cfg} if "cfg" in inspect.signature(factory).parameters else {}  # l3a, probe
+    strategy = factory(scenario=scenario, model=model, train_cfg=cfg.train, eval_batch_size=cfg.eval.batch_size,
+                       device=device, plugins=plugins, evaluator=evaluator, seed=cfg.seed, **own_options)
     if main and not resume:  # a resumed run's event files already hold them
         log_hparams(tensorboard.writer, cfg)
 
