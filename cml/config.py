@@ -115,6 +115,14 @@ class L3aConfig:
 
 
 @dataclass
+class CscConfig:
+    alpha: float = _opt(0.5, low=0, high=1, help="csc: weight of the current classes' loss; 1 - alpha weighs "
+                                                 "the distillation of the old classes (CSC: 0.5)")
+    entropy_weight: float = _opt(0.04, low=0, help="csc: weight of the max-entropy term on the seen classes' "
+                                                  "sigmoids (CSC's beta -0.04)")
+
+
+@dataclass
 class StrategyConfig:
     name: str = _opt("finetune", help="finetune | joint | l3a | probe")
     plugins: list[str] = _opt([], help="continual-learning plugins, combined in this order")
@@ -123,6 +131,7 @@ class StrategyConfig:
     ewc: EwcConfig = field(default_factory=EwcConfig)
     pseudo: PseudoConfig = field(default_factory=PseudoConfig)
     l3a: L3aConfig = field(default_factory=L3aConfig)
+    csc: CscConfig = field(default_factory=CscConfig)
     feature_cache: bool = _opt(True, help="l3a, probe: compute each image's frozen-backbone feature once per run")
 
 
