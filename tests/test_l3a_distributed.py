@@ -63,3 +63,15 @@ def test_two_processes_equal_one(tmp_path):
     mp.spawn(worker, args=(port, out), nprocs=2)
     two = torch.load(out)
     assert torch.equal(two["gram"], one.gram) and torch.equal(two["cross"], one.cross)
+
+
+def test_every_image_is_learnt_once_in_one_or_two_processes(monkeypatch):
+    from cml.strategies.l3a import every_image
+
+    assert every_image(7, 3) == [[0, 1, 2], [3, 4, 5], [6]]
+    monkeypatch.setattr(distributed, "world", lambda: 2)
+    ranks = []
+    for r in (0, 1):
+        monkeypatch.setattr(distributed, "rank", lambda r=r: r)
+        ranks.append(every_image(7, 3))
+    assert ranks == [[[0], [3, 4]], [[1, 2], [5, 6]]]  # the last single image joins the batch before it

@@ -32,6 +32,7 @@ which is also what makes the frozen features cacheable (`cml/strategies/_frozen.
 from __future__ import annotations
 
 import torch
+from torch.utils.data import DataLoader
 
 from cml import distributed
 from cml.errors import UserError
@@ -40,6 +41,17 @@ from cml.strategies import STRATEGIES
 from cml.strategies._base import MultiLabelStrategy
 from cml.strategies._frozen import FeatureCache, cached_embed, require_deterministic_inputs
 from cml.strategies.plugins.pseudo import pseudo_labelled
+
+
+def every_image(n: int, batch_size: int) -> list[list[int]]:
+    """This rank's slices of global batches that hold every image of the step once, in order (the
+    training batches may leave a last image or two out; the closed form must not). A last batch
+    too small to give every rank an image joins the one before it."""
+    starts = list(range(0, n, batch_size))
+    if len(starts) > 1 and n - starts[-1] < distributed.world():
+        starts.pop()
+    ends = starts[1:] + [n]
+    return [list(range(a, b))[distributed.shard(b - a)] for a, b in zip(starts, ends)]
 
 
 def learn_global_batch(model, embedding: torch.Tensor, targets: torch.Tensor, per_class: torch.Tensor,
@@ -85,7 +97,9 @@ class L3AStrategy(MultiLabelStrategy):
         analytic.add_counts(torch.from_numpy(step.train_targets).to(analytic.counts.device))
         per_class = class_weights(analytic.counts)
         n_old = min(step.classes)
-        for self.mbatch in self.dataloader:
+        for self.mbatch in DataLoader(self.adapted_dataset, batch_sampler=every_image(len(self.adapted_dataset),
+                                                                                     self.train_mb_size),
+                                      **self._loader_args()):
             self._unpack_minibatch()
             learn_global_batch(model, cached_embed(self, "train"), self.mb_y, per_class, n_old, self.options)
         analytic.solve()
