@@ -64,7 +64,8 @@ class ModelConfig:
 class StrategyConfig:
     name: str = option("finetune", help="a registered strategy")
     plugins: list[str] = option([], help="continual-learning plugins, combined in this order")
-    # strategy.<section>: each plugin's declared options (`config_class`)
+    feature_cache: bool = option(True, help="l3a, probe: compute each image's frozen-backbone feature once per run")
+    # strategy.<section>: each plugin's and strategy's declared options (`config_class`)
 
 
 @dataclass
@@ -166,7 +167,7 @@ def config_class() -> type:
     generation = registry.generation()
     if _schema is None or _schema[0] != generation:
         parts = {"data": _with_sections(DataConfig, _sections(DATASETS)),
-                 "strategy": _with_sections(StrategyConfig, _sections(PLUGINS)),
+                 "strategy": _with_sections(StrategyConfig, {**_sections(PLUGINS), **_sections(registry.STRATEGIES)}),
                  "train": _with_sections(TrainConfig, _sections(LOSSES))}
         _schema = (generation, dataclasses.make_dataclass(
             "Config", [(k, cls, field(default_factory=cls)) for k, cls in parts.items()], bases=(Config,)))

@@ -90,9 +90,10 @@ def _check_declarations(config: Any, source: str) -> None:
                                 f"{show(_lookup(config, key))}")
         chosen.append((f"plugin {name}", plugin, getattr(config.strategy, section_of(plugin), None)))
     for kind_name, reg, value in (("dataset", DATASETS, config.data.dataset), ("loss", LOSSES, config.train.loss),
-                                  ("protocol", PROTOCOLS, config.scenario.protocol)):
+                                  ("protocol", PROTOCOLS, config.scenario.protocol),
+                                  ("strategy", STRATEGIES, config.strategy.name)):
         declaration = reg.get(value)
-        section = {"dataset": config.data, "loss": config.train}.get(kind_name)
+        section = {"dataset": config.data, "loss": config.train, "strategy": config.strategy}.get(kind_name)
         chosen.append((f"{kind_name} {value}", declaration, getattr(section, section_of(declaration), None)))
     for _, declaration, options in chosen:
         message = declaration.check(config, options) if declaration.check else None

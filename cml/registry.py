@@ -84,7 +84,7 @@ class Loss(Declaration):
 
 @dataclass(frozen=True)
 class Strategy(Declaration):
-    """`build(scenario, plugins=..., **template_arguments) -> MultiLabelStrategy`."""
+    """Options at `strategy.<name>`; `build(cfg, scenario, plugins=..., **template_arguments) -> MultiLabelStrategy`."""
 
 
 def section_of(declaration: Declaration) -> str:

@@ -74,7 +74,7 @@ def run(cfg: Config, data: MultiLabelData, run_dir: Path, resume: bool = False) 
     evaluator = EvaluationPlugin(loss_metrics(epoch=True), metric, loggers=[tensorboard, ProgressLogger(every_s=cfg.log.every_s)] if main else [])
     plugins = build_plugins(cfg, scenario)
     strategy = STRATEGIES.get(cfg.strategy.name).build(
-        scenario=scenario, model=model, train_cfg=cfg.train, eval_batch_size=cfg.eval.batch_size,
+        cfg, scenario, model=model, train_cfg=cfg.train, eval_batch_size=cfg.eval.batch_size,
         device=device, plugins=plugins, evaluator=evaluator, seed=cfg.seed)
     if main and not resume:  # a resumed run's event files already hold them
         log_hparams(tensorboard.writer, cfg)

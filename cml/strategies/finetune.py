@@ -3,7 +3,7 @@
 from cml.registry import Strategy
 
 
-def build(scenario, **kwargs):
+def build(cfg, scenario, **kwargs):
     from cml.strategies._base import MultiLabelStrategy
 
     return MultiLabelStrategy(**kwargs)

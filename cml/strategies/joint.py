@@ -4,7 +4,7 @@ bound)."""
 from cml.registry import Strategy
 
 
-def build(scenario, plugins=(), **kwargs):
+def build(cfg, scenario, plugins=(), **kwargs):
     from cml.strategies._base import MultiLabelStrategy
     from cml.strategies._joint import JointData
 

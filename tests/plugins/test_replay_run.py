@@ -54,7 +54,7 @@ def train_steps(data_root, overrides, steps=2):
     replay = build_plugin(cfg.strategy.plugins[0], cfg, scenario)
     probe = Probe(replay)
     strategy = STRATEGIES.get("finetune").build(
-        scenario=scenario, model=build_model(cfg), train_cfg=cfg.train, eval_batch_size=32, device="cpu",
+        cfg, scenario, model=build_model(cfg), train_cfg=cfg.train, eval_batch_size=32, device="cpu",
         plugins=[probe, replay], evaluator=EvaluationPlugin(loggers=[ProgressLogger(io.StringIO())]))  # probe first
     sizes = []
     for t in range(steps):

@@ -21,7 +21,7 @@ from cml.imagefiles import check_images
 from cml.scenarios.split_files import read_ids
 from tests_helpers import data_config, tiny
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DEMO = str(ROOT / "configs" / "demo.yaml")
 
 

@@ -13,7 +13,7 @@ from cml.cli import main
 from cml.datasets._types import MultiLabelData, Split
 from tests_helpers import interrupt_after_step, tiny
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DEMO = str(ROOT / "configs" / "demo.yaml")
 TWO_STEPS = tiny() + ["scenario.base=3", "scenario.increment=3", "strategy.plugins=[reservoir]",
                       "strategy.replay.size=20"]

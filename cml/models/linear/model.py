@@ -24,8 +24,15 @@ class LinearModel(MultiLabelModel):
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone.forward_head(features, pre_logits=True))
 
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The backbone's pooled feature (what a frozen-backbone strategy caches)."""
+        return self.backbone.forward_head(self.backbone.forward_features(x), pre_logits=True)
+
+    def classify(self, embedding: torch.Tensor) -> dict:
+        return {"logits": self.head(embedding), "label_features": None}
+
     def forward_outputs(self, x: torch.Tensor) -> dict:
-        return {"logits": self.forward_head(self.forward_features(x)), "label_features": None}
+        return self.classify(self.embed(x))
 
     def reset_classifier(self, num_classes: int) -> None:
         self.head = GrowingLinear(self.head.in_features, num_classes).to(self.head.weight.device)

@@ -1,0 +1,24 @@
+"""csc: CSC's CI-GCN network (Du et al., ECCV 2024): class-specific features and a growing label
+graph convolution, on any timm backbone; trained with the `csc` plugin (model.py has the details)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cml.registry import Model
+from cml.schema import option
+
+
+@dataclass
+class CscModelOptions:
+    embed_dim: int = option(1024, low=1, help="csc: width of the class-specific features (theirs: 1024)")
+
+
+def build(backbone: str, pretrained, options: CscModelOptions, num_classes: int = 0, image_size=None):
+    from cml.models.csc.model import CSCModel
+
+    return CSCModel(backbone, pretrained, num_classes, options.embed_dim)
+
+
+DECLARATION = Model(build=build, options=CscModelOptions, label_features=True,
+                    help="class-specific features + growing label graph convolution (CSC)")

@@ -1,0 +1,25 @@
+"""l3a: L3A's network (ICML 2025): a timm backbone, a fixed random buffer layer and the weighted
+analytic classifier, trained by the `l3a` strategy (model.py has the details)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cml.registry import Model
+from cml.schema import option
+
+
+@dataclass
+class L3aModelOptions:
+    hidden: int = option(4096, low=1, help="l3a: width of the random buffer layer (theirs: 4096 COCO, 8192 VOC)")
+    ridge: float = option(1000.0, positive=True, help="l3a: ridge term of the analytic classifier (their rg)")
+
+
+def build(backbone: str, pretrained, options: L3aModelOptions, num_classes: int = 0, image_size=None):
+    from cml.models.l3a.model import L3AModel
+
+    return L3AModel(backbone, pretrained, num_classes, options.hidden, options.ridge)
+
+
+DECLARATION = Model(build=build, options=L3aModelOptions,
+                    help="frozen backbone + random buffer layer + closed-form classifier (L3A)")

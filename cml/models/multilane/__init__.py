@@ -1,0 +1,37 @@
+"""multilane: MULTI-LANE (De Min et al., CoLLAs 2024) on a frozen timm ViT, one prompted pathway
+per step, no prompt selection at test time (model.py has the details and deviations)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from cml.registry import Model
+from cml.schema import option
+
+
+@dataclass
+class MultiLaneOptions:
+    selectors: int = option(20, low=1, help="multilane: selector tokens per lane (theirs: 20)")
+    prompts: int = option(20, low=1, help="multilane: K/V prefix prompts per prompted layer (theirs: 20)")
+    prompt_layers: int = option(5, low=1, help="multilane: prompted blocks, from the first (theirs: 5)")
+    patch_size: Optional[int] = option(None, low=1, help="multilane: the ViT's patch size (null: the backbone's)")
+    depth: Optional[int] = option(None, low=1, help="multilane: the ViT's blocks (null: the backbone's)")
+
+
+def check(cfg, o: MultiLaneOptions) -> str | None:
+    if o.depth is not None and o.prompt_layers > o.depth:
+        return f"model.options.prompt_layers: {o.prompt_layers} is more than the ViT's {o.depth} blocks (depth)"
+    return None
+
+
+def build(backbone: str, pretrained, options: MultiLaneOptions, num_classes: int = 0, image_size=None):
+    from cml.models.multilane.model import MultiLane
+
+    o = options
+    return MultiLane(backbone, pretrained, num_classes, image_size, o.selectors, o.prompts, o.prompt_layers,
+                     o.patch_size, o.depth)
+
+
+DECLARATION = Model(build=build, options=MultiLaneOptions, check=check, uses_image_size=True,
+                    help="frozen ViT, one prompted lane per step (MULTI-LANE)")

@@ -1,0 +1,28 @@
+"""csc: CSC's training losses for the `csc` model (Du et al., "Confidence Self-Calibration for
+Multi-Label Class-Incremental Learning", ECCV 2024; plugin.py has the details and deviations)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cml.registry import Plugin
+from cml.schema import option
+
+
+@dataclass
+class CscOptions:
+    alpha: float = option(0.5, low=0, high=1, help="csc: weight of the current classes' loss; 1 - alpha weighs "
+                                                   "the distillation of the old classes (CSC: 0.5)")
+    entropy_weight: float = option(0.04, low=0, help="csc: weight of the max-entropy term on the seen classes' "
+                                                     "sigmoids (CSC's beta -0.04)")
+
+
+def build(cfg, scenario):
+    from cml.plugins.csc.plugin import ConfidenceSelfCalibration
+
+    return ConfidenceSelfCalibration(scenario.steps, cfg.strategy.csc.alpha, cfg.strategy.csc.entropy_weight)
+
+
+DECLARATION = Plugin(build=build, options=CscOptions, uses_previous_model=True,
+                     requires={"model.name": "csc"},
+                     help="CSC's current-class loss, distillation and max-entropy terms (needs model csc)")

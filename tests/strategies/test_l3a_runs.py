@@ -1,0 +1,87 @@
+"""L3A and linear probing in real runs: exact resume, the protocol configs for one step on
+fixtures in the datasets' layouts, 2 processes against one, and the feature cache."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from cml.cli import main
+from cml.strategies._frozen import FeatureCache
+from test_distributed import _assert_same_results, _finish, _generate, _overrides, _start
+from test_protocols import coco_root, voc_root  # noqa: F401
+from tests_helpers import interrupt_after_step, tiny
+
+REPO = Path(__file__).resolve().parents[2]
+DEMO_L3A = str(REPO / "configs" / "demo_l3a.yaml")
+TINY_L3A = tiny() + ["train.hflip=false", "model.options.hidden=64", "strategy.l3a.base_epochs=1"]
+
+
+def cli(config, out, overrides, *extra):
+    args = ["run", str(config), "--out", str(out)]
+    for item in overrides:
+        args += ["--set", item]
+    return main(args + list(extra))
+
+
+def test_l3a_resumes_exactly(tmp_path, monkeypatch):
+    overrides = TINY_L3A + [f"data.root={tmp_path / 'data'}"]
+    assert cli(DEMO_L3A, tmp_path / "full", overrides) == 0
+    real_save = interrupt_after_step(monkeypatch, 1)
+    assert cli(DEMO_L3A, tmp_path / "killed", overrides) == 130
+    monkeypatch.setattr("cml.checkpoint.save", real_save)
+    assert cli(DEMO_L3A, tmp_path / "killed", overrides, "--resume") == 0
+    full, resumed = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("full", "killed"))
+    assert full == resumed and len(full["steps"]) == 3
+    assert all(0 < s["map"] <= 100 for s in full["steps"])
+    state = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=True)["model"]
+    assert state["analytic.gram"].dtype == torch.float64 and state["analytic.weight"].shape == (64, 6)
+
+
+@pytest.mark.parametrize("config", ["coco_b40_c10_l3a.yaml", "coco_b0_c10_l3a.yaml", "voc_b0_c4_l3a.yaml"])
+def test_protocol_configs_run_a_step(tmp_path, monkeypatch, coco_root, voc_root, config):  # noqa: F811
+    root = coco_root if config.startswith("coco") else voc_root
+    overrides = [f"data.root={root}", "data.image_size=32", "data.num_workers=0", "model.backbone=test_resnet",
+                 "model.pretrained=false", "model.options.hidden=32", "train.batch_size=32", "train.amp=none",
+                 "eval.batch_size=64"]
+    interrupt_after_step(monkeypatch, 0)
+    assert cli(REPO / "configs" / config, tmp_path / "run", overrides) == 130
+    steps = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["steps"]
+    assert len(steps) == 1 and 0 < steps[0]["map"] <= 100
+
+
+def test_l3a_two_processes_equal_one(tmp_path):
+    overrides = _overrides(tmp_path, "model.name=l3a", "strategy.name=l3a", "model.options.hidden=64",
+                           "strategy.l3a.base_epochs=1")
+    _generate(overrides)
+    runs = [_start(tmp_path / "one", overrides, 1), _start(tmp_path / "two", overrides, 2)]
+    for run in runs:
+        _finish(run)
+    _assert_same_results(tmp_path / "one", tmp_path / "two")
+
+
+def test_probe_trains_the_head_only_and_the_cache_changes_nothing(tmp_path):
+    base = tiny() + ["train.hflip=false", "strategy.name=probe", "train.epochs=2", f"data.root={tmp_path / 'data'}"]
+    assert cli(REPO / "configs" / "demo.yaml", tmp_path / "cached", base) == 0
+    assert cli(REPO / "configs" / "demo.yaml", tmp_path / "plain", base + ["strategy.feature_cache=false"]) == 0
+    cached, plain = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("cached", "plain"))
+    for a, b in zip(cached["steps"], plain["steps"]):
+        assert a["map"] == pytest.approx(b["map"], abs=1e-3)
+    assert cli(REPO / "configs" / "demo.yaml", tmp_path / "flip", base + ["train.hflip=true"]) == 2
+
+
+def test_cache_embeds_each_row_once():
+    calls = []
+
+    def embed(images):
+        calls.append(images[:, 0].tolist())
+        return images * 10
+
+    cache = FeatureCache()
+    first = cache("train", torch.tensor([4, 1]), torch.tensor([[4.0, 0], [1.0, 0]]), embed)
+    again = cache("train", torch.tensor([1, 7, 4]), torch.tensor([[1.0, 0], [7.0, 0], [4.0, 0]]), embed)
+    other = cache("test", torch.tensor([1]), torch.tensor([[5.0, 0]]), embed)
+    assert first.tolist() == [[40, 0], [10, 0]] and again.tolist() == [[10, 0], [70, 0], [40, 0]]
+    assert other.tolist() == [[50, 0]]  # splits do not share rows
+    assert calls == [[4.0, 1.0], [7.0], [5.0]] and cache.computed == 4
