@@ -26,7 +26,7 @@ import yaml
 from cml.config import describe, load_config, markdown_reference, to_dict
 from cml.errors import TrainingDiverged, UserError
 from cml.imagefiles import check_images
-from cml.launch import check_launch, launch_rank, launched, peer_lost
+from cml.launch import check_launch, launch_rank, launched, peer_lost, torchrun_environment
 from cml.registry import DATASETS
 from cml.run_directory import MARKERS, check_run_directory, default_out, interrupted_exit, lost_peer_exit, run_directory
 from cml.rundir import RunLock, os_error_text, received_signal, stop_signals_raise, storage_error, write_text_atomic
@@ -231,7 +231,7 @@ def _run(args, session: _Session | None = None) -> int:
         run_dir = session.run_dir
         if isinstance(err, TrainingDiverged) and run_dir and (run_dir / "checkpoint.pt").exists():
             message += f"; the completed steps are saved in {run_dir}"
-        where = f" (rank {launch_rank()})" if launched() else ""
+        where = f" (rank {launch_rank()})" if torchrun_environment() else ""
         print(f"error{where}: {message}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt as err:

@@ -16,6 +16,11 @@ def launched() -> bool:
     return world.isdigit() and int(world) > 1
 
 
+def torchrun_environment() -> bool:
+    """Every variable torchrun sets is there (not WORLD_SIZE alone, exported by hand)."""
+    return launched() and all(name in os.environ for name in TORCHRUN_VARIABLES)
+
+
 def launch_rank() -> int:
     return int(os.environ.get("RANK", "0"))
 

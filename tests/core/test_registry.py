@@ -2,22 +2,30 @@
 new component is checked by being registered."""
 
 import dataclasses
+import importlib
 import warnings
+from pathlib import Path
 
 import pytest
 
 from cml import registry, schema
 from cml.config import describe, load_config
 from cml.errors import UserError
-from cml.registry import PLUGINS, REGISTRIES, Plugin, Registry, section_of
+from cml.registry import MODELS, PLUGINS, REGISTRIES, Plugin, Registry, section_of
 
 DECLARATIONS = [(r.kind, d) for r in REGISTRIES for d in r.declarations()]
 IDS = [f"{kind}-{d.name}" for kind, d in DECLARATIONS]
 
 
 def test_every_kind_is_populated():
-    assert {r.kind: len(r.names()) for r in REGISTRIES} == {
-        "dataset": 5, "model": 4, "plugin": 7, "protocol": 3, "loss": 3, "strategy": 2}
+    """Every public module or package of a kind's folder is one registered component."""
+    def files(package):
+        folder = Path(importlib.import_module(package).__file__).parent
+        return {p.stem.replace("_", "-") for p in folder.iterdir() if not p.name.startswith("_")
+                and (p.suffix == ".py" or (p / "__init__.py").is_file())}
+    assert {r.kind: {n.replace("_", "-") for n in r.names()} for r in REGISTRIES} == \
+        {r.kind: files(r.package) for r in REGISTRIES}
+    assert all(r.names() for r in REGISTRIES)
 
 
 @pytest.mark.parametrize("kind, declaration", DECLARATIONS, ids=IDS)
@@ -31,7 +39,7 @@ def test_declaration(kind, declaration):
         assert rebuilt == defaults
         keys = {key for key, *_ in describe()}
         prefix = "model.options" if kind == "model" else {
-            "dataset": "data", "plugin": "strategy", "loss": "train"}[kind] + "." + section_of(declaration)
+            "dataset": "data", "plugin": "strategy", "loss": "train", "strategy": "strategy"}[kind] + "." + section_of(declaration)
         assert {f"{prefix}.{f.name}" for f in dataclasses.fields(declaration.options)} <= keys
 
 
@@ -39,7 +47,8 @@ def test_declaration(kind, declaration):
 def test_plugin_requirements_are_checked_with_the_config(name):
     declaration = PLUGINS.get(name)
     for key, value in declaration.requires.items():
-        other = {"partial": "full"}.get(value, "x")
+        other = {"partial": "full"}.get(value) or next(
+            (n for n in MODELS.names() if n != value) if key == "model.name" else iter(["x"]))
         with pytest.raises(UserError, match=f"strategy.plugins: {name} needs {key}: {value}"):
             load_config(None, [f"strategy.plugins=[{name}]", f"{key}={other}"])
 

@@ -14,7 +14,7 @@ from torch.nn import functional as F
 from cml.cli import main
 from cml.models._label_graph import GrowingAdjacency, LabelCooccurrence, normalised_cooccurrence
 from cml.plugins.csc.plugin import ConfidenceSelfCalibration, max_entropy_term
-from test_protocols import coco_root, voc_root  # noqa: F401
+from protocols.test_protocols import coco_root, voc_root  # noqa: F401
 from tests_helpers import interrupt_after_step, tiny
 
 REPO = Path(__file__).resolve().parents[2]

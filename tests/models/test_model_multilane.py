@@ -14,7 +14,7 @@ from cml.config import load_config
 from cml.models.multilane.model import MultiLane
 from cml.losses.bce.loss import masked_bce
 from cml.strategies._optim import build_optimizer
-from test_protocols import coco_root, voc_root  # noqa: F401
+from protocols.test_protocols import coco_root, voc_root  # noqa: F401
 from tests_helpers import interrupt_after_step, tiny
 
 REPO = Path(__file__).resolve().parents[2]

@@ -218,8 +218,8 @@ def test_rank_zero_reports_a_lost_process_with_the_resume_line(tmp_path, monkeyp
                            "[127.0.0.1]:29500")
 
     monkeypatch.setattr(cli, "_start", lost)
-    monkeypatch.setattr(cli, "_launched", lambda: True)
-    monkeypatch.setattr(cli, "_rank", lambda: 0)
+    monkeypatch.setattr("cml.launch.launched", lambda: True)
+    monkeypatch.setattr(cli, "launched", lambda: True)
     monkeypatch.setattr("cml.distributed.shutdown", lambda: None)
     assert main(["run", DEMO, "--out", str(run_dir)]) == 2
     err = one_error_line(capsys, "error (rank 0): another process of this torchrun job stopped ([../third_party")
@@ -231,7 +231,7 @@ def test_rank_zero_reports_a_lost_process_with_the_resume_line(tmp_path, monkeyp
 
 def test_pseudo_with_all_labels_is_refused_like_full(tmp_path, capsys):
     assert main(words("plan", tmp_path / "data", ["strategy.plugins=[pseudo]", "scenario.labels=all"])) == 2
-    assert "strategy.plugins: pseudo needs scenario.labels: partial, not 'all'" in one_error_line(capsys)
+    assert "strategy.plugins: pseudo needs scenario.labels: partial, got 'all'" in one_error_line(capsys)
 
 
 def test_plan_leaves_out_the_images_a_run_skips(tmp_path, capsys):

@@ -10,7 +10,7 @@ import torch
 from cml.cli import main
 from cml.strategies._frozen import FeatureCache
 from test_distributed import _assert_same_results, _finish, _generate, _overrides, _start
-from test_protocols import coco_root, voc_root  # noqa: F401
+from protocols.test_protocols import coco_root, voc_root  # noqa: F401
 from tests_helpers import interrupt_after_step, tiny
 
 REPO = Path(__file__).resolve().parents[2]
