@@ -92,7 +92,7 @@ def test_minibatch_rows_are_the_step_rows(trained):
 def test_checkpoint_state_round_trip(trained):
     scenario, strategy, probe = trained
     state = strategy.checkpoint_state()
-    assert state["plugins"] == {"Probe": {"counter": probe.counter}}
+    assert state["plugins"] == {"probe": {"counter": probe.counter}}  # under the registered name
     fresh_probe = Probe()
     fresh = MultiLabelStrategy(model=ModelWithExtraTerm("test_resnet"), train_cfg=strategy.train_cfg,
                                eval_batch_size=32, device="cpu", plugins=[fresh_probe],
