@@ -13,6 +13,7 @@ an image the run would leave out is not counted.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ from cml.registry import DATASETS
 from cml.errors import UserError
 from cml.imagefiles import check_images
 from cml.rundir import write_text_atomic
-from cml.scenarios.steps import StepPlan, plan_steps
+from cml.scenarios.steps import StepPlan, plan_steps, untrainable_step
 
 
 def plan_summary(cfg: Config, plan: StepPlan, source: str) -> dict:
@@ -79,8 +80,12 @@ def plan_command(config: str, overrides: list[str], json_path: str | None) -> in
     if json_path:
         check_json_path(Path(json_path))
     data = check_images(DATASETS.get(cfg.data.dataset).build(cfg.data), cfg.data)
-    info = plan_summary(cfg, plan_steps(cfg, data), config)
+    plan = plan_steps(cfg, data)
+    info = plan_summary(cfg, plan, config)
     print(format_text(info))
+    problem = untrainable_step(cfg, plan.steps, plan.data.class_names)
+    if problem:
+        print(f"warning: a run refuses this protocol: {problem}", file=sys.stderr)
     if json_path:
         try:
             write_text_atomic(Path(json_path), json.dumps(info, indent=2) + "\n")

@@ -27,6 +27,7 @@ from cml.registry import MODELS, STRATEGIES
 from cml.models._parts import check_input_size
 from cml.rundir import deferred_signals
 from cml.scenarios.builder import build_scenario
+from cml.scenarios.steps import untrainable_step
 
 
 def seed_everything(seed: int) -> None:
@@ -63,6 +64,9 @@ def run(cfg: Config, data: MultiLabelData, run_dir: Path, resume: bool = False) 
     seed_everything(cfg.seed)
     with distributed.main_first():  # rank 0 builds the image cache
         scenario = build_scenario(cfg, data)
+    problem = untrainable_step(cfg, scenario.steps, scenario.class_names)
+    if problem:  # before any training (plan_steps itself only describes the protocol)
+        raise UserError(problem)
     bench, steps = scenario.benchmark, scenario.steps
     device = distributed.device(pick_device(cfg.train.device))
     model = build_model(cfg)

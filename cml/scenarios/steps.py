@@ -46,6 +46,18 @@ def _untrainable(cfg: Config, n: int) -> str | None:
     return "a training batch needs at least 2 images (BatchNorm)"
 
 
+def untrainable_step(cfg: Config, steps: list[Step], class_names: list[str]) -> str | None:
+    """The first step whose own images make no training batch, said in one line, or None: a run
+    refuses it before training (`cml.run`), `plan` warns (a protocol can be inspected at any size)."""
+    for t, step in enumerate(steps):
+        why = _untrainable(cfg, len(step.train_rows))
+        if why:
+            names = ", ".join(class_names[c] for c in step.classes)
+            return (f"scenario: step {t} ({names}) has {len(step.train_rows)} training "
+                    f"image{'s' if len(step.train_rows) > 1 else ''}: {why}")
+    return None
+
+
 def memory_bytes() -> int:
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
@@ -83,11 +95,6 @@ def plan_steps(cfg: Config, data: MultiLabelData) -> StepPlan:
             names = ", ".join(data.class_names[c] for c in step.classes)
             raise UserError(f"scenario: step {t} ({names}) has no "
                             f"{'training' if len(step.train_rows) == 0 else 'test'} image")
-        why = _untrainable(cfg, len(step.train_rows))
-        if why:
-            names = ", ".join(data.class_names[c] for c in step.classes)
-            raise UserError(f"scenario: step {t} ({names}) has {len(step.train_rows)} training "
-                            f"image{'s' if len(step.train_rows) > 1 else ''}: {why}")
     _check_replay_size(cfg, len(data.class_names), sum(len(step.train_rows) for step in steps))
     plan = StepPlan(data, steps)
     if cfg.eval.per_task:
