@@ -1,6 +1,6 @@
 """CSC's class-incremental graph convolution over per-label features, and the label co-occurrence
 statistics that grow with each step. Works on any (B, C, D) per-label features: the `csc` model's
-(`cml/models/csc.py`), and, once merged, those of `krt` or `dlfl`.
+(`cml/models/csc/`), and, once merged, those of `krt` or `dlfl`.
 
 Paper: Du et al., "Confidence Self-Calibration for Multi-Label Class-Incremental Learning",
 ECCV 2024. Code read: Kaile-Du/CSC, `CSC/cigcn.py` (`GraphConvolution`, `CI_GCN`) and

@@ -1,6 +1,6 @@
 """CSC's network (CI-GCN) on any timm backbone: class-specific features by per-class spatial
 attention, the growing label graph convolution (`cml.models._label_graph`), and two outputs
-averaged. Trained with the `csc` plugin's losses (`cml/strategies/plugins/csc.py`).
+averaged. Trained with the `csc` plugin's losses (`cml/plugins/csc/`).
 
 Paper: Du et al., "Confidence Self-Calibration for Multi-Label Class-Incremental Learning",
 ECCV 2024. Code read: Kaile-Du/CSC, `CSC/cigcn.py` (`CI_GCN`), `CSC/CSC.py`.
