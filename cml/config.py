@@ -105,6 +105,13 @@ class PseudoConfig:
 
 
 @dataclass
+class TdlConfig:
+    weight: float = _opt(1.5625, low=0, help="tdl: lambda of KRT's token distillation, a per-image ratio to the "
+                                             "classification loss (KRT's 100 over 64 images per GPU on COCO B0; "
+                                             "300/64 B40, 80/64 VOC)")
+
+
+@dataclass
 class StrategyConfig:
     name: str = _opt("finetune", help="finetune | joint")
     plugins: list[str] = _opt([], help="continual-learning plugins, combined in this order")
@@ -112,6 +119,7 @@ class StrategyConfig:
     lwf: LwfConfig = field(default_factory=LwfConfig)
     ewc: EwcConfig = field(default_factory=EwcConfig)
     pseudo: PseudoConfig = field(default_factory=PseudoConfig)
+    tdl: TdlConfig = field(default_factory=TdlConfig)
 
 
 @dataclass

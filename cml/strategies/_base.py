@@ -132,6 +132,7 @@ class MultiLabelStrategy(SupervisedTemplate):
         self.mb_outputs: dict = {}
         self.loss_parts: dict[str, torch.Tensor] = {}
         self.skipped_batches = 0  # this step's batches skipped for a non-finite loss
+        self.term_scale = 1.0  # `plugin_term`: the global batch size when the criterion is a sum
         self._skip_update = False
         self._nonfinite: tuple[torch.Tensor, torch.Tensor] | None = None  # (first bad batch, its loss)
         on_cuda = torch.device(device).type == "cuda"
@@ -242,10 +243,18 @@ class MultiLabelStrategy(SupervisedTemplate):
         if not self.is_training:
             return loss
         self.batch_share = distributed.batch_share(len(self.mb_y))  # 1 in one process
+        self.term_scale = 1.0
         if self.train_cfg.loss == "asl":  # a sum over the images, not a mean: weighted by world in the end
             loss = loss * (distributed.world() / self.batch_share)
+            self.term_scale = len(self.mb_y) * distributed.world() / self.batch_share  # the global batch
         self.loss_parts = self.core_model.loss_terms(self.mb_outputs, self.mb_y, self._criterion)
         return loss + sum(self.loss_parts.values()) if self.loss_parts else loss
+
+    def plugin_term(self, mean_term: torch.Tensor) -> torch.Tensor:
+        """A plugin's loss term (a mean over the images) on the criterion's scale: times the global
+        batch when the criterion sums over the images (ASL), so that a plugin's weight is its
+        per-image ratio to the classification loss whichever the criterion and the batch size."""
+        return mean_term * self.term_scale
 
     def previous_outputs(self) -> dict | None:
         """The previous step's model on the current inputs (no gradient), computed once per batch."""
