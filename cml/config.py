@@ -80,6 +80,9 @@ class ReplayConfig:
     mix: Literal["batch", "concat"] = _opt(
         "batch", help="batch: a replay batch joins each incoming batch; concat: the stored images "
                       "join the step's training set (KRT)")
+    herding_repeats: Literal["never", "per_class"] = _opt(
+        "never", help="herding: never: an image is stored once across all steps (KRT on COCO); per_class: "
+                      "once per class it is chosen for (KRT on VOC)")
 
 
 @dataclass
@@ -101,7 +104,13 @@ class EwcConfig:
 @dataclass
 class PseudoConfig:
     threshold: float = _opt(0.7, low=0, high=1, help="pseudo: the previous model's sigmoid at or above which an "
-                                                    "old class becomes a positive target")
+                                                    "old class becomes a positive target (dynamic: the first "
+                                                    "step's starting threshold, KRT 0.8)")
+    dynamic: bool = _opt(False, help="pseudo: KRT's calibration: at the start of each step the threshold moves "
+                                     "by 0.005 until the previous model gives `target` x n_old / n_classes "
+                                     "old labels per training image (within 0.1); strictly above it")
+    target: float = _opt(2.9, positive=True, help="pseudo dynamic: old-class labels per image if every class "
+                                                  "were old (KRT: 2.9 COCO, 1.4 VOC)")
 
 
 @dataclass
@@ -127,6 +136,8 @@ class AslConfig:
     gamma_neg: float = _opt(4.0, low=0)
     gamma_pos: float = _opt(0.0, low=0)
     clip: float = _opt(0.05, low=0, high=1, help="probability margin shifted off easy negatives")
+    focal_grad: bool = _opt(False, help="differentiate the focal weight (1 - p_t)^gamma too; false: detached, "
+                                        "as the ASL project's default and KRT")
 
 
 @dataclass

@@ -64,24 +64,29 @@ def multilabel_soft_margin(logits: torch.Tensor, targets: torch.Tensor) -> torch
 
 
 def asymmetric_loss(logits: torch.Tensor, targets: torch.Tensor, gamma_neg: float = 4.0,
-                    gamma_pos: float = 0.0, clip: float = 0.05, eps: float = 1e-8) -> torch.Tensor:
+                    gamma_pos: float = 0.0, clip: float = 0.05, eps: float = 1e-8,
+                    focal_grad: bool = False) -> torch.Tensor:
     """ASL (Ridnik et al., ICCV 2021), the loss of KRT's recipe: negatives' probabilities are
-    shifted down by `clip` and both sides focal-weighted; summed over the batch as the authors do."""
+    shifted down by `clip` and both sides focal-weighted; summed over the batch as the authors do.
+    The focal weight is a constant of the gradient, as the ASL project computes it by default
+    (`disable_torch_grad_focal_loss`) and KRT uses it; `focal_grad` differentiates it too."""
     targets = targets[:, : logits.shape[1]]
     valid = (targets >= 0).float()
     y = targets.clamp(min=0)
     p = torch.sigmoid(logits.float())
     p_neg = (1 - p + clip).clamp(max=1) if clip > 0 else 1 - p
     loss = y * torch.log(p.clamp(min=eps)) + (1 - y) * torch.log(p_neg.clamp(min=eps))
-    p_true = p * y + p_neg * (1 - y)
-    loss = loss * torch.pow(1 - p_true, gamma_pos * y + gamma_neg * (1 - y))
+    with torch.set_grad_enabled(focal_grad and torch.is_grad_enabled()):
+        weight = torch.pow(1 - (p * y + p_neg * (1 - y)), gamma_pos * y + gamma_neg * (1 - y))
+    loss = loss * weight
     return -(loss * valid).sum()
 
 
 def build_criterion(train_cfg):
     if train_cfg.loss == "asl":
         a = train_cfg.asl
-        return lambda logits, targets: asymmetric_loss(logits, targets, a.gamma_neg, a.gamma_pos, a.clip)
+        return lambda logits, targets: asymmetric_loss(logits, targets, a.gamma_neg, a.gamma_pos, a.clip,
+                                                       focal_grad=a.focal_grad)
     if train_cfg.loss == "multilabel_soft_margin":
         return multilabel_soft_margin
     return masked_bce
@@ -271,6 +276,13 @@ class MultiLabelStrategy(SupervisedTemplate):
             self.previous_model = frozen_copy(self.core_model)
         self._previous_cache = None
         super()._after_training_exp(**kwargs)
+
+    def step_record(self) -> dict:
+        """What the plugins add to this step's record in results.json (their `step_record()`)."""
+        record = {}
+        for plugin in self.plugins:
+            record.update(plugin.step_record() if hasattr(plugin, "step_record") else {})
+        return record
 
     def checkpoint_state(self) -> dict:
         plugins = {type(p).__name__: p.checkpoint_state() for p in self.plugins if hasattr(p, "checkpoint_state")}
