@@ -121,6 +121,16 @@ class TdlConfig:
 
 
 @dataclass
+class PodConfig:
+    spatial_weight: float = _opt(0.078125, low=0, help="pod: weight of the spatial term, per image (KRT's POD "
+                                                      "baseline: 5 over 64 images per GPU)")
+    flat_weight: float = _opt(2.8125, low=0, help="pod: weight of the pooled-embedding term, per image (KRT's "
+                                                  "POD baseline: 180 over 64 images per GPU)")
+    stages: list[int] = _opt([1, 2, 3], help="pod: backbone stages distilled spatially; stage k has stride "
+                                             "2^(k+1) (KRT: 1-3, TResNet-M's layer1-3)")
+
+
+@dataclass
 class StrategyConfig:
     name: str = _opt("finetune", help="finetune | joint")
     plugins: list[str] = _opt([], help="continual-learning plugins, combined in this order")
@@ -129,6 +139,7 @@ class StrategyConfig:
     ewc: EwcConfig = field(default_factory=EwcConfig)
     pseudo: PseudoConfig = field(default_factory=PseudoConfig)
     tdl: TdlConfig = field(default_factory=TdlConfig)
+    pod: PodConfig = field(default_factory=PodConfig)
 
 
 @dataclass
