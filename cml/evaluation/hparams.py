@@ -31,7 +31,7 @@ def run_hparams(cfg) -> dict:
     for plugin in s.plugins:  # replay plugins share `strategy.replay`; the others have their own section
         section = "replay" if plugin in REPLAY_PLUGINS else plugin
         for key, value in dataclasses.asdict(getattr(s, section)).items():
-            values[f"{section}.{key}"] = value
+            values[f"{section}.{key}"] = str(value) if isinstance(value, list) else value  # pod.stages
     return values
 
 

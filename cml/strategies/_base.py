@@ -201,7 +201,16 @@ class MultiLabelStrategy(SupervisedTemplate):
         return super().eval(exp_list, **kwargs)
 
     def make_optimizer(self, **kwargs):
+        """`train.optimizer_scope: stream` (PRS): the new optimizer takes over the state (Adam's moments
+        and step count) of every parameter it shares with the previous one, which is then the same
+        optimizer as long as the model does not grow (PRS's heads have every class from the start)."""
+        previous = self.optimizer if self.train_cfg.optimizer_scope == "stream" else None
         self.optimizer = build_optimizer(self.model, self.train_cfg, self.experience.step)
+        if previous is not None:
+            for group in self.optimizer.param_groups:
+                for p in group["params"]:
+                    if p in previous.state:
+                        self.optimizer.state[p] = previous.state[p]
         self.scheduler = build_scheduler(self.optimizer, self.train_cfg, len(self.dataloader) * self.train_epochs)
 
     def _unpack_minibatch(self):
@@ -287,7 +296,10 @@ class MultiLabelStrategy(SupervisedTemplate):
     def checkpoint_state(self) -> dict:
         plugins = {type(p).__name__: p.checkpoint_state() for p in self.plugins if hasattr(p, "checkpoint_state")}
         previous = self.previous_model.state_dict() if self.previous_model is not None else None
-        return {"previous_model": previous, "plugins": plugins}
+        state = {"previous_model": previous, "plugins": plugins}
+        if self.train_cfg.optimizer_scope == "stream":  # the next step continues this optimizer
+            state["stream_optimizer"] = self.optimizer.state_dict()
+        return state
 
     def load_checkpoint_state(self, state: dict) -> None:
         """After the model has been regrown and loaded to the checkpoint's step."""
@@ -297,6 +309,9 @@ class MultiLabelStrategy(SupervisedTemplate):
         for plugin in self.plugins:
             if hasattr(plugin, "load_checkpoint_state"):
                 plugin.load_checkpoint_state(state["plugins"][type(plugin).__name__])
+        if self.train_cfg.optimizer_scope == "stream":
+            self.optimizer = build_optimizer(self.core_model, self.train_cfg)  # its state, for the next step
+            self.optimizer.load_state_dict(state["stream_optimizer"])
 
     def _before_training_exp(self, **kwargs):
         self.skipped_batches, self._nonfinite = 0, None
