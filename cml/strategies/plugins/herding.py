@@ -55,11 +55,12 @@ def herding_selection(features: torch.Tensor, m: int) -> list[int]:
 
 def pooled_features(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     """The model's pooled image feature: its timm backbone's pre-logits when it has one (global
-    pooling as the backbone defines it), else the mean over spatial positions or tokens."""
-    features = model.forward_features(x)
+    pooling as the backbone defines it; the backbone's own features, not the model's: SRN's
+    `forward_features` is a pair), else the mean over spatial positions or tokens."""
     backbone = getattr(model, "backbone", None)
     if backbone is not None and hasattr(backbone, "forward_head"):
-        return backbone.forward_head(features, pre_logits=True)
+        return backbone.forward_head(backbone.forward_features(x), pre_logits=True)
+    features = model.forward_features(x)
     return features.flatten(2).mean(2) if features.dim() == 4 else features.mean(1)
 
 
