@@ -76,6 +76,9 @@ class TrainConfig:
     first_step_lr: Optional[float] = option(None, positive=True, help="learning rate of the first step "
                                                                   "(KRT on COCO: 4e-5); null = train.lr")
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    optimizer_scope: Literal["step", "stream"] = option(
+        "step", help="step: a new optimizer every step (KRT); stream: one for the whole stream, its state "
+                     "carried over (PRS's code)")
     weight_decay: float = option(0.0, low=0)
     decay_1d: bool = option(True, help="weight decay on biases and other 1-d parameters too "
                                      "(KRT / ASL: false, weights only)")

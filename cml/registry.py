@@ -55,6 +55,8 @@ class Model(Declaration):
 
     uses_image_size: bool = False  # built for data.image_size (SRN's regulariser kernel)
     label_features: bool = False  # emits per-label features (`forward(x, full=True)["label_features"]`)
+    task_tokens: bool = False  # emits per-step tokens (`forward(x, full=True)["tokens"]`: krt, for tdl)
+    backbone_stages: bool = False  # its timm backbone is `.backbone`, whose stages pod distils
 
 
 @dataclass(frozen=True)

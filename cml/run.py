@@ -115,7 +115,7 @@ def run(cfg: Config, data: MultiLabelData, run_dir: Path, resume: bool = False) 
         values = metric.result()
         records.append({"classes": [scenario.class_names[c] for c in steps[t].classes],
                         "n_train": strategy.train_size, "n_trained": strategy.trained_size, "n_test": len(steps[t].test_rows),
-                        "skipped_batches": strategy.skipped_batches, **values})
+                        "skipped_batches": strategy.skipped_batches, **strategy.step_record(), **values})
         summary = build_summary(records, extra)
         if main:
             with deferred_signals():  # checkpoint first: results are never ahead of it

@@ -28,14 +28,15 @@ def interrupt_after_step(monkeypatch, step: int):
     return real_save
 
 
-def make_model(name: str, backbone: str, num_classes: int = 0, image_size: int | None = None, **options):
+def make_model(name: str, backbone: str, num_classes: int = 0, image_size: int | None = None,
+               pretrained: bool | str = False, **options):
     """A model built as a run builds it: its declared options checked by its schema, then `build`."""
     from cml import schema
     from cml.registry import MODELS
 
     declaration = MODELS.get(name)
     typed = schema.build(declaration.options, options, "model.options.", "test") if declaration.options else None
-    return declaration.build(backbone, False, typed, num_classes=num_classes, image_size=image_size)
+    return declaration.build(backbone, pretrained, typed, num_classes=num_classes, image_size=image_size)
 
 
 def data_config(**data):

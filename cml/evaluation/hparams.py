@@ -31,7 +31,7 @@ def run_hparams(cfg) -> dict:
     for plugin in s.plugins:  # each plugin's declared section (the replay buffers share `strategy.replay`)
         section = section_of(PLUGINS.get(plugin))
         for key, value in dataclasses.asdict(getattr(s, section)).items():
-            values[f"{section}.{key}"] = value
+            values[f"{section}.{key}"] = str(value) if isinstance(value, list) else value  # pod.stages
     return values
 
 

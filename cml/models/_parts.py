@@ -4,7 +4,6 @@ layers that grow (classifiers, queries, 1x1 convolutions)."""
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import torch
 from avalanche.models import DynamicModule
@@ -17,23 +16,27 @@ PRIOR = 0.05  # initial positive probability of a new class (bias = logit(PRIOR)
 
 
 def create_backbone(name: str, pretrained: bool | str = False, **kwargs) -> nn.Module:
-    """A timm model without classifier; `pretrained` is False, True (timm's weights) or a file."""
+    """A timm model without classifier; `pretrained` is False, True (timm's weights) or a file
+    (timm's layout or the ASL project's: `cml/models/_weights.py`)."""
     import timm
 
     if not timm.is_model(name):
         close = closest(name, timm.list_models(), n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise UserError(f"model.backbone: {name!r} is not a timm model{hint}")
-    options = dict(num_classes=0, **kwargs)
-    if isinstance(pretrained, str):
-        options["pretrained_cfg_overlay"] = dict(file=str(Path(pretrained).expanduser()))
+    if isinstance(pretrained, str):  # timm's layout or the ASL project's (KRT's starting weights)
+        from cml.models._weights import load_backbone_weights
+
+        backbone = timm.create_model(name, pretrained=False, num_classes=0, **kwargs)
+        load_backbone_weights(backbone, pretrained)
+        return backbone
     try:
-        return timm.create_model(name, pretrained=bool(pretrained), **options)
+        return timm.create_model(name, pretrained=bool(pretrained), num_classes=0, **kwargs)
     except Exception as err:  # hub errors differ between versions; all mean "no weights"
         if not pretrained:
             raise
-        where = pretrained if isinstance(pretrained, str) else "the Hugging Face hub (offline here?)"
-        raise UserError(f"model.pretrained: could not load weights for {name!r} from {where}: "
+        raise UserError(f"model.pretrained: could not load weights for {name!r} from the Hugging Face hub "
+                        f"(offline here?): "
                         f"{type(err).__name__}: {str(err).splitlines()[0][:200]}; give a local "
                         f"checkpoint path or set model.pretrained: false") from None
 
@@ -73,9 +76,10 @@ class GrowingLinear(DynamicModule):
     heads need no mask, and rows of classes already seen must stay exactly as they are.
     """
 
-    def __init__(self, in_features: int, num_classes: int = 0):
+    def __init__(self, in_features: int, num_classes: int = 0, prior: float | None = PRIOR):
         super().__init__()
         self.in_features = in_features
+        self.prior = prior  # None: nn.Linear's own initialisation of the biases too (PRS's code)
         self.weight = nn.Parameter(torch.empty(0, in_features))
         self.bias = nn.Parameter(torch.empty(0))
         self.grow(num_classes)
@@ -89,7 +93,8 @@ class GrowingLinear(DynamicModule):
         if extra <= 0:
             return
         fresh = nn.Linear(self.in_features, extra).to(self.weight.device)
-        nn.init.constant_(fresh.bias, math.log(PRIOR / (1 - PRIOR)))
+        if self.prior is not None:
+            nn.init.constant_(fresh.bias, math.log(self.prior / (1 - self.prior)))
         self.weight = nn.Parameter(torch.cat([self.weight.data, fresh.weight.data]))
         self.bias = nn.Parameter(torch.cat([self.bias.data, fresh.bias.data]))
 

@@ -6,6 +6,8 @@ and for checkpoint state, named after its registered name.
   that declares it, with its outputs on the current batch from `strategy.previous_outputs()`.
 - `checkpoint_state()` / `load_checkpoint_state(state)`: whatever the plugin must carry across a
   resume (buffers, Fishers, generators' states), saved in the checkpoint under `name`.
+- `step_record()`: what the plugin adds to each step's record in results.json (pseudo's
+  calibrated threshold).
 """
 
 from __future__ import annotations
@@ -25,6 +27,10 @@ class CmlPlugin(SupervisedPlugin):
 
     def load_checkpoint_state(self, state: dict) -> None:
         """Restore what `checkpoint_state` returned, after the model is back at the saved step."""
+
+    def step_record(self) -> dict:
+        """Entries for this step's record in results.json (after the step's evaluation)."""
+        return {}
 
 
 def build_plugin(name: str, cfg, scenario) -> CmlPlugin:

@@ -21,3 +21,6 @@ class ReplayOptions:
     mix: Literal["batch", "concat"] = option(
         "batch", help="batch: a replay batch joins each incoming batch; concat: the stored images "
                       "join the step's training set (KRT)")
+    herding_repeats: Literal["never", "per_class"] = option(
+        "never", help="herding: never: an image is stored once across all steps (KRT on COCO); per_class: "
+                      "once per class it is chosen for (KRT on VOC)")

@@ -78,6 +78,7 @@ class MultiLabelStrategy(SupervisedTemplate):
         self.mb_outputs: dict = {}
         self.loss_parts: dict[str, torch.Tensor] = {}
         self.channels_last = train_cfg.channels_last and torch.device(device).type == "cuda"
+        self.term_scale = 1.0  # `plugin_term`: the global batch size when the criterion is a sum
         self.input_stats = None  # from the backbone, on first use
         self.device_augment = None  # train.augment_on_device, on first use
         super().__init__(model=model, optimizer=build_optimizer(model, train_cfg), criterion=build_criterion(train_cfg),
@@ -140,7 +141,16 @@ class MultiLabelStrategy(SupervisedTemplate):
         return super().eval(exp_list, **kwargs)
 
     def make_optimizer(self, **kwargs):
+        """`train.optimizer_scope: stream` (PRS): the new optimizer takes over the state (Adam's moments
+        and step count) of every parameter it shares with the previous one, which is then the same
+        optimizer as long as the model does not grow (PRS's heads have every class from the start)."""
+        previous = self.optimizer if self.train_cfg.optimizer_scope == "stream" else None
         self.optimizer = build_optimizer(self.model, self.train_cfg, self.experience.step)
+        if previous is not None:
+            for group in self.optimizer.param_groups:
+                for p in group["params"]:
+                    if p in previous.state:
+                        self.optimizer.state[p] = previous.state[p]
         self.scheduler = build_scheduler(self.optimizer, self.train_cfg, len(self.dataloader) * self.train_epochs)
 
     def _unpack_minibatch(self):
@@ -175,10 +185,18 @@ class MultiLabelStrategy(SupervisedTemplate):
         if not self.is_training:
             return loss
         self.batch_share = distributed.batch_share(len(self.mb_y))  # 1 in one process
+        self.term_scale = 1.0
         if self.loss_sums_images:  # a sum over the images, not a mean: weighted by world in the end
             loss = loss * (distributed.world() / self.batch_share)
+            self.term_scale = len(self.mb_y) * distributed.world() / self.batch_share  # the global batch
         self.loss_parts = self.core_model.loss_terms(self.mb_outputs, self.mb_y, self._criterion)
         return loss + sum(self.loss_parts.values()) if self.loss_parts else loss
+
+    def plugin_term(self, mean_term: torch.Tensor) -> torch.Tensor:
+        """A plugin's loss term (a mean over the images) on the criterion's scale: times the global
+        batch when the criterion sums over the images (ASL), so that a plugin's weight is its
+        per-image ratio to the classification loss whichever the criterion and the batch size."""
+        return mean_term * self.term_scale
 
     def previous_outputs(self) -> dict | None:
         """The previous step's model on the current inputs (no gradient), computed once per batch."""
@@ -196,10 +214,20 @@ class MultiLabelStrategy(SupervisedTemplate):
         self._previous_cache = None
         super()._after_training_exp(**kwargs)
 
+    def step_record(self) -> dict:
+        """What the plugins add to this step's record in results.json (their `step_record()`)."""
+        record = {}
+        for plugin in self.plugins:
+            record.update(plugin.step_record() if isinstance(plugin, CmlPlugin) else {})
+        return record
+
     def checkpoint_state(self) -> dict:
         plugins = {p.name: p.checkpoint_state() for p in self.plugins if isinstance(p, CmlPlugin)}
         previous = self.previous_model.state_dict() if self.previous_model is not None else None
-        return {"previous_model": previous, "plugins": plugins}
+        state = {"previous_model": previous, "plugins": plugins}
+        if self.train_cfg.optimizer_scope == "stream":  # the next step continues this optimizer
+            state["stream_optimizer"] = self.optimizer.state_dict()
+        return state
 
     def load_checkpoint_state(self, state: dict) -> None:
         """After the model has been regrown and loaded to the checkpoint's step."""
@@ -209,6 +237,9 @@ class MultiLabelStrategy(SupervisedTemplate):
         for plugin in self.plugins:
             if isinstance(plugin, CmlPlugin) and state["plugins"][plugin.name] is not None:
                 plugin.load_checkpoint_state(state["plugins"][plugin.name])
+        if self.train_cfg.optimizer_scope == "stream":
+            self.optimizer = build_optimizer(self.core_model, self.train_cfg)  # its state, for the next step
+            self.optimizer.load_state_dict(state["stream_optimizer"])
 
     @property
     def skipped_batches(self) -> int:

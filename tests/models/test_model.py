@@ -67,7 +67,7 @@ def test_pretrained_unavailable_offline_is_a_clear_error(tmp_path, monkeypatch):
 
 
 def test_model_options_are_checked_with_the_config():
-    with pytest.raises(UserError, match="unknown key 'model.options.depth'; model 'linear' has no options"):
+    with pytest.raises(UserError, match="unknown key 'model.options.depth'; valid keys: head_init"):
         load_config(None, ["model.backbone=test_resnet", "model.options={depth: 3}"])
 
 

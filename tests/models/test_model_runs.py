@@ -16,6 +16,7 @@ OPTIONS = {
     "dlfl": "{embed_dim: 16, heads: 2, ffn_dim: 32, discriminative: {weight: 0.1}}",
     "srn": "{attention_width: 16, regularizer_width: 8, regularizer_filters: 16}",
     "dr": "{embed_dim: 16}",
+    "krt": "{embed_dim: 16, heads: 2}",
 }
 
 
@@ -38,6 +39,9 @@ def test_stepwise_run(tmp_path, name, strategy):
     state = torch.load(out / "checkpoint.pt", weights_only=True)["model"]
     per_class = [v.shape[0] for k, v in state.items() if k.startswith(("classifier", "main.", "queries.", "head."))]
     per_class += [v.shape[1] for k, v in state.items() if k == "regularizer_in.weight"]
+    step_heads = [v.shape[0] for k, v in state.items() if k.startswith("tasks.heads.") and k.endswith(".1.bias")]
+    per_class += [sum(step_heads)] if step_heads else []  # krt: one head per step, 2 classes each
+    assert step_heads in ([], [2, 2, 2])
     assert per_class and set(per_class) == {6}  # grown over the three steps
 
 

@@ -23,7 +23,8 @@ def bernoulli_kl(t, p):
 
 def fake_strategy(new_outputs, old_outputs):
     return SimpleNamespace(mb_outputs=new_outputs, previous_outputs=lambda: old_outputs,
-                           loss=torch.tensor(0.5), core_model=torch.nn.Identity())
+                           loss=torch.tensor(0.5), core_model=torch.nn.Identity(),
+                           plugin_term=lambda term: term)
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ import torch
 from cml import checkpoint
 from cml.cli import main
 from cml.config import load_config
+from cml.errors import UserError
 from cml.registry import DATASETS, MODELS, PLUGINS
 from tests_helpers import tiny
 
@@ -38,16 +39,19 @@ def run_case(two_step_data):
     root, data = two_step_data
     done = {}
 
-    def run_plugins(model: str, plugins: tuple[str, ...]):
-        if (model, plugins) not in done:
+    def run_plugins(model: str, plugins: tuple[str, ...], dynamic: bool = False):
+        if (model, plugins, dynamic) not in done:
             cfg = load_config(DEMO, TWO_STEPS + OPTIONS + [f"data.root={root / 'data'}", f"model.name={model}",
-                                                           f"strategy.plugins=[{','.join(plugins)}]"])
-            out = root / "-".join([model, *plugins])
+                                                           f"strategy.plugins=[{','.join(plugins)}]",
+                                                           f"strategy.pseudo.dynamic={dynamic}",
+                                                           f"strategy.pseudo.threshold={0.8 if dynamic else 0.0}",
+                                                           "strategy.replay.per_class=2"])
+            out = root / "-".join([model, *plugins, "dynamic" * dynamic])
             out.mkdir()
             with contextlib.redirect_stdout(io.StringIO()):
                 summary = run(cfg, data, out)
-            done[model, plugins] = summary, torch.load(out / "checkpoint.pt", weights_only=True)
-        return done[model, plugins]
+            done[model, plugins, dynamic] = summary, torch.load(out / "checkpoint.pt", weights_only=True)
+        return done[model, plugins, dynamic]
 
     return run_plugins
 
@@ -63,11 +67,11 @@ def test_every_combination_runs(run_case, model, replay, lwf, ewc, pseudo):
     assert (strategy_state["previous_model"] is not None) == (lwf != "none" or pseudo != "none")
     ewc_state = strategy_state["plugins"].get("ewc")
     assert (ewc_state is not None) == (ewc != "none")
-    if ewc_state:  # one Fisher per step, each with the parameters' shapes at its step (a head grew)
-        first, last = (t["fisher"] for t in ewc_state["terms"])
-        assert len(ewc_state["terms"]) == 2 and first.keys() == last.keys()
+    if ewc_state:  # one Fisher per step over the parameters trained at its step, with their shapes then:
+        first, last = (t["fisher"] for t in ewc_state["terms"])  # a head grew, or krt added a step's head
+        assert len(ewc_state["terms"]) == 2
         assert all(last[n].shape == state["model"][n].shape for n in last)
-        assert any(first[n].shape != last[n].shape for n in first)
+        assert first.keys() != last.keys() or any(first[n].shape != last[n].shape for n in first)
     regularised = tuple(p for p in (lwf, ewc, pseudo) if p != "none")
     if regularised:  # the regularisers act from the second step on
         alone, _ = run_case(model, tuple(p for p in (replay,) if p != "none"))
@@ -76,13 +80,41 @@ def test_every_combination_runs(run_case, model, replay, lwf, ewc, pseudo):
         assert summary["steps"][1]["map"] != alone["steps"][1]["map"]
 
 
+def applicable_model(plugin: str) -> str:
+    """linear, else the first registered model the plugin's declaration accepts (tdl: krt)."""
+    for model in ["linear", *MODELS.names()]:
+        try:
+            load_config(DEMO, TWO_STEPS + [f"model.name={model}", f"strategy.plugins=[{plugin}]"])
+            return model
+        except UserError:
+            continue
+    raise AssertionError(f"no registered model takes plugin {plugin}")
+
+
 @pytest.mark.parametrize("name", PLUGINS.names())  # every registered plugin
 def test_every_plugin_alone_keeps_its_declared_state(run_case, name):
-    summary, state = run_case("linear", (name,))
+    summary, state = run_case(applicable_model(name), (name,))
     assert len(summary["steps"]) == 2 and all(0 < s["map"] <= 100 for s in summary["steps"])
     assert name in state["strategy"]["plugins"]  # saved under its registered name
     keeps = state["strategy"]["previous_model"] is not None
     assert keeps == PLUGINS.get(name).uses_previous_model
+
+
+# KRT's recipe on every model where it applies: herding, dynamic pseudo-labels and pod on every
+# model whose backbone's stages are exposed; tdl on the models with task tokens (krt)
+KRT_RECIPE = ([(m, ("herding", "pod", "pseudo")) for m in MODELS.names(backbone_stages=True)]
+              + [(m, ("herding", "tdl", "pseudo")) for m in MODELS.names(task_tokens=True)])
+
+
+@pytest.mark.parametrize("model,plugins", KRT_RECIPE)
+def test_krt_recipe_on_every_model(run_case, model, plugins):
+    summary, state = run_case(model, plugins, dynamic=True)
+    assert len(summary["steps"]) == 2 and all(0 < s["map"] <= 100 for s in summary["steps"])
+    assert summary["steps"][0]["pseudo_threshold"] is None and 0 < summary["steps"][1]["pseudo_threshold"] < 1
+    assert state["strategy"]["plugins"]["pseudo"]["threshold"] == summary["steps"][1]["pseudo_threshold"]
+    alone, _ = run_case(model, ("herding",))
+    assert summary["steps"][0]["map"] == alone["steps"][0]["map"]  # the plugins act from the second step on
+    assert summary["steps"][1]["map"] != alone["steps"][1]["map"]
 
 
 def cli(tmp_path, out, overrides, *extra):
@@ -92,8 +124,14 @@ def cli(tmp_path, out, overrides, *extra):
     return main(args + list(extra))
 
 
-def test_resume_after_any_step_equals_the_uninterrupted_run(tmp_path, monkeypatch, capsys):
-    overrides = tiny() + OPTIONS + ["strategy.plugins=[lwf,ewc,pseudo]"]
+KRT_R = ["model.name=krt", "strategy.plugins=[herding,tdl,pseudo]", "strategy.pseudo.dynamic=true",
+         "strategy.pseudo.threshold=0.8",
+         "strategy.replay.per_class=2", "strategy.replay.relabel=true", "strategy.replay.mix=concat"]
+
+
+@pytest.mark.parametrize("plugins", [["strategy.plugins=[lwf,ewc,pseudo]"], KRT_R])
+def test_resume_after_any_step_equals_the_uninterrupted_run(tmp_path, monkeypatch, capsys, plugins):
+    overrides = tiny() + OPTIONS + plugins
     full = tmp_path / "full"
     assert cli(tmp_path, full, overrides) == 0
     real_save = checkpoint.save
@@ -110,9 +148,16 @@ def test_resume_after_any_step_equals_the_uninterrupted_run(tmp_path, monkeypatc
     assert cli(tmp_path, killed, overrides) == 130  # stops after step 0
     assert cli(tmp_path, killed, overrides, "--resume") == 130  # resumes, stops after step 1
     state = torch.load(killed / "checkpoint.pt", weights_only=True)["strategy"]
-    assert state["previous_model"] is not None and len(state["plugins"]["ewc"]["terms"]) == 2
+    assert state["previous_model"] is not None
+    if plugins == KRT_R:
+        assert len(state["plugins"]["herding"]["rows"]) > 0 and 0 < state["plugins"]["pseudo"]["threshold"]
+    else:
+        assert len(state["plugins"]["ewc"]["terms"]) == 2
     assert cli(tmp_path, killed, overrides, "--resume") == 0
-    assert json.loads((full / "results.json").read_text()) == json.loads((killed / "results.json").read_text())
+    results = json.loads((full / "results.json").read_text())
+    assert results == json.loads((killed / "results.json").read_text())
+    if plugins == KRT_R:  # the threshold was calibrated at steps 1 and 2, the second from the first
+        assert [s["pseudo_threshold"] is None for s in results["steps"]] == [True, False, False]
 
 
 @pytest.mark.parametrize("override,key", [
@@ -128,6 +173,25 @@ def test_bad_plugin_options_exit_2_naming_the_key(tmp_path, capsys, override, ke
     assert cli(tmp_path, tmp_path / "run", ["strategy.plugins=[lwf,ewc,pseudo]", override]) == 2
     err = capsys.readouterr().err
     assert key in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("overrides", [["strategy.plugins=[tdl]"], ["strategy.plugins=[pod]", "strategy.pod.stages=[]"]])
+def test_a_plugin_that_does_not_apply_is_refused_with_the_config(overrides):
+    """Refused by the declaration's check, in load_config: before torch is imported."""
+    with pytest.raises(UserError, match="strategy.p"):
+        load_config(DEMO, TWO_STEPS + overrides)
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["strategy.plugins=[tdl]"], "strategy.plugins: tdl does not apply to model 'linear': it distils per-step"),
+    (["strategy.plugins=[pod]", "model.backbone=test_vit"], "strategy.pod.stages: the backbone VisionTransformer "
+                                                            "has no stage of stride 4"),
+])
+def test_a_plugin_that_does_not_apply_is_refused_before_training(tmp_path, capsys, overrides, message):
+    assert cli(tmp_path, tmp_path / "run", tiny() + overrides) == 2
+    captured = capsys.readouterr()
+    assert message in captured.err and captured.err.count("\n") == 1 and "epoch" not in captured.out
+    assert not (tmp_path / "run" / "results.json").exists()
 
 
 def test_pseudo_with_full_labels_exits_2(tmp_path, capsys):

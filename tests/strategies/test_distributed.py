@@ -102,6 +102,22 @@ def test_online_replay_lwf_ewc_match_one_process(tmp_path):
     _outputs_of_one_run(two, output)
 
 
+def test_krt_token_distillation_and_dynamic_pseudo_labels_match_one_process(tmp_path):
+    """The krt model's frozen tokens and heads under DDP, tdl, and the pseudo-label threshold
+    calibrated on scores gathered from both ranks."""
+    overrides = _overrides(tmp_path, "model.name=krt", "model.options={embed_dim: 16, heads: 2}",
+                           "strategy.plugins=[tdl,pseudo]", "strategy.pseudo.dynamic=true",
+                           "strategy.pseudo.threshold=0.8")
+    _generate(overrides)
+    one, two = tmp_path / "one", tmp_path / "two"
+    runs = [_start(one, overrides, 1), _start(two, overrides, 2)]
+    _, output = (_finish(p) for p in runs)
+    _assert_same_results(one, two)
+    _outputs_of_one_run(two, output)
+    thresholds = [s["pseudo_threshold"] for s in json.loads((two / "results.json").read_text())["steps"]]
+    assert thresholds[0] is None and all(t is not None for t in thresholds[1:])
+
+
 def test_killed_and_resumed_under_torchrun(tmp_path):
     """Epoch mode (the last incomplete batch split unevenly), herding and pseudo-labels; the
     2-process run is stopped by SIGTERM after a step and resumed under torchrun: every rank loads

@@ -37,5 +37,5 @@ def build(backbone: str, pretrained, options: DlflOptions, num_classes: int = 0,
                 o.deep_supervision, discriminative_loss(o.discriminative))
 
 
-DECLARATION = Model(build=build, options=DlflOptions, check=check, label_features=True,
+DECLARATION = Model(build=build, options=DlflOptions, check=check, label_features=True, backbone_stages=True,
                     help="label queries cross-attending the feature map")

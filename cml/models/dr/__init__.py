@@ -24,5 +24,5 @@ def build(backbone: str, pretrained, options: DrOptions, num_classes: int = 0, i
     return DR(backbone, pretrained, num_classes, options.embed_dim, discriminative_loss(options.discriminative))
 
 
-DECLARATION = Model(build=build, options=DrOptions, label_features=True,
+DECLARATION = Model(build=build, options=DrOptions, label_features=True, backbone_stages=True,
                     help="label attention + discriminative regulariser")

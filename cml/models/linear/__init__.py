@@ -1,12 +1,26 @@
 """linear: a timm backbone's pooled feature and one growing linear head (the baseline)."""
 
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
 from cml.registry import Model
+from cml.schema import option
 
 
-def build(backbone: str, pretrained, options, num_classes: int = 0, image_size=None):
+@dataclass
+class LinearOptions:
+    head_init: Literal["prior", "default"] = option(
+        "prior", help="linear: a new class's bias: prior = logit(0.05); default = nn.Linear's own "
+                      "initialisation (PRS's code)")
+
+
+def build(backbone: str, pretrained, options: LinearOptions, num_classes: int = 0, image_size=None):
     from cml.models.linear.model import LinearModel
 
-    return LinearModel(backbone, pretrained, num_classes)
+    return LinearModel(backbone, pretrained, num_classes, options.head_init)
 
 
-DECLARATION = Model(build=build, help="pooled backbone feature, one logit per class")
+DECLARATION = Model(build=build, options=LinearOptions, backbone_stages=True,
+                    help="pooled backbone feature, one logit per class")

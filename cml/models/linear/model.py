@@ -1,18 +1,21 @@
-"""Baseline: a timm backbone's pooled feature and one growing linear head (one logit per class)."""
+"""Baseline: a timm backbone's pooled feature and one growing linear head (one logit per class).
+
+`head_init`: `prior` starts every new class's bias at logit(0.05), so that a new class begins near
+the positive rate of a typical label; `default` is nn.Linear's own initialisation, as PRS's code."""
 
 from __future__ import annotations
 
 import torch
 
 from cml.models._base import MultiLabelModel
-from cml.models._parts import GrowingLinear, create_backbone, feature_dim
+from cml.models._parts import PRIOR, GrowingLinear, create_backbone, feature_dim
 
 
 class LinearModel(MultiLabelModel):
-    def __init__(self, backbone: str, pretrained: bool | str = False, num_classes: int = 0):
+    def __init__(self, backbone: str, pretrained: bool | str = False, num_classes: int = 0, head_init: str = "prior"):
         super().__init__()
         self.backbone = create_backbone(backbone, pretrained)
-        self.head = GrowingLinear(feature_dim(self.backbone), num_classes)
+        self.head = GrowingLinear(feature_dim(self.backbone), num_classes, PRIOR if head_init == "prior" else None)
 
     @property
     def num_classes(self) -> int:
@@ -35,4 +38,4 @@ class LinearModel(MultiLabelModel):
         return self.classify(self.embed(x))
 
     def reset_classifier(self, num_classes: int) -> None:
-        self.head = GrowingLinear(self.head.in_features, num_classes).to(self.head.weight.device)
+        self.head = GrowingLinear(self.head.in_features, num_classes, self.head.prior).to(self.head.weight.device)

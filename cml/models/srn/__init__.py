@@ -40,4 +40,5 @@ def build(backbone: str, pretrained, options: SrnOptions, num_classes: int = 0, 
 
 # the regulariser's kernel covers the whole stride-16 map, so the model is built for data.image_size
 DECLARATION = Model(build=build, options=SrnOptions, check=check, uses_image_size=True, label_features=True,
+                    backbone_stages=True,
                     help="spatial regularisation network (stride-16 map)")

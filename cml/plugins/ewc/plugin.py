@@ -28,7 +28,7 @@
   slice, sub, pow, mul and sum per name. A grown row has Fisher 0, so it adds exactly 0. Numbers,
   against the per-name form this was before: with the incoming gradient g = 1 (one process, no
   fp16 scaler) every element's gradient is bit-identical with one term (online mode, or the second
-  step of separate mode; tests/test_ewc.py checks it); with several terms the terms' gradients are
+  step of separate mode; tests/plugins/test_ewc.py checks it); with several terms the terms' gradients are
   added in term order before reaching the parameter, and under the fp16 scaler or torchrun's batch
   share g multiplies (w/2) F d rather than (w/2) F: float rounding only. The penalty's value (the
   logged loss) is one dot product over all entries rather than a sum of per-name sums: rounding

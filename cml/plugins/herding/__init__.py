@@ -11,7 +11,8 @@ def build(cfg, scenario):
     from cml.plugins.herding.plugin import HerdingBuffer
 
     r = cfg.strategy.replay
-    return replay_plugin(cfg, scenario, HerdingBuffer(r.per_class, len(scenario.class_names), cfg.seed, cfg.data.num_workers))
+    buffer = HerdingBuffer(r.per_class, len(scenario.class_names), cfg.seed, cfg.data.num_workers, r.herding_repeats)
+    return replay_plugin(cfg, scenario, buffer)
 
 
 DECLARATION = Plugin(build=build, options=ReplayOptions, section="replay", kind="replay",

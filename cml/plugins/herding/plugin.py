@@ -5,10 +5,14 @@ At the end of each step, for each class the step brought, the model's pooled fea
 step's training images holding that class are L2-normalised and `per_class` of them are chosen
 greedily, each time the image that brings the mean of the chosen features closest to the class
 mean (without repetition; all of them when the class has fewer images). Multi-label images: an
-image is a candidate for every new class it holds and is chosen for each class independently;
-an image chosen for several classes is stored once (its label vector covers them all), so a step
-adds at most `per_class` x (its classes) images and every class has at least `per_class`
-exemplars holding it. Exemplars are kept for good (memory grows with the classes, as in KRT);
+image is a candidate for every new class it holds and is chosen for each class independently.
+What is stored follows KRT's code (`strategy.replay.herding_repeats`): on COCO (`never`) an image
+is stored once, whatever the classes and steps it was chosen for (a global set of stored images:
+one chosen again in a later step is not stored twice); on VOC (`per_class`) an image chosen for k
+classes is stored k times. Either way a step adds at most `per_class` x (its classes) items.
+Features are computed in fp32 (no autocast), as KRT's herding. Deviation: KRT's herding loop may
+pick an image twice for one class; here each pick is a new image (docs/protocols.md).
+Exemplars are kept for good (memory grows with the classes, as in KRT);
 `strategy.replay.size` does not apply. With `relabel` (KRT) an exemplar's targets widen to
 every class from its step's first class up to the current step (see `_replay.py`).
 """
@@ -49,21 +53,23 @@ def herding_selection(features: torch.Tensor, m: int) -> list[int]:
 
 def pooled_features(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     """The model's pooled image feature: its timm backbone's pre-logits when it has one (global
-    pooling as the backbone defines it), else the mean over spatial positions or tokens."""
-    features = model.forward_features(x)
+    pooling as the backbone defines it; the backbone's own features, not the model's: SRN's
+    `forward_features` is a pair), else the mean over spatial positions or tokens."""
     backbone = getattr(model, "backbone", None)
     if backbone is not None and hasattr(backbone, "forward_head"):
-        return backbone.forward_head(features, pre_logits=True)
+        return backbone.forward_head(backbone.forward_features(x), pre_logits=True)
+    features = model.forward_features(x)
     return features.flatten(2).mean(2) if features.dim() == 4 else features.mean(1)
 
 
 class HerdingBuffer(ReplayBuffer):
     streaming = False
 
-    def __init__(self, per_class: int, num_classes: int, seed: int, num_workers: int = 0):
+    def __init__(self, per_class: int, num_classes: int, seed: int, num_workers: int = 0, repeats: str = "never"):
         super().__init__(per_class * num_classes, num_classes, seed)
         self.per_class = per_class
         self.num_workers = num_workers
+        self.repeats = repeats
 
     @torch.no_grad()
     def step_features(self, strategy, scenario, step) -> torch.Tensor:
@@ -76,18 +82,19 @@ class HerdingBuffer(ReplayBuffer):
         model.eval()
         features = []
         for x, _, _ in DataLoader(images, batch_size=strategy.eval_mb_size, num_workers=self.num_workers):
-            x = strategy.prepare_images(x)
-            with strategy.autocast():
-                features.append(pooled_features(model, x).float())
+            features.append(pooled_features(model, strategy.prepare_images(x)).float())  # fp32, as KRT
         model.train(was_training)
         return distributed.all_gather_cat(torch.cat(features))
 
     def end_of_step(self, strategy, scenario, step, first: int, batch_size: int) -> None:
         features = self.step_features(strategy, scenario, step)
-        chosen: set[int] = set()
+        picks = []  # step images, per class in class order, each in herding order
         for c in step.classes:
             holders = np.flatnonzero(step.train_targets[:, c] == 1)
-            chosen.update(holders[herding_selection(features[holders], self.per_class)].tolist())
-        for j in sorted(chosen):
+            picks += holders[herding_selection(features[holders], self.per_class)].tolist()
+        if self.repeats == "never":
+            stored = set(self.rows[:self.size].tolist())
+            picks = [j for j in sorted(set(picks)) if step.train_rows[j] not in stored]
+        for j in picks:
             target = step.train_targets[j]
             self.store(self.size, step.train_rows[j], target, target == 1, first)

@@ -18,6 +18,9 @@ With `feature_weight > 0` (models with per-label features: `label_features` of s
 it also adds feature_weight * the mean squared difference between the two models' features of
 the old classes, averaged over samples, old classes and feature dimensions.
 
+With a criterion summed over the images (ASL) the term goes through `strategy.plugin_term`, so that
+`weight` stays a per-image ratio to the classification loss (docs/regularisation.md).
+
 Every sample of the batch that reaches the forward is distilled (replayed ones included). The
 loss is added in `before_backward`, after the criterion, so the order of plugins does not matter.
 """
@@ -61,4 +64,4 @@ class MultiLabelLwF(CmlPlugin):
         if self.feature_weight:
             loss = loss + self.feature_weight * feature_distillation_loss(new["label_features"],
                                                                           old["label_features"])
-        strategy.loss += loss
+        strategy.loss += strategy.plugin_term(loss)

@@ -1,5 +1,6 @@
-"""pseudo: the previous step's model labels the old classes of the new images (the fixed-threshold
-form of KRT's dynamic pseudo-labels, Dong et al., ICCV 2023; plugin.py has the details)."""
+"""pseudo: the previous step's model labels the old classes of the new images (KRT's pseudo-labels,
+Dong et al., ICCV 2023: a fixed threshold, or with `dynamic` their per-step calibration; plugin.py
+has the details)."""
 
 from __future__ import annotations
 
@@ -12,13 +13,20 @@ from cml.schema import option
 @dataclass
 class PseudoOptions:
     threshold: float = option(0.7, low=0, high=1, help="pseudo: the previous model's sigmoid at or above which "
-                                                      "an old class becomes a positive target")
+                                                      "an old class becomes a positive target (dynamic: the "
+                                                      "first step's starting threshold, KRT 0.8)")
+    dynamic: bool = option(False, help="pseudo: KRT's calibration: at the start of each step the threshold moves "
+                                       "by 0.005 until the previous model gives `target` x n_old / n_classes "
+                                       "old labels per training image (within 0.1); strictly above it")
+    target: float = option(2.9, positive=True, help="pseudo dynamic: old-class labels per image if every class "
+                                                    "were old (KRT: 2.9 COCO, 1.4 VOC)")
 
 
 def build(cfg, scenario):
     from cml.plugins.pseudo.plugin import PseudoLabels
 
-    return PseudoLabels(cfg.strategy.pseudo.threshold)
+    p = cfg.strategy.pseudo
+    return PseudoLabels(p.threshold, p.dynamic, p.target, len(scenario.class_names) if scenario else 1)
 
 
 # with full labels an old class's 0 is a real negative, which pseudo-labels would overwrite

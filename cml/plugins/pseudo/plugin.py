@@ -9,6 +9,17 @@ targets at 0: a real positive stays, and a -1 (left out) stays left out. Every s
 batch that reaches the forward is relabelled, replayed ones included (their old classes of
 other steps are unlabelled too).
 
+Dynamic threshold (`dynamic: true`, KRT's dynamic pseudo-label module as their code computes it,
+reference sheet section 4b): at the start of every step after the first, the previous model scores
+the step's whole training set (as the loader gives it: augmented, exemplars joined by `mix: concat`
+included); starting from the previous step's threshold (`threshold` at first) the threshold moves
+by 0.005 (within [0.0001, 0.999999]) until the mean number of old-class scores strictly above it
+per image is within 0.1 of target x n_old / n_classes; 100 moves at most. Then an old class is a
+pseudo-label when its score is strictly above the threshold. Deviation: where 100 moves do not
+reach the target, the authors' code stops with an error; here the run goes on with the threshold
+reached and says so. The threshold of each step is printed and written in results.json
+(`pseudo_threshold`), and carried in the checkpoint.
+
 The targets are replaced in `after_forward`, when the batch is final (replay plugins add their
 samples earlier) and before the criterion reads them, so the order of plugins does not matter.
 With `scenario.labels: full` the old classes' 0s are real negatives, so the plugin declares that it
@@ -17,25 +28,87 @@ needs `scenario.labels: partial` (checked with the config).
 
 from __future__ import annotations
 
-import torch
+import warnings
 
+import torch
+from torch.utils.data import DataLoader
+
+from cml import distributed
 from cml.plugins._base import CmlPlugin
 
+MOVE, TOLERANCE, MAX_MOVES, LOWEST, HIGHEST = 0.005, 0.1, 100, 0.0001, 0.999999  # KRT's code
 
-def pseudo_labelled(targets: torch.Tensor, old_logits: torch.Tensor, threshold: float) -> torch.Tensor:
+
+def pseudo_labelled(targets: torch.Tensor, old_logits: torch.Tensor, threshold: float,
+                    strict: bool = False) -> torch.Tensor:
     """A copy of `targets` with the confident old classes set to 1 where they were 0."""
     n_old = old_logits.shape[1]
     old = targets[:, :n_old]
-    confident = (torch.sigmoid(old_logits.float()) >= threshold) & (old == 0)
+    scores = torch.sigmoid(old_logits.float())
+    confident = (scores > threshold if strict else scores >= threshold) & (old == 0)
     return torch.cat([torch.where(confident, torch.ones_like(old), old), targets[:, n_old:]], dim=1)
 
 
+def calibrate_threshold(scores: torch.Tensor, start: float, target: float) -> tuple[float, float, bool]:
+    """KRT's search: (threshold, mean old labels per image at it, whether the target was reached).
+    `scores`: the previous model's sigmoids (images, old classes)."""
+    threshold = start
+    for move in range(MAX_MOVES + 1):
+        per_image = float((scores > threshold).sum(1).float().mean())
+        if abs(per_image - target) <= TOLERANCE:
+            return threshold, per_image, True
+        if move == MAX_MOVES:
+            return threshold, per_image, False
+        threshold += MOVE if per_image > target else -MOVE
+        threshold = min(max(threshold, LOWEST), HIGHEST)
+
+
 class PseudoLabels(CmlPlugin):
-    def __init__(self, threshold: float):
+    def __init__(self, threshold: float, dynamic: bool = False, target: float = 2.9, n_classes: int = 1):
         super().__init__()
         self.threshold = threshold
+        self.dynamic = dynamic
+        self.target = target
+        self.n_classes = n_classes
+        self.calibrated = None  # this step's threshold, for results.json
+
+    @torch.no_grad()
+    def old_scores(self, strategy) -> torch.Tensor:
+        """The previous model's sigmoids over this rank's part of the step's training set, gathered."""
+        rows = range(len(strategy.adapted_dataset))[distributed.shard(len(strategy.adapted_dataset))]
+        loader = DataLoader(strategy.adapted_dataset, batch_size=strategy.eval_mb_size, sampler=rows)
+        scores = []
+        for x, _, _ in loader:
+            with strategy.autocast():
+                scores.append(torch.sigmoid(strategy.previous_model(strategy.prepare_images(x)).float()))
+        return distributed.all_gather_cat(torch.cat(scores))
+
+    def before_training_epoch(self, strategy, **kwargs):
+        self.calibrated = None
+        if not self.dynamic or strategy.previous_model is None or strategy.clock.train_exp_epochs > 0:
+            return
+        scores = self.old_scores(strategy)
+        target = self.target * scores.shape[1] / self.n_classes
+        self.threshold, per_image, reached = calibrate_threshold(scores, self.threshold, target)
+        self.calibrated = self.threshold
+        message = (f"step {strategy.experience.step}: pseudo-label threshold {self.threshold:.4f} "
+                   f"({per_image:.2f} old labels per image, target {target:.2f})")
+        if not reached:
+            warnings.warn(f"{message}: the target was not reached in {MAX_MOVES} moves", stacklevel=2)
+        elif distributed.is_main():
+            print(message, flush=True)
 
     def after_forward(self, strategy, **kwargs):
         old = strategy.previous_outputs()
         if old is not None:
-            strategy.mbatch[1] = pseudo_labelled(strategy.mb_y, old["logits"], self.threshold)
+            strategy.mbatch[1] = pseudo_labelled(strategy.mb_y, old["logits"], self.threshold, self.dynamic)
+
+    def step_record(self) -> dict:
+        return {"pseudo_threshold": self.calibrated} if self.dynamic else {}
+
+    def checkpoint_state(self) -> dict:
+        return {"threshold": self.threshold}
+
+    def load_checkpoint_state(self, state: dict) -> None:
+        self.threshold = float(state["threshold"])
+

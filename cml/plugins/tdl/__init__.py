@@ -1,0 +1,33 @@
+"""tdl: KRT's token distillation (Dong et al., ICCV 2023), 1 - cos between the previous and the
+current model's per-step tokens (plugin.py has the details and the weight's normalisation)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cml.registry import MODELS, Plugin
+from cml.schema import option
+
+
+@dataclass
+class TdlOptions:
+    weight: float = option(1.5625, low=0, help="tdl: lambda of KRT's token distillation, a per-image ratio to the "
+                                               "classification loss (KRT's 100 over 64 images per GPU on COCO B0; "
+                                               "300/64 B40, 80/64 VOC)")
+
+
+def check(cfg, options: TdlOptions) -> str | None:
+    if not MODELS.get(cfg.model.name).task_tokens:
+        return (f"strategy.plugins: tdl does not apply to model {cfg.model.name!r}: it distils per-step task "
+                f"tokens, which only models declaring task_tokens have ({', '.join(MODELS.names(task_tokens=True))})")
+    return None
+
+
+def build(cfg, scenario):
+    from cml.plugins.tdl.plugin import TokenDistillation
+
+    return TokenDistillation(cfg.strategy.tdl.weight, scenario)
+
+
+DECLARATION = Plugin(build=build, options=TdlOptions, uses_previous_model=True, check=check,
+                     help="KRT's token distillation of the previous step's task tokens")
