@@ -12,6 +12,15 @@ def tiny() -> list[str]:
     return list(TINY)
 
 
+def model_overrides(name: str) -> list[str]:
+    """A model that declares it needs a ViT gets timm's test ViT, built small for 32 px images."""
+    from cml.registry import MODELS
+
+    if not MODELS.get(name).vit_backbone:
+        return []
+    return ["model.backbone=test_vit", "model.options={patch_size: 8, selectors: 2, prompts: 2, prompt_layers: 1}"]
+
+
 def interrupt_after_step(monkeypatch, step: int):
     """Makes the run stop with Ctrl-C right after its checkpoint of `step` is written; returns the
     real `checkpoint.save`, to put back."""

@@ -14,7 +14,7 @@ from cml.cli import main
 from cml.config import load_config
 from cml.errors import UserError
 from cml.registry import DATASETS, MODELS, PLUGINS
-from tests_helpers import tiny
+from tests_helpers import model_overrides, tiny
 
 DEMO = str(Path(__file__).resolve().parents[2] / "configs" / "demo.yaml")
 TWO_STEPS = tiny() + ["data.synthetic.num_classes=4", "data.synthetic.train_images=40",
@@ -45,7 +45,7 @@ def run_case(two_step_data):
                                                            f"strategy.plugins=[{','.join(plugins)}]",
                                                            f"strategy.pseudo.dynamic={dynamic}",
                                                            f"strategy.pseudo.threshold={0.8 if dynamic else 0.0}",
-                                                           "strategy.replay.per_class=2"])
+                                                           "strategy.replay.per_class=2", *model_overrides(model)])
             out = root / "-".join([model, *plugins, "dynamic" * dynamic])
             out.mkdir()
             with contextlib.redirect_stdout(io.StringIO()):

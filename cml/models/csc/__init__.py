@@ -20,5 +20,5 @@ def build(backbone: str, pretrained, options: CscModelOptions, num_classes: int 
     return CSCModel(backbone, pretrained, num_classes, options.embed_dim)
 
 
-DECLARATION = Model(build=build, options=CscModelOptions, label_features=True,
+DECLARATION = Model(build=build, options=CscModelOptions,
                     help="class-specific features + growing label graph convolution (CSC)")

@@ -40,8 +40,18 @@ class CSCModel(MultiLabelModel):
     def num_classes(self) -> int:
         return self.last_linear.num_classes
 
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone.forward_features(x)
+
+    def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """timm's interface: the logits, or with `pre_logits` the per-class features v2."""
+        return self.head_outputs(features)["label_features" if pre_logits else "logits"]
+
     def forward_outputs(self, x: torch.Tensor) -> dict:
-        fmap = feature_map(self.backbone, self.backbone.forward_features(x))
+        return self.head_outputs(self.forward_features(x))
+
+    def head_outputs(self, features: torch.Tensor) -> dict:
+        fmap = feature_map(self.backbone, features)
         scores = self.classifier(fmap).flatten(2)  # (B, C, HW)
         out1 = scores.amax(-1)
         attention = scores.softmax(-1)

@@ -33,5 +33,5 @@ def build(backbone: str, pretrained, options: MultiLaneOptions, num_classes: int
                      o.patch_size, o.depth)
 
 
-DECLARATION = Model(build=build, options=MultiLaneOptions, check=check, uses_image_size=True,
+DECLARATION = Model(build=build, options=MultiLaneOptions, check=check, uses_image_size=True, vit_backbone=True,
                     help="frozen ViT, one prompted lane per step (MULTI-LANE)")
