@@ -56,6 +56,7 @@ class Model(Declaration):
     uses_image_size: bool = False  # built for data.image_size (SRN's regulariser kernel)
     label_features: bool = False  # emits per-label features (`forward(x, full=True)["label_features"]`)
     vit_backbone: bool = False  # needs a timm VisionTransformer backbone (MULTI-LANE's prompted blocks)
+    frozen_old_outputs: bool = False  # old classes' outputs depend on frozen parameters only (MULTI-LANE's lanes)
     task_tokens: bool = False  # emits per-step tokens (`forward(x, full=True)["tokens"]`: krt, for tdl)
     backbone_stages: bool = False  # its timm backbone is `.backbone`, whose stages pod distils
 

@@ -77,7 +77,9 @@ def test_every_combination_runs(run_case, model, replay, lwf, ewc, pseudo):
         alone, _ = run_case(model, tuple(p for p in (replay,) if p != "none"))
         if replay == "none":
             assert summary["steps"][0]["map"] == alone["steps"][0]["map"]
-        assert summary["steps"][1]["map"] != alone["steps"][1]["map"]
+        # lwf and pseudo act on old classes' outputs: with old lanes frozen (multilane) no gradient reaches them
+        if ewc != "none" or not MODELS.get(model).frozen_old_outputs:
+            assert summary["steps"][1]["map"] != alone["steps"][1]["map"]
 
 
 def applicable_model(plugin: str) -> str:

@@ -34,4 +34,5 @@ def build(backbone: str, pretrained, options: MultiLaneOptions, num_classes: int
 
 
 DECLARATION = Model(build=build, options=MultiLaneOptions, check=check, uses_image_size=True, vit_backbone=True,
+                    frozen_old_outputs=True,
                     help="frozen ViT, one prompted lane per step (MULTI-LANE)")
