@@ -23,6 +23,8 @@ def build_scheduler(optimizer, train_cfg, total_iterations: int):
     if train_cfg.scheduler == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total_iterations))
     if train_cfg.scheduler == "onecycle":
+        # at least 10 steps: torch's OneCycleLR divides by zero when pct_start * total_steps == 1
+        # (5 steps at 0.2); a step of under 10 iterations then ends before the cycle does
         return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=optimizer.param_groups[0]["lr"],
-                                                   total_steps=max(2, total_iterations), pct_start=0.2)
+                                                   total_steps=max(10, total_iterations), pct_start=0.2)
     return None
