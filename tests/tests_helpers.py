@@ -54,3 +54,13 @@ def data_config(**data):
     from cml.config import config_class
 
     return schema.build(config_class(), {"data": data}, "", "test").data
+
+
+def run_cli(config, out, overrides, *extra) -> int:
+    """`cml run CONFIG --out OUT --set ...` in-process; the exit code."""
+    from cml.cli import main
+
+    args = ["run", str(config), "--out", str(out)]
+    for item in overrides:
+        args += ["--set", item]
+    return main(args + list(extra))

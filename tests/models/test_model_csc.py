@@ -11,11 +11,10 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from cml.cli import main
 from cml.models._label_graph import GrowingAdjacency, LabelCooccurrence, normalised_cooccurrence
 from cml.plugins.csc.plugin import ConfidenceSelfCalibration, max_entropy_term
 from protocols.test_protocols import coco_root, voc_root  # noqa: F401
-from tests_helpers import interrupt_after_step, tiny
+from tests_helpers import interrupt_after_step, run_cli, tiny
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -67,21 +66,14 @@ def test_plugin_loss_by_formula():
 TINY_CSC = tiny() + ["model.name=csc", "model.options.embed_dim=16", "strategy.plugins=[csc]"]
 
 
-def cli(config, out, overrides, *extra):
-    args = ["run", str(config), "--out", str(out)]
-    for item in overrides:
-        args += ["--set", item]
-    return main(args + list(extra))
-
-
 def test_csc_resumes_exactly_and_counts_every_step(tmp_path, monkeypatch):
     overrides = TINY_CSC + [f"data.root={tmp_path / 'data'}"]
     demo = REPO / "configs" / "demo.yaml"
-    assert cli(demo, tmp_path / "full", overrides) == 0
+    assert run_cli(demo, tmp_path / "full", overrides) == 0
     real_save = interrupt_after_step(monkeypatch, 1)
-    assert cli(demo, tmp_path / "killed", overrides) == 130
+    assert run_cli(demo, tmp_path / "killed", overrides) == 130
     monkeypatch.setattr("cml.checkpoint.save", real_save)
-    assert cli(demo, tmp_path / "killed", overrides, "--resume") == 0
+    assert run_cli(demo, tmp_path / "killed", overrides, "--resume") == 0
     full, resumed = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("full", "killed"))
     assert full == resumed and len(full["steps"]) == 3
     state = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=True)["model"]
@@ -97,6 +89,6 @@ def test_protocol_configs_run_a_step(tmp_path, monkeypatch, coco_root, voc_root,
                  "model.pretrained=false", "model.options.embed_dim=16", "train.epochs=1", "train.batch_size=32",
                  "train.amp=none", "eval.batch_size=64"]
     interrupt_after_step(monkeypatch, 0)
-    assert cli(REPO / "configs" / config, tmp_path / "run", overrides) == 130
+    assert run_cli(REPO / "configs" / config, tmp_path / "run", overrides) == 130
     steps = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["steps"]
     assert len(steps) == 1 and 0 < steps[0]["map"] <= 100

@@ -15,7 +15,7 @@ from cml.models.multilane.model import MultiLane
 from cml.losses.bce.loss import masked_bce
 from cml.strategies._optim import build_optimizer
 from protocols.test_protocols import coco_root, voc_root  # noqa: F401
-from tests_helpers import interrupt_after_step, tiny
+from tests_helpers import interrupt_after_step, run_cli, tiny
 
 REPO = Path(__file__).resolve().parents[2]
 DIM, SELECTORS, PROMPTS, LAYERS = 192, 3, 2, 2  # vit_tiny: embed 192
@@ -84,21 +84,14 @@ TINY_ML = tiny() + ["model.name=multilane", "model.backbone=vit_tiny_patch16_224
                     "model.options={patch_size: 8, depth: 2, selectors: 2, prompts: 2, prompt_layers: 1}"]
 
 
-def cli(config, out, overrides, *extra):
-    args = ["run", str(config), "--out", str(out)]
-    for item in overrides:
-        args += ["--set", item]
-    return main(args + list(extra))
-
-
 def test_multilane_resumes_exactly(tmp_path, monkeypatch):
     overrides = TINY_ML + [f"data.root={tmp_path / 'data'}"]
     demo = REPO / "configs" / "demo.yaml"
-    assert cli(demo, tmp_path / "full", overrides) == 0
+    assert run_cli(demo, tmp_path / "full", overrides) == 0
     real_save = interrupt_after_step(monkeypatch, 1)
-    assert cli(demo, tmp_path / "killed", overrides) == 130
+    assert run_cli(demo, tmp_path / "killed", overrides) == 130
     monkeypatch.setattr("cml.checkpoint.save", real_save)
-    assert cli(demo, tmp_path / "killed", overrides, "--resume") == 0
+    assert run_cli(demo, tmp_path / "killed", overrides, "--resume") == 0
     full, resumed = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("full", "killed"))
     assert full == resumed and len(full["steps"]) == 3
 
@@ -111,6 +104,6 @@ def test_protocol_configs_run_a_step(tmp_path, monkeypatch, coco_root, voc_root,
                  "model.pretrained=false", "model.options={patch_size: 8, depth: 2, selectors: 2, prompts: 2, "
                  "prompt_layers: 1}", "train.epochs=1", "train.batch_size=32", "train.amp=none", "eval.batch_size=64"]
     interrupt_after_step(monkeypatch, 0)
-    assert cli(REPO / "configs" / config, tmp_path / "run", overrides) == 130
+    assert run_cli(REPO / "configs" / config, tmp_path / "run", overrides) == 130
     steps = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["steps"]
     assert len(steps) == 1 and 0 < steps[0]["map"] <= 100

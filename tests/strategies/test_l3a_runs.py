@@ -7,31 +7,23 @@ from pathlib import Path
 import pytest
 import torch
 
-from cml.cli import main
 from cml.strategies._frozen import FeatureCache
 from test_distributed import _assert_same_results, _finish, _generate, _overrides, _start
 from protocols.test_protocols import coco_root, voc_root  # noqa: F401
-from tests_helpers import interrupt_after_step, tiny
+from tests_helpers import interrupt_after_step, run_cli, tiny
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO_L3A = str(REPO / "configs" / "demo_l3a.yaml")
 TINY_L3A = tiny() + ["train.hflip=false", "model.options.hidden=64", "strategy.l3a.base_epochs=1"]
 
 
-def cli(config, out, overrides, *extra):
-    args = ["run", str(config), "--out", str(out)]
-    for item in overrides:
-        args += ["--set", item]
-    return main(args + list(extra))
-
-
 def test_l3a_resumes_exactly(tmp_path, monkeypatch):
     overrides = TINY_L3A + [f"data.root={tmp_path / 'data'}"]
-    assert cli(DEMO_L3A, tmp_path / "full", overrides) == 0
+    assert run_cli(DEMO_L3A, tmp_path / "full", overrides) == 0
     real_save = interrupt_after_step(monkeypatch, 1)
-    assert cli(DEMO_L3A, tmp_path / "killed", overrides) == 130
+    assert run_cli(DEMO_L3A, tmp_path / "killed", overrides) == 130
     monkeypatch.setattr("cml.checkpoint.save", real_save)
-    assert cli(DEMO_L3A, tmp_path / "killed", overrides, "--resume") == 0
+    assert run_cli(DEMO_L3A, tmp_path / "killed", overrides, "--resume") == 0
     full, resumed = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("full", "killed"))
     assert full == resumed and len(full["steps"]) == 3
     assert all(0 < s["map"] <= 100 for s in full["steps"])
@@ -46,7 +38,7 @@ def test_protocol_configs_run_a_step(tmp_path, monkeypatch, coco_root, voc_root,
                  "model.pretrained=false", "model.options.hidden=32", "train.batch_size=32", "train.amp=none",
                  "eval.batch_size=64"]
     interrupt_after_step(monkeypatch, 0)
-    assert cli(REPO / "configs" / config, tmp_path / "run", overrides) == 130
+    assert run_cli(REPO / "configs" / config, tmp_path / "run", overrides) == 130
     steps = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["steps"]
     assert len(steps) == 1 and 0 < steps[0]["map"] <= 100
 
@@ -63,12 +55,12 @@ def test_l3a_two_processes_equal_one(tmp_path):
 
 def test_probe_trains_the_head_only_and_the_cache_changes_nothing(tmp_path):
     base = tiny() + ["train.hflip=false", "strategy.name=probe", "train.epochs=2", f"data.root={tmp_path / 'data'}"]
-    assert cli(REPO / "configs" / "demo.yaml", tmp_path / "cached", base) == 0
-    assert cli(REPO / "configs" / "demo.yaml", tmp_path / "plain", base + ["strategy.feature_cache=false"]) == 0
+    assert run_cli(REPO / "configs" / "demo.yaml", tmp_path / "cached", base) == 0
+    assert run_cli(REPO / "configs" / "demo.yaml", tmp_path / "plain", base + ["strategy.feature_cache=false"]) == 0
     cached, plain = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("cached", "plain"))
     for a, b in zip(cached["steps"], plain["steps"]):
         assert a["map"] == pytest.approx(b["map"], abs=1e-3)
-    assert cli(REPO / "configs" / "demo.yaml", tmp_path / "flip", base + ["train.hflip=true"]) == 2
+    assert run_cli(REPO / "configs" / "demo.yaml", tmp_path / "flip", base + ["train.hflip=true"]) == 2
 
 
 def test_cache_embeds_each_row_once():
