@@ -2,18 +2,18 @@
 doing the same work, on the second step of a scenario (where the plugins act).
 
     OMP_NUM_THREADS=1 python bench/plugin_overhead.py --config configs/demo.yaml --set train.epochs=1 --repeats 3
+    OMP_NUM_THREADS=1 python bench/plugin_overhead.py --config configs/demo_krt.yaml --set train.epochs=1 \
+        --only none tdl pseudo-dynamic pod                  # KRT's plugins on the krt model
     python bench/plugin_overhead.py --only ewc ewc-online          # some settings only
 
-Settings: none, lwf, ewc (separate), ewc-online, pseudo, lwf+pseudo, each replay buffer
-(reservoir, prs, ocdm, herding; `strategy.replay` as configured, filled from step 0) and the full
-stack (lwf+ewc+pseudo+reservoir). The hand-written loop does what each plugin adds: the previous
-model's forward and the pseudo-labels and distillation loss on its logits; EWC's penalty as the
-natural per-name loop (slice, subtract, square, weight, sum) and, after the step, its Fisher pass
-and the online merge; the replay batch (the same buffer class and seed: draw, read the images
-through `scenario.train_images`, concatenate) and the buffer's end-of-step update; the copy of
-the model kept for the next step. Both sides start from the same step-0 model, previous model,
-Fisher and buffer with the same seed, so they end with the same weights: the script prints the
-largest weight difference as the check that the work is alike.
+Settings: none, lwf, ewc (separate), ewc-online, pseudo (fixed threshold), pseudo-dynamic (KRT's
+calibrated threshold), lwf+pseudo, pod, tdl, each replay buffer (reservoir, prs, ocdm, herding;
+`strategy.replay` as configured, filled from step 0) and the full stack
+(lwf+ewc+pseudo+reservoir); a setting that does not apply to the configured model (tdl without
+task tokens) is skipped with the declaration's reason. The hand-written loop (bench/_bare_loop.py)
+does what each plugin adds, written out. Both sides start from the same step-0 model, previous
+model, Fisher and buffer with the same seed, so they end with the same weights: the script
+prints the largest weight difference as the check that the work is alike.
 
 Each repeat runs both sides, alternating which goes first; the ratio is the median of the
 repeats' ratios (bare time / cml time: 1 means no overhead). One more cml run per setting,
@@ -25,7 +25,6 @@ the time is the method's own work.
 from __future__ import annotations
 
 import collections
-import contextlib
 import copy
 import io
 import json
@@ -34,7 +33,6 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from types import SimpleNamespace
 
 from _setup import bench_parser, bench_setup  # also puts the repository root on the path
 warnings.filterwarnings("ignore", message="no QP solver", category=UserWarning)
@@ -44,30 +42,36 @@ from avalanche.core import SupervisedPlugin  # noqa: E402
 from avalanche.evaluation.metrics import loss_metrics  # noqa: E402
 from avalanche.models.dynamic_modules import avalanche_model_adaptation  # noqa: E402
 from avalanche.training.plugins import EvaluationPlugin  # noqa: E402
-from torch.nn import functional as F  # noqa: E402
-from torch.utils.data import DataLoader  # noqa: E402
 
 from cml.evaluation.progress import ProgressLogger  # noqa: E402
 from cml.run import build_model  # noqa: E402
-from cml.models._base import input_stats  # noqa: E402
-from cml.scenarios.images import normalize  # noqa: E402
 from cml.plugins._base import build_plugin  # noqa: E402
-from cml.losses.bce.loss import masked_bce  # noqa: E402
-from cml.strategies._base import MultiLabelStrategy, frozen_copy  # noqa: E402
-from cml.strategies._optim import build_optimizer  # noqa: E402
-from cml.strategies._batches import StepBatches  # noqa: E402
+from cml.registry import PLUGINS  # noqa: E402
+from cml.strategies._base import MultiLabelStrategy  # noqa: E402
+from _bare_loop import bare_loop  # noqa: E402
 
 REPLAY = ("reservoir", "prs", "ocdm", "herding")
 SETTINGS = {"none": (), "lwf": ("lwf",), "ewc": ("ewc",), "ewc-online": ("ewc",), "pseudo": ("pseudo",),
-            "lwf+pseudo": ("lwf", "pseudo"), **{name: (name,) for name in REPLAY},
-            "full": ("lwf", "ewc", "pseudo", "reservoir")}
+            "pseudo-dynamic": ("pseudo",), "lwf+pseudo": ("lwf", "pseudo"), "pod": ("pod",), "tdl": ("tdl",),
+            **{name: (name,) for name in REPLAY}, "full": ("lwf", "ewc", "pseudo", "reservoir")}
 TIMED_METHODS = ("forward", "criterion", "backward", "optimizer_step", "previous_outputs")
 
 
 def setting_cfg(cfg, name):
     cfg = copy.deepcopy(cfg)
     cfg.strategy.ewc.mode = "online" if name == "ewc-online" else "separate"
+    cfg.strategy.pseudo.dynamic = name == "pseudo-dynamic"
     return cfg
+
+
+def refusal(cfg, name) -> str | None:
+    """Why a setting does not apply to the configured model (tdl needs task tokens), or None."""
+    for plugin in SETTINGS[name]:
+        declaration = PLUGINS.get(plugin)
+        reason = declaration.check and declaration.check(cfg, getattr(cfg.strategy, plugin))
+        if reason:
+            return reason
+    return None
 
 
 def make_strategy(model, cfg, scenario, device, plugins):
@@ -101,85 +105,6 @@ def time_hooks(strategy, device) -> dict[str, float]:
     for method in TIMED_METHODS:
         wrap(strategy, method, method)
     return totals
-
-
-def bare_fisher(model, dataset, batch_size, device):
-    stats = input_stats(model)
-    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
-    fisher = {n: torch.zeros_like(p) for n, p in params.items()}
-    model.eval()
-    batches = 0
-    for x, y, _ in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-        x, y = normalize(x.to(device), stats), y.to(device)
-        grads = torch.autograd.grad(masked_bce(model(x), y), list(params.values()), allow_unused=True)
-        for name, grad in zip(params, grads):
-            if grad is not None:
-                fisher[name] += grad.pow(2)
-        batches += 1
-    model.train()
-    return {n: f / batches for n, f in fisher.items()}
-
-
-def bare_loop(model, previous, term, buffer, name, cfg, scenario, device) -> float:
-    """The hand-written loop: what `name`'s plugins do, written out."""
-    plugins, stats, s, bs = SETTINGS[name], input_stats(model), cfg.strategy, cfg.train.batch_size
-    dataset, step = scenario.benchmark.train_stream[1].dataset, scenario.steps[1]
-    batches = StepBatches(len(dataset), bs, (cfg.seed, 1), drop_incomplete=cfg.train.online)
-    loader = DataLoader(dataset, batch_sampler=batches)  # the strategy's batches of step 1, in its order
-    optimizer = build_optimizer(model, cfg.train)
-    model.train()
-    start = time.perf_counter()
-    for _ in range(cfg.train.epochs):
-        for x, y, _ in loader:
-            k = min(len(buffer), int(s.replay.batch_ratio * len(y) + 0.5)) if buffer is not None else 0
-            if k:
-                slots = buffer.draw(k)
-                stored = scenario.train_images(buffer.rows[slots], buffer.targets[slots])
-                x, y = torch.cat([x, torch.stack([stored[i][0] for i in range(k)])]), torch.cat([y, stored.targets])
-            x, y = normalize(x.to(device), stats), y.to(device)
-            if "lwf" in plugins or "pseudo" in plugins:
-                with torch.no_grad():
-                    old = previous(x)
-            if "pseudo" in plugins:
-                n = old.shape[1]
-                sure = (torch.sigmoid(old) >= s.pseudo.threshold) & (y[:, :n] == 0)
-                y = torch.cat([torch.where(sure, torch.ones_like(y[:, :n]), y[:, :n]), y[:, n:]], 1)
-            logits = model(x)
-            loss = masked_bce(logits, y)
-            if "lwf" in plugins:
-                T = s.lwf.temperature
-                student, teacher = logits[:, : old.shape[1]] / T, old / T
-                target = torch.sigmoid(teacher)
-                kl = (F.binary_cross_entropy_with_logits(student, target, reduction="none")
-                      - F.binary_cross_entropy_with_logits(teacher, target, reduction="none"))
-                loss = loss + s.lwf.weight * (T ** 2 * kl.mean())
-            if "ewc" in plugins:
-                params = dict(model.named_parameters())
-                penalty = torch.zeros((), device=device)
-                for p_name, fisher in term["fisher"].items():
-                    part = params[p_name][tuple(slice(0, k) for k in fisher.shape)]
-                    penalty = penalty + (fisher * (part - term["anchor"][p_name]).pow(2)).sum()
-                loss = loss + s.ewc.weight / 2 * penalty
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    if "lwf" in plugins or "pseudo" in plugins:
-        frozen_copy(model)
-    if "ewc" in plugins:
-        fisher = bare_fisher(model, dataset, bs, device)
-        if name == "ewc-online":  # F = decay * F_previous + F_step, the old rows in place
-            for p_name, f in fisher.items():
-                old_f = term["fisher"][p_name]
-                f[tuple(slice(0, k) for k in old_f.shape)] += s.ewc.decay * old_f
-        anchor = {n: p.detach().clone() for n, p in model.named_parameters()}  # noqa: F841 (as the plugin keeps)
-    if buffer is not None:
-        first = step.classes[0] if cfg.scenario.labels == "partial" else 0
-        helper = SimpleNamespace(core_model=model, eval_mb_size=cfg.eval.batch_size, autocast=contextlib.nullcontext,
-                                 prepare_images=lambda images: normalize(images.to(device), stats))
-        buffer.end_of_step(helper, scenario, step, first, bs)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
 
 
 def cml_loop(model, previous, term, buffer, name, cfg, scenario, device, breakdown: bool = False):
@@ -222,7 +147,8 @@ def describe(totals: dict[str, float], seconds: float) -> str:
 
 def main() -> None:
     parser = bench_parser(__doc__)
-    parser.add_argument("--only", nargs="+", choices=list(SETTINGS), default=list(SETTINGS))
+    parser.add_argument("--only", nargs="+", choices=list(SETTINGS), default=list(SETTINGS),
+                        help="settings to run (default: all that apply to the configured model)")
     parser.add_argument("--json")
     args = parser.parse_args()
     cfg, scenario, device = bench_setup(args)
@@ -245,12 +171,17 @@ def main() -> None:
         buffer = copy.deepcopy(buffers[policy]) if policy else None
         torch.manual_seed(cfg.seed)
         if side == "bare":
-            return model, bare_loop(model, previous, copy.deepcopy(term), buffer, name, cfg_, scenario, device), None
+            return model, bare_loop(model, previous, copy.deepcopy(term), buffer, SETTINGS[name], cfg_, scenario,
+                                    device, online_ewc=name == "ewc-online"), None
         return model, *cml_loop(model, previous, copy.deepcopy(term), buffer, name, cfg_, scenario, device, breakdown)
 
     run("bare", "none")  # warm-up, not timed
     rows = []
     for name in args.only:
+        reason = refusal(cfg, name)
+        if reason:
+            print(f"{name:<14} skipped: {reason}", flush=True)
+            continue
         _, seconds, totals = run("cml", name, breakdown=True)
         bare, ours, ratios, drift = [], [], [], 0.0
         for repeat in range(args.repeats):
@@ -265,16 +196,16 @@ def main() -> None:
         row = {"plugins": name, "bare_s": bare, "cml_s": ours, "cml_over_bare": statistics.median(ratios),
                "max_weight_difference": drift, "breakdown_s": dict(totals), "breakdown_total_s": seconds}
         rows.append(row)
-        print(f"{name:<12} bare {statistics.median(bare):7.2f} s  cml {statistics.median(ours):7.2f} s  "
+        print(f"{name:<14} bare {statistics.median(bare):7.2f} s  cml {statistics.median(ours):7.2f} s  "
               f"cml/bare {row['cml_over_bare']:.3f} (repeats {', '.join(f'{r:.3f}' for r in ratios)})  "
               f"max diff {drift:.1e}\n  breakdown: {describe(totals, seconds)}", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps({"device": str(device), "rows": rows}, indent=2) + "\n")
-    print(f"\n{'plugins':<12} {'cml/bare':>9} {'bare work vs none':>18} {'max diff':>9}", file=sys.stdout)
+    print(f"\n{'plugins':<14} {'cml/bare':>9} {'bare work vs none':>18} {'max diff':>9}", file=sys.stdout)
     base = next((statistics.median(r["bare_s"]) for r in rows if r["plugins"] == "none"), None)
     for r in rows:
         work = f"{statistics.median(r['bare_s']) / base:.2f}x" if base else "-"
-        print(f"{r['plugins']:<12} {r['cml_over_bare']:9.3f} {work:>18} {r['max_weight_difference']:9.1e}")
+        print(f"{r['plugins']:<14} {r['cml_over_bare']:9.3f} {work:>18} {r['max_weight_difference']:9.1e}")
 
 
 if __name__ == "__main__":
