@@ -12,13 +12,16 @@ def tiny() -> list[str]:
     return list(TINY)
 
 
+VIT_OPTIONS = {"patch_size": 8, "selectors": 2, "prompts": 2, "prompt_layers": 1}  # small, for 32 px images
+
+
 def model_overrides(name: str) -> list[str]:
     """A model that declares it needs a ViT gets timm's test ViT, built small for 32 px images."""
     from cml.registry import MODELS
 
     if not MODELS.get(name).vit_backbone:
         return []
-    return ["model.backbone=test_vit", "model.options={patch_size: 8, selectors: 2, prompts: 2, prompt_layers: 1}"]
+    return ["model.backbone=test_vit", "model.options={" + ", ".join(f"{k}: {v}" for k, v in VIT_OPTIONS.items()) + "}"]
 
 
 def interrupt_after_step(monkeypatch, step: int):

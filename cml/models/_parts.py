@@ -122,6 +122,23 @@ def feature_map(backbone: nn.Module, features: torch.Tensor) -> torch.Tensor:
     return tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], side, side)
 
 
+def freeze_unused_by_map(backbone: nn.Module, image_size: int | None = None) -> torch.Tensor:
+    """Freezes the backbone's parameters that its feature map does not depend on (timm's pooling
+    head: ConvNeXt's final norm, a ViT's fc_norm) and returns the map of one blank image of
+    `image_size` (default: the backbone's own input size). Models that read the map, not the
+    pooled feature, call it: DistributedDataParallel needs every trained parameter to get a
+    gradient, and an optimizer leaves a parameter without one untouched anyway."""
+    size = image_size or (getattr(backbone, "pretrained_cfg", None) or {}).get("input_size", (3, 224, 224))[-1]
+    was_training = backbone.training
+    fmap = feature_map(backbone, backbone.eval().forward_features(torch.zeros(1, 3, size, size)))
+    trained = [p for p in backbone.parameters() if p.requires_grad]
+    grads = torch.autograd.grad(fmap.sum(), trained, allow_unused=True)
+    for p, grad in zip(trained, grads):
+        p.requires_grad_(grad is not None)
+    backbone.train(was_training)
+    return fmap.detach()
+
+
 class PerLabelLinear(GrowingLinear):
     """One classifier per label: logit_c = <feature_c, weight_c> + bias_c on (B, C, D) features."""
 

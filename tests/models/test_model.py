@@ -80,3 +80,32 @@ def test_images_are_normalised_as_the_backbone_was_trained(backbone, mean, std):
     pixels = torch.tensor([0, 51, 255], dtype=torch.uint8).view(1, 1, 1, 3).expand(1, 3, 1, 3)
     by_hand = torch.stack([(pixels[0, c].float() / 255 - mean[c]) / std[c] for c in range(3)])
     assert torch.allclose(normalize(pixels, input_stats(model))[0], by_hand, atol=1e-6)
+
+
+def _ddp_cases():
+    from cml.registry import MODELS
+
+    for name in MODELS.names():  # every registered model, on the backbones it accepts
+        for backbone in (["test_vit"] if MODELS.get(name).vit_backbone else ["test_convnext", "test_resnet"]):
+            yield name, backbone
+
+
+@pytest.mark.parametrize("name,backbone", list(_ddp_cases()))
+def test_every_trained_parameter_gets_a_gradient(name, backbone):
+    """DistributedDataParallel (find_unused_parameters off) needs it: a model that reads the
+    backbone's map must freeze what only timm's pooling head uses (ConvNeXt's final norm)."""
+    from cml.losses.bce.loss import masked_bce
+    from tests_helpers import VIT_OPTIONS
+
+    torch.manual_seed(0)
+    model = make_model(name, backbone, image_size=32, **(VIT_OPTIONS if backbone == "test_vit" else {}))
+    for classes in ([0, 1], [2, 3]):  # two steps: old parts frozen, new ones train
+        model.train()
+        avalanche_model_adaptation(model, FakeExperience(classes))
+    out = model(torch.randn(4, 3, 32, 32), full=True)
+    y = (torch.arange(16).reshape(4, 4) % 3 == 0).float()
+    loss = masked_bce(out["logits"], y) + sum(model.loss_terms(out, y, masked_bce).values())
+    loss.backward()
+    trained = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trained, "nothing trains"
+    assert not [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]

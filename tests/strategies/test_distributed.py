@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from cml import distributed
 from cml.config import load_config
@@ -116,6 +117,39 @@ def test_krt_token_distillation_and_dynamic_pseudo_labels_match_one_process(tmp_
     _outputs_of_one_run(two, output)
     thresholds = [s["pseudo_threshold"] for s in json.loads((two / "results.json").read_text())["steps"]]
     assert thresholds[0] is None and all(t is not None for t in thresholds[1:])
+
+
+def test_multilane_matches_one_process(tmp_path):
+    """MULTI-LANE on timm's test ViT (LayerNorm): one lane per step, the old lanes frozen under DDP."""
+    overrides = _overrides(tmp_path, "model.name=multilane", "model.backbone=test_vit",
+                           "model.options={patch_size: 8, selectors: 2, prompts: 2, prompt_layers: 1}")
+    _generate(overrides)
+    one, two = tmp_path / "one", tmp_path / "two"
+    runs = [_start(one, overrides, 1), _start(two, overrides, 2)]
+    _, output = (_finish(p) for p in runs)
+    _assert_same_results(one, two)
+    _outputs_of_one_run(two, output)
+
+
+def test_csc_label_graph_is_counted_from_the_whole_step(tmp_path):
+    """CSC's co-occurrence statistics are counted from the step's whole training set on every rank,
+    so they equal one process's exactly. The results themselves differ a little: CSC's graph
+    convolution has a BatchNorm1d, which on the CPU normalises over each rank's slice (no
+    SyncBatchNorm there; on CUDA `train.sync_batchnorm` makes it the global batch)."""
+    overrides = _overrides(tmp_path, "model.name=csc", "model.options.embed_dim=16", "strategy.plugins=[csc]",
+                           "train.loss=multilabel_soft_margin")
+    _generate(overrides)
+    one, two = tmp_path / "one", tmp_path / "two"
+    runs = [_start(one, overrides, 1), _start(two, overrides, 2)]
+    _, output = (_finish(p) for p in runs)
+    _outputs_of_one_run(two, output)
+    states = [torch.load(d / "checkpoint.pt", weights_only=True)["model"] for d in (one, two)]
+    for key in ("cooccurrence.counts", "cooccurrence.joint"):
+        assert torch.equal(states[0][key], states[1][key]) and states[0][key].sum() > 0, key
+    assert states[0]["cooccurrence.counts"].shape == (6,)
+    maps = [json.loads((d / "results.json").read_text())["map_matrix"] for d in (one, two)]
+    for a, b in zip(sum(maps[0], []), sum(maps[1], [])):
+        assert (a is None and b is None) or abs(a - b) < 5, maps
 
 
 def test_killed_and_resumed_under_torchrun(tmp_path):

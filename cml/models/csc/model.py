@@ -22,13 +22,15 @@ from torch import nn
 
 from cml.models._base import MultiLabelModel
 from cml.models._label_graph import ClassIncrementalGCN, LabelCooccurrence
-from cml.models._parts import GrowingConv1x1, PerLabelLinear, create_backbone, feature_dim, feature_map
+from cml.models._parts import (GrowingConv1x1, PerLabelLinear, create_backbone, feature_dim, feature_map,
+                              freeze_unused_by_map)
 
 
 class CSCModel(MultiLabelModel):
     def __init__(self, backbone: str, pretrained: bool | str = False, num_classes: int = 0, embed_dim: int = 1024):
         super().__init__()
         self.backbone = create_backbone(backbone, pretrained)
+        freeze_unused_by_map(self.backbone)  # the map is read, not timm's pooled feature
         dim = feature_dim(self.backbone)
         self.classifier = GrowingConv1x1(dim, num_classes)
         self.transform = nn.Conv2d(dim, embed_dim, 1)

@@ -18,7 +18,7 @@ from torch.nn import functional as F
 
 from cml.models._base import MultiLabelModel
 from cml.models._discriminative import DiscriminativeLoss
-from cml.models._parts import GrowingVectors, PerLabelLinear, create_backbone, feature_map
+from cml.models._parts import GrowingVectors, PerLabelLinear, create_backbone, freeze_unused_by_map, feature_map
 
 # Small queries (timm's std for learned tokens): they reach the attention through a LayerNorm,
 # so their scale matters only in the residual stream, where the attended content then dominates.
@@ -72,6 +72,7 @@ class DLFL(MultiLabelModel):
         self.deep_supervision = deep_supervision
         self.discriminative = discriminative
         self.backbone = create_backbone(backbone, pretrained)
+        freeze_unused_by_map(self.backbone)  # the map is read, not timm's pooled feature
         self.embed_dim = embed_dim
         self.input_proj = nn.Linear(self.backbone.num_features, embed_dim)
         self.input_norm = nn.LayerNorm(embed_dim)

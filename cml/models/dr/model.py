@@ -21,7 +21,7 @@ from torch import nn
 
 from cml.models._base import MultiLabelModel
 from cml.models._discriminative import DiscriminativeLoss
-from cml.models._parts import GrowingVectors, PerLabelLinear, create_backbone, feature_map
+from cml.models._parts import GrowingVectors, PerLabelLinear, create_backbone, freeze_unused_by_map, feature_map
 
 
 class DR(MultiLabelModel):
@@ -32,6 +32,7 @@ class DR(MultiLabelModel):
         self.embed_dim = embed_dim
         self.discriminative = discriminative
         self.backbone = create_backbone(backbone, pretrained)
+        freeze_unused_by_map(self.backbone)  # the map is read, not timm's pooled feature
         self.project = nn.Linear(self.backbone.num_features, embed_dim)
         self.reset_classifier(num_classes)
 

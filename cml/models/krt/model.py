@@ -23,7 +23,7 @@ from avalanche.models import DynamicModule
 from torch import nn
 
 from cml.models._base import MultiLabelModel
-from cml.models._parts import create_backbone, feature_map, head_size
+from cml.models._parts import create_backbone, feature_map, freeze_unused_by_map, head_size
 
 
 class ClassAttentionBlock(nn.Module):
@@ -91,7 +91,7 @@ class KrtModel(MultiLabelModel):
                  image_size: int = 224, embed_dim: int = 384, heads: int = 8):
         super().__init__()
         self.backbone = create_backbone(backbone, pretrained)
-        fmap = self._freeze_unused_backbone_parts(image_size)
+        fmap = freeze_unused_by_map(self.backbone, image_size)  # the map's shape sizes the positions
         self.proj = nn.Conv2d(fmap.shape[1], embed_dim, 1)
         self.pos_embed = nn.Parameter(nn.init.trunc_normal_(torch.zeros(1, fmap.shape[2] * fmap.shape[3],
                                                                         embed_dim), std=0.02))
@@ -100,21 +100,6 @@ class KrtModel(MultiLabelModel):
         self.tasks = TaskTokensAndHeads(embed_dim)
         if num_classes:
             self.tasks.add_step(num_classes)
-
-    def _freeze_unused_backbone_parts(self, image_size: int) -> torch.Tensor:
-        """The feature map at the configured input size; the backbone's parameters that the map
-        does not depend on (timm's pooling head, e.g. ConvNeXt's final norm) are frozen: the model
-        reads the map, not the pooled feature, and DistributedDataParallel needs every trained
-        parameter to get a gradient."""
-        was_training = self.backbone.training
-        fmap = feature_map(self.backbone, self.backbone.eval().forward_features(
-            torch.zeros(1, 3, image_size, image_size)))
-        fmap.sum().backward()
-        for p in self.backbone.parameters():
-            p.requires_grad_(p.grad is not None)
-            p.grad = None
-        self.backbone.train(was_training)
-        return fmap.detach()
 
     @property
     def num_classes(self) -> int:
