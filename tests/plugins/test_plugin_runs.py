@@ -131,7 +131,12 @@ KRT_R = ["model.name=krt", "strategy.plugins=[herding,tdl,pseudo]", "strategy.ps
          "strategy.replay.per_class=2", "strategy.replay.relabel=true", "strategy.replay.mix=concat"]
 
 
-@pytest.mark.parametrize("plugins", [["strategy.plugins=[lwf,ewc,pseudo]"], KRT_R])
+CSC_R = ["model.name=csc", "model.options.embed_dim=16", "strategy.plugins=[herding,csc]",
+         "strategy.replay.per_class=2", "train.loss=multilabel_soft_margin"]  # CSC with its replay
+
+
+@pytest.mark.parametrize("plugins", [["strategy.plugins=[lwf,ewc,pseudo]"], KRT_R, CSC_R], ids=["lwf-ewc-pseudo",
+                                                                                               "krt-r", "csc-r"])
 def test_resume_after_any_step_equals_the_uninterrupted_run(tmp_path, monkeypatch, capsys, plugins):
     overrides = tiny() + OPTIONS + plugins
     full = tmp_path / "full"
@@ -153,6 +158,9 @@ def test_resume_after_any_step_equals_the_uninterrupted_run(tmp_path, monkeypatc
     assert state["previous_model"] is not None
     if plugins == KRT_R:
         assert len(state["plugins"]["herding"]["rows"]) > 0 and 0 < state["plugins"]["pseudo"]["threshold"]
+    elif plugins == CSC_R:  # the buffer, and the label graph counted over steps 0 and 1 (in the model)
+        model = torch.load(killed / "checkpoint.pt", weights_only=True)["model"]
+        assert len(state["plugins"]["herding"]["rows"]) > 0 and model["cooccurrence.counts"][:4].min() > 0
     else:
         assert len(state["plugins"]["ewc"]["terms"]) == 2
     assert cli(tmp_path, killed, overrides, "--resume") == 0
