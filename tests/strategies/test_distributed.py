@@ -93,14 +93,21 @@ def _outputs_of_one_run(run_dir: Path, output: str, starts: int = 1) -> None:
     assert len(list((run_dir / "tb").iterdir())) == starts
 
 
-def test_online_replay_lwf_ewc_match_one_process(tmp_path):
-    overrides = _overrides(tmp_path, "train.online=true", "strategy.replay.size=16", "strategy.plugins=[prs,lwf,ewc]")
+def _one_and_two_processes(tmp_path, overrides: list[str]) -> tuple[Path, Path]:
+    """The same run in one process and, at the same time, under torchrun with two; the two-process
+    run's outputs are one run's. Returns both run directories."""
     _generate(overrides)
     one, two = tmp_path / "one", tmp_path / "two"
     runs = [_start(one, overrides, 1), _start(two, overrides, 2)]
     _, output = (_finish(p) for p in runs)
-    _assert_same_results(one, two)
     _outputs_of_one_run(two, output)
+    return one, two
+
+
+def test_online_replay_lwf_ewc_match_one_process(tmp_path):
+    overrides = _overrides(tmp_path, "train.online=true", "strategy.replay.size=16", "strategy.plugins=[prs,lwf,ewc]")
+    one, two = _one_and_two_processes(tmp_path, overrides)
+    _assert_same_results(one, two)
 
 
 def test_krt_token_distillation_and_dynamic_pseudo_labels_match_one_process(tmp_path):
@@ -109,12 +116,8 @@ def test_krt_token_distillation_and_dynamic_pseudo_labels_match_one_process(tmp_
     overrides = _overrides(tmp_path, "model.name=krt", "model.options={embed_dim: 16, heads: 2}",
                            "strategy.plugins=[tdl,pseudo]", "strategy.pseudo.dynamic=true",
                            "strategy.pseudo.threshold=0.8")
-    _generate(overrides)
-    one, two = tmp_path / "one", tmp_path / "two"
-    runs = [_start(one, overrides, 1), _start(two, overrides, 2)]
-    _, output = (_finish(p) for p in runs)
+    one, two = _one_and_two_processes(tmp_path, overrides)
     _assert_same_results(one, two)
-    _outputs_of_one_run(two, output)
     thresholds = [s["pseudo_threshold"] for s in json.loads((two / "results.json").read_text())["steps"]]
     assert thresholds[0] is None and all(t is not None for t in thresholds[1:])
 
@@ -123,12 +126,8 @@ def test_multilane_matches_one_process(tmp_path):
     """MULTI-LANE on timm's test ViT (LayerNorm): one lane per step, the old lanes frozen under DDP."""
     overrides = _overrides(tmp_path, "model.name=multilane", "model.backbone=test_vit",
                            "model.options={patch_size: 8, selectors: 2, prompts: 2, prompt_layers: 1}")
-    _generate(overrides)
-    one, two = tmp_path / "one", tmp_path / "two"
-    runs = [_start(one, overrides, 1), _start(two, overrides, 2)]
-    _, output = (_finish(p) for p in runs)
+    one, two = _one_and_two_processes(tmp_path, overrides)
     _assert_same_results(one, two)
-    _outputs_of_one_run(two, output)
 
 
 def test_csc_label_graph_is_counted_from_the_whole_step(tmp_path):
@@ -138,11 +137,7 @@ def test_csc_label_graph_is_counted_from_the_whole_step(tmp_path):
     SyncBatchNorm there; on CUDA `train.sync_batchnorm` makes it the global batch)."""
     overrides = _overrides(tmp_path, "model.name=csc", "model.options.embed_dim=16", "strategy.plugins=[csc]",
                            "train.loss=multilabel_soft_margin")
-    _generate(overrides)
-    one, two = tmp_path / "one", tmp_path / "two"
-    runs = [_start(one, overrides, 1), _start(two, overrides, 2)]
-    _, output = (_finish(p) for p in runs)
-    _outputs_of_one_run(two, output)
+    one, two = _one_and_two_processes(tmp_path, overrides)
     states = [torch.load(d / "checkpoint.pt", weights_only=True)["model"] for d in (one, two)]
     for key in ("cooccurrence.counts", "cooccurrence.joint"):
         assert torch.equal(states[0][key], states[1][key]) and states[0][key].sum() > 0, key

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from cml.strategies._frozen import FeatureCache
-from test_distributed import _assert_same_results, _finish, _generate, _overrides, _start
+from test_distributed import _assert_same_results, _one_and_two_processes, _overrides
 from protocols.test_protocols import coco_root, voc_root  # noqa: F401
 from tests_helpers import interrupt_after_step, run_cli, tiny
 
@@ -46,11 +46,7 @@ def test_protocol_configs_run_a_step(tmp_path, monkeypatch, coco_root, voc_root,
 def test_l3a_two_processes_equal_one(tmp_path):
     overrides = _overrides(tmp_path, "model.name=l3a", "strategy.name=l3a", "model.options.hidden=64",
                            "strategy.l3a.base_epochs=1")
-    _generate(overrides)
-    runs = [_start(tmp_path / "one", overrides, 1), _start(tmp_path / "two", overrides, 2)]
-    for run in runs:
-        _finish(run)
-    _assert_same_results(tmp_path / "one", tmp_path / "two")
+    _assert_same_results(*_one_and_two_processes(tmp_path, overrides))
 
 
 def test_probe_trains_the_head_only_and_the_cache_changes_nothing(tmp_path):
