@@ -139,10 +139,14 @@ def _short(value) -> str:
 
 
 def _in_use(key: str, config: dict) -> bool:
-    """Plugin options count only for runs with a plugin of that section (the replay buffers share
-    `strategy.replay`); a plugin no longer registered keeps its name as its section."""
+    """Only the run's own keys count (another model's options are absent from its config); plugin
+    options only for runs with a plugin of that section (the replay buffers share
+    `strategy.replay`), or whose strategy has that name (`strategy.l3a`); a plugin no longer
+    registered keeps its name as its section."""
+    if key not in config:
+        return False
     parts = key.split(".")
-    if parts[0] != "strategy" or len(parts) < 3:
+    if parts[0] != "strategy" or len(parts) < 3 or parts[1] == config.get("strategy.name"):
         return True
     plugins = config.get("strategy.plugins", [])
     return parts[1] in {section_of(PLUGINS.get(p)) if p in PLUGINS.names() else p for p in plugins}

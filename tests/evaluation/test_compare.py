@@ -85,6 +85,19 @@ def test_compare_labels_name_the_keys_that_differ(tmp_path, capsys):
     assert "| finetune+lwf, linear/resnet10t, lwf.weight=3.0 | 1 |" in out
 
 
+def test_compare_labels_leave_out_the_options_other_models_have(tmp_path, capsys):
+    """Runs of two models: each label names its own model's options, not the other's as None."""
+    for name, options in (("krt", {"embed_dim": 64}), ("multilane", {"patch_size": 4})):
+        fake_run(tmp_path / name, 0, [50.0, 40.0], 10.0, 1.0, 1.0)
+        config = yaml.safe_load((tmp_path / name / "config.yaml").read_text())
+        config["model"].update(name=name, options=options)
+        (tmp_path / name / "config.yaml").write_text(yaml.safe_dump(config))
+    assert main(["compare", str(tmp_path / "krt"), str(tmp_path / "multilane"), "--out", str(tmp_path / "c.png")]) == 0
+    out = capsys.readouterr().out
+    assert "| finetune, krt/resnet10t, model.options.embed_dim=64 | 1 |" in out
+    assert "| finetune, multilane/resnet10t, model.options.patch_size=4 | 1 |" in out
+
+
 def test_compare_errors_are_one_line(tmp_path, capsys):
     assert main(["compare", str(tmp_path / "absent")]) == 2
     assert "absent: no such folder" in capsys.readouterr().err
