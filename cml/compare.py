@@ -19,6 +19,7 @@ import json
 import math
 import statistics
 import sys
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -209,15 +210,18 @@ def to_json(groups: list[Group]) -> list[dict]:
 def plot(groups: list[Group], path: Path) -> None:
     from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global state
 
-    fig = Figure(figsize=(9, 4.5 + 0.25 * len(groups)), layout="constrained")  # room for the legend
+    # long labels (runs of several models) wrapped, and the figure grown to hold every line of them
+    labels = [textwrap.fill(f"{g.label} (n={len(g.runs)})", 100, subsequent_indent="    ") for g in groups]
+    lines = sum(label.count("\n") + 1 for label in labels)
+    fig = Figure(figsize=(9, 4.5 + 0.2 * lines), layout="constrained")
     ax = fig.subplots()
     colors = [f"C{i % 10}" for i in range(len(groups))]
     longest = 0
-    for g, color in zip(groups, colors):
+    for g, color, label in zip(groups, colors, labels):
         points = [(i, m, s) for i, (m, s, _) in enumerate(g.stats["map_per_step"]) if m is not None]
         x, mean = [p[0] for p in points], [p[1] for p in points]
         longest = max(longest, len(g.stats["map_per_step"]))
-        ax.plot(x, mean, marker="o", color=color, label=f"{g.label} (n={len(g.runs)})")
+        ax.plot(x, mean, marker="o", color=color, label=label)
         if len(g.runs) > 1:
             std = [p[2] or 0.0 for p in points]
             ax.fill_between(x, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)],
@@ -230,7 +234,7 @@ def plot(groups: list[Group], path: Path) -> None:
     fig.legend(loc="outside lower center", fontsize="small", frameon=False)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=120, format="png")
+        fig.savefig(path, dpi=120, format="png", bbox_inches="tight")  # nothing of the legend clipped
     except OSError as err:
         raise UserError(f"--out: cannot write {path} ({err.strerror or err}); expected a writable .png path") from None
 
