@@ -70,8 +70,9 @@ def pod_vectors(maps):
     return [F.normalize(torch.cat([a.sum(3).flatten(1), a.sum(2).flatten(1)], 1), dim=1) for a in squares]
 
 
-def bare_loop(model, previous, term, buffer, plugins, cfg, scenario, device, online_ewc: bool = False) -> float:
-    """Seconds to train step 1 with `plugins` written out by hand, then the end-of-step work."""
+def bare_loop(model, previous, term, buffer, plugins, cfg, scenario, device,
+              online_ewc: bool = False) -> tuple[float, float]:
+    """(wall, CPU) seconds to train step 1 with `plugins` written out by hand, then the end-of-step work."""
     stats, s, bs = input_stats(model), cfg.strategy, cfg.train.batch_size
     dataset, step = scenario.benchmark.train_stream[1].dataset, scenario.steps[1]
     batches = StepBatches(len(dataset), bs, (cfg.seed, 1), drop_incomplete=cfg.train.online)
@@ -84,7 +85,7 @@ def bare_loop(model, previous, term, buffer, plugins, cfg, scenario, device, onl
             hooks += [module.register_forward_hook(lambda _, __, out, key=key: maps[key].append(out))
                       for module in stage_modules(net.backbone, s.pod.stages)]
     model.train()
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     threshold = s.pseudo.threshold
     if "pseudo" in plugins and s.pseudo.dynamic:
         threshold = calibrated_threshold(previous, dataset, stats, threshold, s.pseudo.target,
@@ -155,4 +156,4 @@ def bare_loop(model, previous, term, buffer, plugins, cfg, scenario, device, onl
         buffer.end_of_step(helper, scenario, step, first, bs)
     if device.type == "cuda":
         torch.cuda.synchronize()
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - start_cpu
