@@ -67,3 +67,16 @@ def run_cli(config, out, overrides, *extra) -> int:
     for item in overrides:
         args += ["--set", item]
     return main(args + list(extra))
+
+
+def run_full_and_resumed(config, tmp_path, monkeypatch, overrides, step: int = 1) -> tuple[dict, dict]:
+    """The run uninterrupted (tmp_path/full), and stopped after `step` then resumed (tmp_path/killed):
+    both results.json."""
+    import json
+
+    assert run_cli(config, tmp_path / "full", overrides) == 0
+    real_save = interrupt_after_step(monkeypatch, step)
+    assert run_cli(config, tmp_path / "killed", overrides) == 130
+    monkeypatch.setattr("cml.checkpoint.save", real_save)
+    assert run_cli(config, tmp_path / "killed", overrides, "--resume") == 0
+    return tuple(json.loads((tmp_path / d / "results.json").read_text()) for d in ("full", "killed"))

@@ -2,7 +2,6 @@
 against a hand computation; the graph grows keeping the learnt block and seeds the new classes;
 the plugin's loss against a plain formula; real runs (exact resume, the protocol configs)."""
 
-import json
 import math
 from pathlib import Path
 from types import SimpleNamespace
@@ -14,7 +13,7 @@ from torch.nn import functional as F
 from cml.models._label_graph import GrowingAdjacency, LabelCooccurrence, normalised_cooccurrence
 from cml.plugins.csc.plugin import ConfidenceSelfCalibration, max_entropy_term
 from protocols.test_protocols import coco_root, voc_root  # noqa: F401
-from tests_helpers import interrupt_after_step, run_cli, tiny
+from tests_helpers import interrupt_after_step, run_cli, run_full_and_resumed, tiny
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -69,12 +68,7 @@ TINY_CSC = tiny() + ["model.name=csc", "model.options.embed_dim=16", "strategy.p
 def test_csc_resumes_exactly_and_counts_every_step(tmp_path, monkeypatch):
     overrides = TINY_CSC + [f"data.root={tmp_path / 'data'}"]
     demo = REPO / "configs" / "demo.yaml"
-    assert run_cli(demo, tmp_path / "full", overrides) == 0
-    real_save = interrupt_after_step(monkeypatch, 1)
-    assert run_cli(demo, tmp_path / "killed", overrides) == 130
-    monkeypatch.setattr("cml.checkpoint.save", real_save)
-    assert run_cli(demo, tmp_path / "killed", overrides, "--resume") == 0
-    full, resumed = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("full", "killed"))
+    full, resumed = run_full_and_resumed(demo, tmp_path, monkeypatch, overrides)
     assert full == resumed and len(full["steps"]) == 3
     state = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=True)["model"]
     joint = state["cooccurrence.joint"]

@@ -2,7 +2,6 @@
 a step of training, old classes' logits unchanged by a new lane; and real runs (exact resume,
 the protocol configs for one step on fixtures)."""
 
-import json
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -15,7 +14,7 @@ from cml.models.multilane.model import MultiLane
 from cml.losses.bce.loss import masked_bce
 from cml.strategies._optim import build_optimizer
 from protocols.test_protocols import coco_root, voc_root  # noqa: F401
-from tests_helpers import interrupt_after_step, run_cli, tiny
+from tests_helpers import interrupt_after_step, run_cli, run_full_and_resumed, tiny
 
 REPO = Path(__file__).resolve().parents[2]
 DIM, SELECTORS, PROMPTS, LAYERS = 192, 3, 2, 2  # vit_tiny: embed 192
@@ -87,12 +86,7 @@ TINY_ML = tiny() + ["model.name=multilane", "model.backbone=vit_tiny_patch16_224
 def test_multilane_resumes_exactly(tmp_path, monkeypatch):
     overrides = TINY_ML + [f"data.root={tmp_path / 'data'}"]
     demo = REPO / "configs" / "demo.yaml"
-    assert run_cli(demo, tmp_path / "full", overrides) == 0
-    real_save = interrupt_after_step(monkeypatch, 1)
-    assert run_cli(demo, tmp_path / "killed", overrides) == 130
-    monkeypatch.setattr("cml.checkpoint.save", real_save)
-    assert run_cli(demo, tmp_path / "killed", overrides, "--resume") == 0
-    full, resumed = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("full", "killed"))
+    full, resumed = run_full_and_resumed(demo, tmp_path, monkeypatch, overrides)
     assert full == resumed and len(full["steps"]) == 3
 
 

@@ -10,7 +10,7 @@ import torch
 from cml.strategies._frozen import FeatureCache
 from test_distributed import _assert_same_results, _one_and_two_processes, _overrides
 from protocols.test_protocols import coco_root, voc_root  # noqa: F401
-from tests_helpers import interrupt_after_step, run_cli, tiny
+from tests_helpers import interrupt_after_step, run_cli, run_full_and_resumed, tiny
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO_L3A = str(REPO / "configs" / "demo_l3a.yaml")
@@ -19,12 +19,7 @@ TINY_L3A = tiny() + ["train.hflip=false", "model.options.hidden=64", "strategy.l
 
 def test_l3a_resumes_exactly(tmp_path, monkeypatch):
     overrides = TINY_L3A + [f"data.root={tmp_path / 'data'}"]
-    assert run_cli(DEMO_L3A, tmp_path / "full", overrides) == 0
-    real_save = interrupt_after_step(monkeypatch, 1)
-    assert run_cli(DEMO_L3A, tmp_path / "killed", overrides) == 130
-    monkeypatch.setattr("cml.checkpoint.save", real_save)
-    assert run_cli(DEMO_L3A, tmp_path / "killed", overrides, "--resume") == 0
-    full, resumed = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("full", "killed"))
+    full, resumed = run_full_and_resumed(DEMO_L3A, tmp_path, monkeypatch, overrides)
     assert full == resumed and len(full["steps"]) == 3
     assert all(0 < s["map"] <= 100 for s in full["steps"])
     state = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=True)["model"]
