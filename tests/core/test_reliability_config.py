@@ -182,7 +182,10 @@ def test_fuzz_valid_yaml_with_any_values(tmp_path_factory, doc):
         *parents, last = dotted.split(".")
         for part in parents:
             node = node.setdefault(part, {})
-        node[last] = value
+            if not isinstance(node, dict):  # an earlier key gave the parent a value: this key cannot nest
+                break
+        else:
+            node[last] = value
     path = tmp_path_factory.mktemp("fuzz") / "c.yaml"
     path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8", errors="surrogatepass")
     _check(lambda: load_config(path))
