@@ -142,7 +142,16 @@ def broadcast_buffers(module: torch.nn.Module) -> None:
             buffer.copy_(comm)
 
 
-def wrap_model(model: torch.nn.Module, sync_batchnorm: bool) -> torch.nn.Module:
+def sync_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
+    """Every BatchNorm as its synchronised variant, by timm's converter: torch's turns timm's
+    BatchNormAct2d (TResNet, EfficientNet) into a plain SyncBatchNorm and drops its activation;
+    timm's makes it a SyncBatchNormAct that keeps it."""
+    from timm.layers import convert_sync_batchnorm
+
+    return convert_sync_batchnorm(model)
+
+
+def wrap_model(model: torch.nn.Module, sync: bool) -> torch.nn.Module:
     """DistributedDataParallel around the model (re-wrapped at every step, after the heads grew).
     BatchNorm becomes SyncBatchNorm on CUDA when asked (statistics over the global batch, as in
     one process); torch has no SyncBatchNorm on the CPU. Every parameter of every cml model gets
@@ -150,7 +159,7 @@ def wrap_model(model: torch.nn.Module, sync_batchnorm: bool) -> torch.nn.Module:
     if not active():
         return model
     on_cuda = next(model.parameters()).device.type == "cuda"
-    if sync_batchnorm and on_cuda:
-        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    if sync and on_cuda:
+        model = sync_batchnorm(model)
     ids = [torch.cuda.current_device()] if on_cuda else None
     return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
