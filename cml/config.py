@@ -106,6 +106,8 @@ class TrainConfig:
                                                "the training device instead of in the loader")
     sync_batchnorm: bool = option(True, help="under torchrun on CUDA: BatchNorm statistics over the global "
                                           "batch (SyncBatchNorm), as in one process (docs/scaling.md)")
+    deterministic: bool = option(False, help="torch's deterministic algorithms, cuDNN without autotuning: the same "
+                                           "seed gives the same numbers on CUDA too, slower (docs/performance.md)")
 
 
 @dataclass

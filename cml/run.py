@@ -4,6 +4,7 @@ after every step so that nothing completed is lost and `--resume` can continue e
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 
@@ -36,6 +37,18 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def set_determinism(deterministic: bool) -> None:
+    """train.deterministic: CUDA's reproducibility switches (the CPU is deterministic already).
+    Off, cuDNN autotunes each convolution shape (`benchmark`, fastest kernels, not bit for bit
+    reproducible); on, torch refuses ops without a deterministic kernel, cuDNN uses only
+    deterministic ones, and cuBLAS a fixed workspace (read at CUDA's first matmul, after this)."""
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(deterministic)
+    torch.backends.cudnn.deterministic = deterministic
+    torch.backends.cudnn.benchmark = not deterministic
+
+
 def pick_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise UserError("train.device: cuda was asked for but no CUDA device is available")
@@ -62,6 +75,7 @@ def say(*args, **kwargs) -> None:
 def run(cfg: Config, data: MultiLabelData, run_dir: Path, resume: bool = False) -> dict:
     """Under torchrun every rank runs this; rank 0 alone writes the run directory and prints."""
     seed_everything(cfg.seed)
+    set_determinism(cfg.train.deterministic)
     with distributed.main_first():  # rank 0 builds the image cache
         scenario = build_scenario(cfg, data)
     problem = untrainable_step(cfg, scenario.steps, scenario.class_names)
