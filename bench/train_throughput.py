@@ -58,6 +58,7 @@ def bare_loop(cfg, scenario, device, epochs: int) -> tuple[float, int]:
                         num_workers=cfg.data.num_workers, pin_memory=device.type == "cuda",
                         persistent_workers=cfg.data.num_workers > 0)
     criterion, optimizer = build_criterion(cfg.train), build_optimizer(model, cfg.train)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp is torch.float16)  # fp16 scales its loss, as cml does
     stats = input_stats(model)
 
     def train_epoch() -> int:
@@ -69,8 +70,9 @@ def bare_loop(cfg, scenario, device, epochs: int) -> tuple[float, int]:
             with torch.autocast("cuda", dtype=amp) if amp else torch.autocast("cpu", enabled=False):
                 loss = criterion(model(x), y)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
             images += len(x)
         return images
 
