@@ -21,13 +21,17 @@ def bench_parser(doc: str) -> argparse.ArgumentParser:
 
 def bench_setup(args, overrides: list[str] = ()):
     """(config, scenario, device), the config without a schedule: the bare loops have none, and
-    both sides must do the same work."""
+    both sides must do the same work; data.num_workers as a number, and cuDNN set, as `cml run` does."""
     from cml.config import load_config
+    from cml.launch import loader_workers
     from cml.registry import DATASETS
-    from cml.run import pick_device
+    from cml.run import pick_device, set_determinism
     from cml.scenarios.builder import build_scenario
 
     cfg = load_config(args.config, [*overrides, *args.overrides])
     cfg.train.scheduler = "none"
+    set_determinism(cfg.train.deterministic)
     scenario = build_scenario(cfg, DATASETS.get(cfg.data.dataset).build(cfg.data))
-    return cfg, scenario, pick_device(cfg.train.device)
+    device = pick_device(cfg.train.device)
+    cfg.data.num_workers = loader_workers(cfg.data.num_workers, device.type != "cpu")
+    return cfg, scenario, device

@@ -23,9 +23,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
+import torch  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
 from cml.config import load_config  # noqa: E402
+from cml.launch import loader_workers  # noqa: E402
 from cml.registry import DATASETS  # noqa: E402
 from cml.scenarios.cache import split_pixels  # noqa: E402
 from cml.scenarios.images import MultiLabelImages  # noqa: E402
@@ -54,7 +56,8 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
 
     cfg = load_config(args.config, args.overrides)
-    workers = cfg.data.num_workers if args.workers is None else args.workers
+    accelerator = cfg.train.device != "cpu" and torch.cuda.is_available()  # what `cml run` would pick
+    workers = loader_workers(cfg.data.num_workers, accelerator) if args.workers is None else args.workers
     data = DATASETS.get(cfg.data.dataset).build(cfg.data)
     rows = np.arange(min(args.images, len(data.train.paths)))
     split = data.train.subset(rows)

@@ -24,7 +24,9 @@ class DataConfig:
     dataset: str = option("synthetic", help="a registered dataset")
     root: Optional[str] = option(None, help="dataset folder (synthetic: cache folder, made if absent)")
     image_size: int = option(224, low=8, high=2048, help="square input size of the model")
-    num_workers: int = option(0, low=0, high=64, help="DataLoader worker processes")
+    num_workers: Union[Literal["auto"], int] = option(
+        "auto", low=0, high=64, help="DataLoader worker processes; auto: 0 on the CPU, on CUDA this process's "
+                                     "share of the cores less one, at most 8 (docs/scaling.md)")
     prefetch_factor: int = option(2, low=1, high=64, help="batches each DataLoader worker loads ahead "
                                                         "(with num_workers > 0; workers persist across epochs)")
     cache: bool = option(False, help="decode and resize images once into a memory-mapped cache")

@@ -46,3 +46,33 @@ def peer_lost(err: Exception) -> bool:
     text = str(err)
     return type(err).__name__ in ("DistBackendError", "DistNetworkError") or any(
         sign in text for sign in ("Connection closed by peer", "Connection reset by peer", "Broken pipe", "NCCL"))
+
+
+AUTO_WORKERS = 8  # data.num_workers `auto`: at most this many loader processes per training process
+
+
+def cores() -> int:
+    """The cores this process may run on (its affinity: a cluster job's share, not the machine's)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # no affinity on macOS and Windows
+        return os.cpu_count() or 1
+
+
+def loader_workers(setting, accelerator: bool) -> int:
+    """data.num_workers as a number. `auto`: 0 on the CPU, where workers would take the cores that
+    train; on an accelerator this process's share of the cores (torchrun's LOCAL_WORLD_SIZE
+    processes on this machine) less one for the process itself, from 1 to AUTO_WORKERS."""
+    if setting != "auto":
+        return setting
+    if not accelerator:
+        return 0
+    local = os.environ.get("LOCAL_WORLD_SIZE", "1")
+    share = cores() // max(1, int(local) if local.isdigit() else 1)
+    return max(1, min(AUTO_WORKERS, share - 1))
+
+
+def cache_workers(setting) -> int:
+    """Processes that build the image cache: data.num_workers, or for `auto` every core up to
+    AUTO_WORKERS (rank 0 builds it alone, before anything trains)."""
+    return min(AUTO_WORKERS, cores()) if setting == "auto" else setting

@@ -23,6 +23,7 @@ from cml.evaluation.hparams import log_hparams, log_summary
 from cml.evaluation.plugin import MultiLabelMetrics
 from cml.evaluation.progress import ProgressLogger
 from cml.evaluation.results import ROW_HEADER, build_summary, format_row, format_summary, write_summary
+from cml.launch import loader_workers
 from cml.plugins._base import build_plugins
 from cml.registry import MODELS, STRATEGIES
 from cml.models._parts import check_input_size
@@ -113,8 +114,8 @@ def run(cfg: Config, data: MultiLabelData, run_dir: Path, resume: bool = False) 
             write_summary(run_dir, build_summary(records, extra))
         say(f"resuming {run_dir} after step {state['step']}")
 
-    loader_args = {"num_workers": cfg.data.num_workers, "persistent_workers": cfg.data.num_workers > 0,
-                   "prefetch_factor": cfg.data.prefetch_factor}
+    workers = loader_workers(cfg.data.num_workers, device.type != "cpu")  # `auto`, resolved here alone
+    loader_args = {"num_workers": workers, "persistent_workers": workers > 0, "prefetch_factor": cfg.data.prefetch_factor}
     processes = f", {distributed.world()} processes" if distributed.world() > 1 else ""
     say(f"{cfg.data.dataset}: {len(scenario.class_names)} classes, {len(steps)} steps "
           f"({'-'.join(str(len(s.classes)) for s in steps)}), strategy {cfg.strategy.name}, "

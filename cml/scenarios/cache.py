@@ -28,6 +28,7 @@ from tqdm import tqdm
 from cml.datasets._types import MultiLabelData
 from cml.imagefiles import derived_folder
 from cml.errors import UserError
+from cml.launch import cache_workers
 from cml.scenarios.images import read_image
 
 FORMAT_VERSION = 2  # bump when read_image's output changes (2: 16-bit and transparent images)
@@ -37,8 +38,9 @@ CHUNK = 256  # images per job handed to a worker
 def cached_pixels(data: MultiLabelData, data_cfg) -> tuple[np.ndarray, np.ndarray]:
     """(train, test) read-only arrays whose row i is `read_image(split.paths[i], data_cfg.image_size)`."""
     folder = derived_folder(data_cfg, data.train.paths + data.test.paths)
-    return (split_pixels(data.train.paths, data_cfg.image_size, folder, data_cfg.num_workers),
-            split_pixels(data.test.paths, data_cfg.image_size, folder, data_cfg.num_workers))
+    workers = cache_workers(data_cfg.num_workers)
+    return (split_pixels(data.train.paths, data_cfg.image_size, folder, workers),
+            split_pixels(data.test.paths, data_cfg.image_size, folder, workers))
 
 
 def split_pixels(paths: list[str], size: int, folder: Path, workers: int = 0) -> np.ndarray:
@@ -72,8 +74,8 @@ def _build(paths: list[str], size: int, target: Path, workers: int) -> None:
     try:
         with tqdm(total=len(paths), desc="caching images", unit="img", disable=not interactive,
                   file=sys.stdout) as bar:
-            if workers > 1:
-                with multiprocessing.Pool(workers) as pool:
+            if min(workers, len(jobs)) > 1:  # a process per chunk at most
+                with multiprocessing.Pool(min(workers, len(jobs))) as pool:
                     for done in pool.imap_unordered(_fill, jobs):
                         bar.update(done)
             else:

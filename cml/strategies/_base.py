@@ -110,12 +110,25 @@ class MultiLabelStrategy(SupervisedTemplate):
         self.compiled.wrap(self.model)
         self.make_optimizer()
 
-    def _loader_args(self, num_workers: int = 0, persistent_workers: bool = False, prefetch_factor=None, **kwargs):
-        args = {"num_workers": num_workers, "pin_memory": self.device.type == "cuda"}
+    _pass_settings: dict = {}  # the training loader's workers, for `pass_loader_args`
+
+    def _loader_args(self, num_workers: int = 0, persistent_workers: bool = False, prefetch_factor=None,
+                     dataset=None, **kwargs):
+        """Pinned memory whenever the device is not the CPU (non-blocking copies to it). The training
+        loader's settings are kept: every other pass over a step loads as it does."""
+        if dataset is None and self.is_training:
+            self._pass_settings = {"num_workers": num_workers, "prefetch_factor": prefetch_factor}
+        args = {"num_workers": num_workers, "pin_memory": self.device.type != "cpu"}
         if num_workers > 0:
             args.update(persistent_workers=persistent_workers, prefetch_factor=prefetch_factor)
-        collate_from_data_or_kwargs(self.adapted_dataset, args)
+        collate_from_data_or_kwargs(self.adapted_dataset if dataset is None else dataset, args)
         return args
+
+    def pass_loader_args(self, dataset) -> dict:
+        """DataLoader arguments of a one-shot pass over `dataset` during training (L3A's statistics,
+        pseudo-label calibration, herding, EWC's Fisher): training's workers and pinned memory,
+        workers not kept (persistent workers would outlive their one pass)."""
+        return self._loader_args(**self._pass_settings, dataset=dataset)
 
     def make_train_dataloader(self, **kwargs):
         """This process's slices of the step's global batches (`StepBatches`)."""

@@ -70,7 +70,7 @@ class L3AStrategy(MultiLabelStrategy):
         n_old = min(step.classes)
         for self.mbatch in DataLoader(self.adapted_dataset, batch_sampler=every_image(len(self.adapted_dataset),
                                                                                      self.train_mb_size),
-                                      **self._loader_args()):
+                                      **self.pass_loader_args(self.adapted_dataset)):
             self._unpack_minibatch()
             learn_global_batch(model, cached_embed(self, "train"), self.mb_y, per_class, n_old, self.options)
         analytic.solve()

@@ -114,15 +114,16 @@ def ewc_penalty(model: torch.nn.Module, terms: list[dict[str, Tensors]]) -> torc
     return FlatTerms(model, terms).penalty()
 
 
-def empirical_fisher(strategy, dataset, num_workers: int = 0) -> Tensors:
-    """Squared gradients of the criterion, one batch at a time, averaged over the batches."""
+def empirical_fisher(strategy, dataset, loader_args: dict | None = None) -> Tensors:
+    """Squared gradients of the criterion, one batch at a time, averaged over the batches;
+    `loader_args`: the strategy's for a pass over a step (workers, pinned memory)."""
     model = strategy.core_model
     params = {n: p for n, p in model.named_parameters() if p.requires_grad}
     fisher = {n: torch.zeros_like(p) for n, p in params.items()}
     size = strategy.train_mb_size
     batches = [range(s, min(s + size, len(dataset))) for s in range(0, len(dataset), size)]
     loader = DataLoader(dataset, batch_sampler=batches[distributed.rank()::distributed.world()],
-                        num_workers=num_workers, collate_fn=getattr(dataset, "collate_fn", None))
+                        **(loader_args or {"collate_fn": getattr(dataset, "collate_fn", None)}))
     was_training = model.training
     model.eval()
     for x, y, *_ in loader:
@@ -161,7 +162,8 @@ class ElasticWeightConsolidation(CmlPlugin):
             strategy.loss += self.flat.penalty()
 
     def after_training_exp(self, strategy, **kwargs):
-        fisher = empirical_fisher(strategy, strategy.experience.dataset, kwargs.get("num_workers", 0))
+        dataset = strategy.experience.dataset
+        fisher = empirical_fisher(strategy, dataset, strategy.pass_loader_args(dataset))
         anchor = {n: p.detach().clone() for n, p in strategy.core_model.named_parameters() if n in fisher}
         self.add_term(fisher, anchor)
 

@@ -11,7 +11,7 @@ def build(cfg, scenario):
     from cml.plugins.herding.plugin import HerdingBuffer
 
     r = cfg.strategy.replay
-    buffer = HerdingBuffer(r.per_class, len(scenario.class_names), cfg.seed, cfg.data.num_workers, r.herding_repeats)
+    buffer = HerdingBuffer(r.per_class, len(scenario.class_names), cfg.seed, r.herding_repeats)
     return replay_plugin(cfg, scenario, buffer)
 
 

@@ -65,10 +65,9 @@ def pooled_features(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
 class HerdingBuffer(ReplayBuffer):
     streaming = False
 
-    def __init__(self, per_class: int, num_classes: int, seed: int, num_workers: int = 0, repeats: str = "never"):
+    def __init__(self, per_class: int, num_classes: int, seed: int, repeats: str = "never"):
         super().__init__(per_class * num_classes, num_classes, seed)
         self.per_class = per_class
-        self.num_workers = num_workers
         self.repeats = repeats
 
     @torch.no_grad()
@@ -81,7 +80,7 @@ class HerdingBuffer(ReplayBuffer):
         was_training = model.training
         model.eval()
         features = []
-        for x, _, _ in DataLoader(images, batch_size=strategy.eval_mb_size, num_workers=self.num_workers):
+        for x, _, _ in DataLoader(images, batch_size=strategy.eval_mb_size, **strategy.pass_loader_args(images)):
             features.append(pooled_features(model, strategy.prepare_images(x)).float())  # fp32, as KRT
         model.train(was_training)
         return distributed.all_gather_cat(torch.cat(features))

@@ -76,7 +76,8 @@ class PseudoLabels(CmlPlugin):
     def old_scores(self, strategy) -> torch.Tensor:
         """The previous model's sigmoids over this rank's part of the step's training set, gathered."""
         rows = range(len(strategy.adapted_dataset))[distributed.shard(len(strategy.adapted_dataset))]
-        loader = DataLoader(strategy.adapted_dataset, batch_size=strategy.eval_mb_size, sampler=rows)
+        loader = DataLoader(strategy.adapted_dataset, batch_size=strategy.eval_mb_size, sampler=rows,
+                            **strategy.pass_loader_args(strategy.adapted_dataset))
         scores = []
         for x, _, _ in loader:
             with strategy.autocast():
