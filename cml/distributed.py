@@ -21,6 +21,7 @@ import torch.distributed as dist
 
 from cml.launch import launched
 
+_host_group = None  # under nccl, a gloo group over the same ranks for host tensors (`_route`)
 TIMEOUT_MINUTES = 30  # a collective waiting longer than this fails instead of hanging the run
 
 
@@ -48,6 +49,9 @@ def init(device_name: str) -> None:
     if cuda:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     dist.init_process_group("nccl" if cuda else "gloo", timeout=datetime.timedelta(minutes=TIMEOUT_MINUTES))
+    if cuda:  # host tensors (the loader's rows and labels) are exchanged without a round trip to the GPU
+        global _host_group
+        _host_group = dist.new_group(backend="gloo", timeout=datetime.timedelta(minutes=TIMEOUT_MINUTES))
 
 
 def device(device: torch.device) -> torch.device:
@@ -87,19 +91,27 @@ def _comm_device() -> torch.device:
     return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
 
 
+def _route(tensor: torch.Tensor):
+    """(group, device) for a collective on `tensor`: a host tensor under nccl goes through the gloo
+    group, so that gathering it neither copies it to the GPU nor waits for the GPU to read it back."""
+    if tensor.device.type == "cpu" and _host_group is not None:
+        return _host_group, torch.device("cpu")
+    return None, _comm_device()
+
+
 def all_gather_cat(tensor: torch.Tensor) -> torch.Tensor:
     """Every rank's tensor concatenated along dim 0 in rank order (first dims may differ)."""
     if not active():
         return tensor
-    comm = _comm_device()
+    group, comm = _route(tensor)
     local = tensor.to(comm)
     sizes = [torch.zeros(1, dtype=torch.long, device=comm) for _ in range(world())]
-    dist.all_gather(sizes, torch.tensor([len(local)], device=comm))
+    dist.all_gather(sizes, torch.tensor([len(local)], device=comm), group=group)
     sizes = [int(s) for s in sizes]
     padded = local.new_zeros((max(sizes), *local.shape[1:]))
     padded[: len(local)] = local
     parts = [torch.empty_like(padded) for _ in sizes]
-    dist.all_gather(parts, padded.contiguous())
+    dist.all_gather(parts, padded.contiguous(), group=group)
     return torch.cat([p[:s] for p, s in zip(parts, sizes)]).to(tensor.device)
 
 
@@ -155,11 +167,14 @@ def wrap_model(model: torch.nn.Module, sync: bool) -> torch.nn.Module:
     """DistributedDataParallel around the model (re-wrapped at every step, after the heads grew).
     BatchNorm becomes SyncBatchNorm on CUDA when asked (statistics over the global batch, as in
     one process); torch has no SyncBatchNorm on the CPU. Every parameter of every cml model gets
-    a gradient in `forward(x, full=True)` (checked), so find_unused_parameters stays off."""
+    a gradient in `forward(x, full=True)` (checked), so find_unused_parameters stays off. DDP does
+    not broadcast the buffers before every forward: the norms' running statistics are only read
+    after the step, when `broadcast_buffers` has made them rank 0's on every rank (rank 0's own
+    buffers evolve the same either way)."""
     if not active():
         return model
     on_cuda = next(model.parameters()).device.type == "cuda"
     if sync and on_cuda:
         model = sync_batchnorm(model)
     ids = [torch.cuda.current_device()] if on_cuda else None
-    return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)

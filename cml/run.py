@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from avalanche.evaluation.metrics import loss_metrics
 from avalanche.logging import TensorboardLogger
 from avalanche.training.plugins import EvaluationPlugin
 
@@ -20,6 +19,7 @@ from cml.config_checks import model_options
 from cml.datasets._types import MultiLabelData
 from cml.errors import UserError
 from cml.evaluation.hparams import log_hparams, log_summary
+from cml.evaluation.loss import EpochLossOnDevice
 from cml.evaluation.plugin import MultiLabelMetrics
 from cml.evaluation.progress import ProgressLogger
 from cml.evaluation.results import ROW_HEADER, build_summary, format_row, format_summary, write_summary
@@ -90,7 +90,7 @@ def run(cfg: Config, data: MultiLabelData, run_dir: Path, resume: bool = False) 
                                cfg.eval.strict, tasks, scenario.class_groups)
     main = distributed.is_main()
     tensorboard = TensorboardLogger(run_dir / "tb") if main else None
-    evaluator = EvaluationPlugin(loss_metrics(epoch=True), metric, loggers=[tensorboard, ProgressLogger(every_s=cfg.log.every_s)] if main else [])
+    evaluator = EvaluationPlugin(EpochLossOnDevice(), metric, loggers=[tensorboard, ProgressLogger(every_s=cfg.log.every_s)] if main else [])
     plugins = build_plugins(cfg, scenario)
     strategy = STRATEGIES.get(cfg.strategy.name).build(
         cfg, scenario, model=model, train_cfg=cfg.train, eval_batch_size=cfg.eval.batch_size,
@@ -130,7 +130,8 @@ def run(cfg: Config, data: MultiLabelData, run_dir: Path, resume: bool = False) 
         values = metric.result()
         records.append({"classes": [scenario.class_names[c] for c in steps[t].classes],
                         "n_train": strategy.train_size, "n_trained": strategy.trained_size, "n_test": len(steps[t].test_rows),
-                        "skipped_batches": strategy.skipped_batches, **strategy.step_record(), **values})
+                        "skipped_batches": strategy.skipped_batches, "skipped_updates": strategy.skipped_updates,
+                        **strategy.step_record(), **values})
         summary = build_summary(records, extra)
         if main:
             with deferred_signals():  # checkpoint first: results are never ahead of it

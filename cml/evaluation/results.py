@@ -96,7 +96,7 @@ def format_summary(summary: dict) -> str:
              "      " + " ".join(f"{'j=' + str(j):>7}" for j in range(T))]
     for i, row in enumerate(summary["map_matrix"]):
         lines.append(f"i={i:<3} " + " ".join(f"{v:7.2f}" if v is not None else f"{'':>7}" for v in row))
-    f = summary["avg_forgetting"]
-    lines.append(f"Avg mAP {summary['avg_map']:.2f}   Last mAP {summary['last_map']:.2f}   "
-                 f"Avg forgetting {'n/a' if f is None else f'{f:.2f}'}")
+    avg, last, f = (("n/a" if v is None else f"{v:.2f}") for v in (summary["avg_map"], summary["last_map"],
+                                                                    summary["avg_forgetting"]))
+    lines.append(f"Avg mAP {avg}   Last mAP {last}   Avg forgetting {f}")  # n/a: no test positive at all
     return "\n".join(lines)

@@ -68,7 +68,13 @@ class AnalyticClassifier(DynamicModule):
         self.register_buffer("counts", torch.zeros(0, dtype=torch.float64))
         self.register_buffer("weight", torch.zeros(hidden, 0, dtype=torch.float64))
         self.register_buffer("fitted", torch.zeros((), dtype=torch.bool))
+        self.is_fitted = False  # `fitted` on the host: read at every forward, it would sync the GPU each batch
         self.grow(num_classes)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        if prefix + "fitted" in state_dict:  # a checkpoint's tensors are on the CPU
+            self.is_fitted = bool(state_dict[prefix + "fitted"])
 
     @property
     def num_classes(self) -> int:
@@ -103,6 +109,7 @@ class AnalyticClassifier(DynamicModule):
                                                          device=self.gram.device)
         self.weight = torch.cholesky_solve(self.cross, torch.linalg.cholesky(regularised))
         self.fitted.fill_(True)
+        self.is_fitted = True
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         return (hidden.to(torch.float64) @ self.weight).float()

@@ -44,13 +44,14 @@ class MixedBatches:
         for x, y, rows in self.loader:
             # the global batch (every rank's slice, in rank order), so that every rank's buffer
             # takes the same decisions (torchrun; in one process this is the batch itself)
-            self.plugin.incoming = (distributed.all_gather_cat(rows).numpy().copy(),
-                                    distributed.all_gather_cat(y).numpy().copy())
+            # (one gather of rows and labels together, on the host)
+            both = distributed.all_gather_cat(torch.cat([rows[:, None].double(), y.double()], dim=1)).numpy()
+            self.plugin.incoming = (both[:, 0].astype(rows.numpy().dtype), both[:, 1:].astype(y.numpy().dtype))
             k = min(len(self.plugin.buffer), int(self.plugin.batch_ratio * len(self.plugin.incoming[0]) + 0.5))
             if k > 0:
                 rx, ry, rr = self.plugin.replay_batch(k)
                 x, y, rows = torch.cat([x, rx]), torch.cat([y, ry]), torch.cat([rows, rr])
-                if getattr(self.loader, "pin_memory", False):
+                if getattr(self.loader, "pin_memory", False) and torch.cuda.is_available():  # as the loader pins
                     x, y, rows = x.pin_memory(), y.pin_memory(), rows.pin_memory()
             yield [x, y, rows]
 

@@ -52,6 +52,13 @@ def build_criterion(train_cfg):
     return declaration.build(getattr(train_cfg, section_of(declaration), None))
 
 
+def state_on_device_of(param: torch.Tensor, state: dict) -> dict:
+    """A parameter's optimizer state where the parameter is: a resumed optimizer's moments were
+    loaded on the CPU before the model moved to the device. 0-dim entries (Adam's `step`) stay
+    where they are, as torch keeps them (on the CPU unless the optimizer is capturable or fused)."""
+    return {k: v.to(param.device) if isinstance(v, torch.Tensor) and v.dim() else v for k, v in state.items()}
+
+
 def frozen_copy(model: torch.nn.Module) -> torch.nn.Module:
     copy_ = copy.deepcopy(model).eval()
     for p in copy_.parameters():
@@ -163,7 +170,7 @@ class MultiLabelStrategy(SupervisedTemplate):
             for group in self.optimizer.param_groups:
                 for p in group["params"]:
                     if p in previous.state:
-                        self.optimizer.state[p] = previous.state[p]
+                        self.optimizer.state[p] = state_on_device_of(p, previous.state[p])
         self.scheduler = build_scheduler(self.optimizer, self.train_cfg, len(self.dataloader) * self.train_epochs)
 
     def _unpack_minibatch(self):
@@ -237,16 +244,17 @@ class MultiLabelStrategy(SupervisedTemplate):
     def checkpoint_state(self) -> dict:
         plugins = {p.name: p.checkpoint_state() for p in self.plugins if isinstance(p, CmlPlugin)}
         previous = self.previous_model.state_dict() if self.previous_model is not None else None
-        state = {"previous_model": previous, "plugins": plugins}
+        state = {"previous_model": previous, "plugins": plugins, "scaler": self.precision.state_dict()}
         if self.train_cfg.optimizer_scope == "stream":  # the next step continues this optimizer
             state["stream_optimizer"] = self.optimizer.state_dict()
         return state
 
     def load_checkpoint_state(self, state: dict) -> None:
         """After the model has been regrown and loaded to the checkpoint's step."""
-        if state["previous_model"] is not None:
-            self.previous_model = frozen_copy(self.core_model)
+        if state["previous_model"] is not None:  # on the training device: Avalanche moves only `model`
+            self.previous_model = frozen_copy(self.core_model).to(self.device)
             self.previous_model.load_state_dict(state["previous_model"])
+        self.precision.load_state_dict(state.get("scaler"))  # None in a checkpoint of an older cml
         for plugin in self.plugins:
             if isinstance(plugin, CmlPlugin) and state["plugins"][plugin.name] is not None:
                 plugin.load_checkpoint_state(state["plugins"][plugin.name])
@@ -257,6 +265,10 @@ class MultiLabelStrategy(SupervisedTemplate):
     @property
     def skipped_batches(self) -> int:
         return self.nonfinite.skipped_batches
+
+    @property
+    def skipped_updates(self) -> int:
+        return self.nonfinite.skipped_updates
 
     def _before_training_exp(self, **kwargs):
         self.nonfinite.start_step()
@@ -282,6 +294,6 @@ class MultiLabelStrategy(SupervisedTemplate):
             self.precision.unscale(self.optimizer)
             params = [p for group in self.optimizer.param_groups for p in group["params"]]
             torch.nn.utils.clip_grad_value_(params, self.train_cfg.clip_grad_value)
-        self.precision.step(self.optimizer)
+        self.nonfinite.count_update(self.precision.step(self.optimizer), self.clock.train_exp_iterations)
         if self.scheduler is not None:
             self.scheduler.step()

@@ -46,7 +46,7 @@ class L3AStrategy(MultiLabelStrategy):
         self.feature_cache = FeatureCache() if feature_cache else None
 
     def trains_backbone(self) -> bool:
-        return self.experience.step == 0 and self.options.base_epochs > 0 and not bool(self.core_model.analytic.fitted)
+        return self.experience.step == 0 and self.options.base_epochs > 0 and not self.core_model.analytic.is_fitted
 
     def check_model_and_optimizer(self, **kwargs):
         if self.trains_backbone():

@@ -52,7 +52,7 @@ class L3AModel(MultiLabelModel):
         return torch.relu(nn.functional.linear(embedding.float(), self.expansion))
 
     def classify(self, embedding: torch.Tensor) -> dict:
-        if bool(self.analytic.fitted):
+        if self.analytic.is_fitted:
             logits = self.analytic(self.expand(embedding))
         else:  # the base step's gradient training, before the first closed-form fit
             logits = self.base_head(embedding)
