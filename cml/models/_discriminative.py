@@ -24,20 +24,23 @@ from torch.nn import functional as F
 
 
 def supervised_contrastive(features: torch.Tensor, targets: torch.Tensor, temperature: float) -> torch.Tensor:
-    """features (B, C, D); targets (B, >= C) with 1 for positives (0 and -1 are not anchors)."""
-    image, label = (targets[:, : features.shape[1]] == 1).nonzero(as_tuple=True)
-    anchors = F.normalize(features[image, label].float(), dim=1)
-    n = anchors.shape[0]
-    same_class = label[:, None] == label[None, :]
-    self_pair = torch.eye(n, dtype=torch.bool, device=features.device)
-    positives = same_class & ~self_pair
+    """features (B, C, D); targets (B, >= C) with 1 for positives (0 and -1 are not anchors).
+    Computed over all B*C (image, class) pairs with the non-anchors masked, not over the anchors
+    picked out by `nonzero`: a data-dependent shape makes the host wait for the GPU every batch."""
+    n_images, n_classes, _ = features.shape
+    anchor = (targets[:, :n_classes] == 1).reshape(-1)
+    label = torch.arange(n_classes, device=features.device).repeat(n_images)
+    flat = F.normalize(features.reshape(n_images * n_classes, -1).float(), dim=1)
+    self_pair = torch.eye(len(flat), dtype=torch.bool, device=features.device)
+    pair = anchor[:, None] & anchor[None, :] & ~self_pair
+    positives = pair & (label[:, None] == label[None, :])
     has_positive = positives.any(1)
-    if not bool(has_positive.any()):
-        return features.sum() * 0.0  # keeps the graph: zero loss, zero gradients
-    logits = (anchors @ anchors.T / temperature).masked_fill(self_pair, float("-inf"))
+    # rows without a positive get 0 everywhere (no all -inf row: its softmax, even unused, is NaN)
+    logits = (flat @ flat.T / temperature).masked_fill(~pair, float("-inf")).masked_fill(~has_positive[:, None], 0)
     log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
     per_anchor = -(log_prob.masked_fill(~positives, 0).sum(1)) / positives.sum(1).clamp(min=1)
-    return per_anchor[has_positive].mean()
+    # 0 with zero gradients when no anchor has a positive
+    return (per_anchor * has_positive).sum() / has_positive.sum().clamp(min=1)
 
 
 class DiscriminativeLoss:

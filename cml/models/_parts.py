@@ -58,6 +58,21 @@ def check_input_size(backbone: nn.Module, name: str, size: int) -> None:
         backbone.train(mode)
 
 
+def full_precision(x: torch.Tensor):
+    """fp32 inside an autocast region, for the classifiers: logits rounded to bf16's 8 bits tie many
+    test scores (mAP moved by 0.02 on a COCO-sized test set) and fp16's saturate; the head's cost
+    is small beside the backbone's."""
+    return torch.autocast("cuda" if x.device.type == "cuda" else "cpu", enabled=False)
+
+
+class Fp32Linear(nn.Linear):
+    """nn.Linear (same parameters, same initialisation) computed in fp32 under autocast."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with full_precision(x):
+            return nn.functional.linear(x.float(), self.weight, self.bias)
+
+
 def head_size(experience) -> int:
     """How many outputs a model has once it has trained on `experience`: the classes seen so far
     (`n_outputs`, set by the scenario builder; it may be all classes from the start, as in PRS's
@@ -103,7 +118,8 @@ class GrowingLinear(DynamicModule):
             self.grow(head_size(experience))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return nn.functional.linear(x, self.weight, self.bias)
+        with full_precision(x):
+            return nn.functional.linear(x.float(), self.weight, self.bias)
 
 
 def feature_map(backbone: nn.Module, features: torch.Tensor) -> torch.Tensor:
@@ -143,14 +159,15 @@ class PerLabelLinear(GrowingLinear):
     """One classifier per label: logit_c = <feature_c, weight_c> + bias_c on (B, C, D) features."""
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return (features * self.weight).sum(-1) + self.bias
+        return (features.float() * self.weight).sum(-1) + self.bias  # fp32, as every head
 
 
 class GrowingConv1x1(GrowingLinear):
     """A 1x1 convolution with one output map per class (SRN's attention and confidence maps)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return nn.functional.conv2d(x, self.weight[:, :, None, None], self.bias)
+        with full_precision(x):
+            return nn.functional.conv2d(x.float(), self.weight[:, :, None, None], self.bias)
 
 
 class GrowingVectors(DynamicModule):

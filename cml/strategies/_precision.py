@@ -29,10 +29,6 @@ class Precision:
     def autocast(self):
         return torch.autocast(self.device_type, dtype=self.dtype, enabled=self.dtype is not None)
 
-    def full_precision(self):
-        """fp32 inside an autocast region (evaluation heads, Fisher information)."""
-        return torch.autocast(self.device_type, enabled=False)
-
     def backward(self, loss: torch.Tensor, retain_graph: bool | None = None) -> None:
         self.scaler.scale(loss).backward(retain_graph=retain_graph)
 

@@ -109,3 +109,22 @@ def test_every_trained_parameter_gets_a_gradient(name, backbone):
     trained = [n for n, p in model.named_parameters() if p.requires_grad]
     assert trained, "nothing trains"
     assert not [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+
+
+@pytest.mark.parametrize("name", [n for n, b in _ddp_cases() if b != "test_convnext"])
+def test_logits_are_fp32_under_autocast(name):
+    """Every model's classifier runs in fp32 inside an autocast region: bf16 logits (8 bits) tie
+    test scores and move mAP. On the CPU's autocast, as on CUDA's."""
+    from tests_helpers import VIT_OPTIONS, model_overrides
+
+    torch.manual_seed(0)
+    vit = bool(model_overrides(name))
+    model = make_model(name, "test_vit" if vit else "test_resnet", image_size=32, **(VIT_OPTIONS if vit else {}))
+    model.train()
+    avalanche_model_adaptation(model, FakeExperience([0, 1, 2]))
+    model.eval()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = model(torch.randn(4, 3, 32, 32))
+    assert logits.dtype == torch.float32 and logits.shape == (4, 3) and torch.isfinite(logits).all()
+    # ties: distinct fp32 logits stay distinct (bf16 has 256 values per octave)
+    assert len(torch.unique(logits)) == logits.numel()

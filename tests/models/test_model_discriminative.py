@@ -97,3 +97,16 @@ def test_options():
         loss_of("dlfl", "{temperature: 0}")
     with pytest.raises(UserError, match=r"model.options.discriminative: expected a mapping of keys, got 0.1"):
         loss_of("dlfl", "0.1")
+
+
+def test_reads_nothing_back_from_the_device():
+    """No data-dependent shape or truth value: on the stand-in device (tests/device_emulation.py)
+    the loss and its gradient are computed without a host read (nonzero and bool() made two per
+    batch)."""
+    from device_emulation import HostReads
+
+    features = torch.randn(4, 3, 8, device="meta", requires_grad=True)
+    targets = torch.ones(4, 3, device="meta")
+    with HostReads() as reads:
+        supervised_contrastive(features, targets, 0.1).backward()
+    assert reads.reads == []

@@ -98,3 +98,52 @@ def test_augmentations_in_the_loader_and_on_the_device(options):
         assert out.shape == batch.shape and out.dtype == torch.uint8
         assert (out != batch).flatten(1).any(1).float().mean() > 0.5
     assert torch.equal(results[0][0], results[1][0]) and torch.equal(results[0][1], results[1][0])
+
+
+def _counting_compile(executed: list, compiles: list):
+    """torch.compile with a backend that runs the captured graph as it is and counts its compiles
+    and the forwards that ran through a compiled graph (not eagerly)."""
+    real_compile = torch.compile
+
+    def backend(graph, example_inputs):
+        compiles.append(1)
+
+        def run(*args):
+            executed.append(1)
+            return graph.forward(*args)
+        return run
+
+    return lambda model: real_compile(model, backend=backend)
+
+
+@pytest.mark.parametrize("limit", [3, 1])
+def test_compile_runs_every_step_compiled_or_says_why_not(limit, tmp_path, monkeypatch):
+    """Three steps with grown heads and partial last batches, with torch's recompile limit lowered
+    to `limit`: at 3 every training forward runs compiled (the cache starts afresh at each step;
+    with one cache for the run the limit was reached in step 1 and torch went eager silently); at
+    1 the partial batch needs a second compile and the fallback warns once."""
+    from tests_helpers import run_cli
+
+    executed, compiles = [], []
+    monkeypatch.setattr(torch, "compile", _counting_compile(executed, compiles))
+    iterations = []
+
+    class Count(SupervisedPlugin):
+        def after_training_iteration(self, strategy, **kwargs):
+            iterations.append(1)
+
+    from cml import run
+    real_build = run.build_plugins
+    monkeypatch.setattr(run, "build_plugins", lambda cfg, scenario: [Count(), *real_build(cfg, scenario)])
+    overrides = tiny() + [f"data.root={tmp_path / 'data'}", "train.compile=true", "train.batch_size=8"]
+    import warnings
+    with warnings.catch_warnings(record=True) as caught, torch._dynamo.config.patch(recompile_limit=limit):
+        warnings.simplefilter("always")
+        assert run_cli("configs/demo.yaml", tmp_path / "run", overrides) == 0
+    fallbacks = [w for w in caught if "train.compile" in str(w.message)]
+    if limit == 3:
+        assert len(executed) == len(iterations) > 6 and not fallbacks
+        assert len(compiles) <= 2 * 3  # at most a static and a dynamic graph per step
+    else:
+        assert len(fallbacks) == 1 and "recompile" in str(fallbacks[0].message).lower()
+        assert 0 < len(executed) < len(iterations)

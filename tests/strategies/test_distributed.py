@@ -184,3 +184,27 @@ def test_step_batches_cut_the_one_process_batches(monkeypatch):
         joined = [sum((ranks[r][b] for r in range(world)), []) for b in range(len(ranks[0]))]
         assert [len(b) for b in joined] == expected and joined == one[: len(expected)]
     assert len(StepBatches(23, 8, (0, 1), drop_incomplete=True)) == 2
+
+
+def test_host_tensors_are_gathered_over_the_host_group_under_nccl(monkeypatch):
+    """Under nccl, the replay plugin's rows and labels (CPU tensors from the loader) go through the
+    gloo group: no copy to the GPU and back, so the host does not wait for the GPU each batch."""
+    import torch.distributed as dist
+
+    from cml import distributed
+
+    host_group, calls = object(), []
+
+    def all_gather(parts, tensor, group=None):
+        calls.append((group, tensor.device.type))
+        for part in parts:
+            part.copy_(tensor)
+
+    monkeypatch.setattr(distributed, "active", lambda: True)
+    monkeypatch.setattr(distributed, "world", lambda: 2)
+    monkeypatch.setattr(distributed, "_host_group", host_group)
+    monkeypatch.setattr(dist, "get_backend", lambda group=None: "nccl")
+    monkeypatch.setattr(dist, "all_gather", all_gather)
+    rows = torch.tensor([[3.0, 1.0], [5.0, 0.0]])
+    assert torch.equal(distributed.all_gather_cat(rows), torch.cat([rows, rows]))
+    assert calls == [(host_group, "cpu"), (host_group, "cpu")]

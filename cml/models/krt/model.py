@@ -23,7 +23,7 @@ from avalanche.models import DynamicModule
 from torch import nn
 
 from cml.models._base import MultiLabelModel
-from cml.models._parts import create_backbone, feature_map, freeze_unused_by_map, head_size
+from cml.models._parts import Fp32Linear, create_backbone, feature_map, freeze_unused_by_map, head_size
 
 
 class ClassAttentionBlock(nn.Module):
@@ -73,7 +73,7 @@ class TaskTokensAndHeads(DynamicModule):
         self.heads.eval()
         token = nn.Parameter(nn.init.trunc_normal_(torch.zeros(1, 1, self.dim, device=device), std=0.02))
         self.tokens.append(token)
-        self.heads.append(nn.Sequential(nn.LayerNorm(self.dim), nn.Linear(self.dim, classes)).to(device))
+        self.heads.append(nn.Sequential(nn.LayerNorm(self.dim), Fp32Linear(self.dim, classes)).to(device))
 
     def adaptation(self, experience) -> None:
         if self.training and head_size(experience) > self.num_classes:

@@ -40,7 +40,7 @@ from torch.nn import functional as F
 
 from cml.errors import UserError
 from cml.models._base import MultiLabelModel
-from cml.models._parts import create_backbone, head_size
+from cml.models._parts import Fp32Linear, create_backbone, head_size
 
 
 class Lane(nn.Module):
@@ -49,7 +49,7 @@ class Lane(nn.Module):
         self.selectors = nn.Parameter(nn.init.orthogonal_(torch.empty(selectors, dim)))  # their prompt_init
         self.prompts = nn.Parameter(nn.init.orthogonal_(torch.empty(prompt_layers, 2, prompts, dim)))
         self.heads = heads
-        self.head = nn.Linear(dim, num_classes)
+        self.head = Fp32Linear(dim, num_classes)
 
     def continue_from(self, previous: "Lane") -> None:
         with torch.no_grad():

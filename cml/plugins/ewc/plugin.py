@@ -128,8 +128,7 @@ def empirical_fisher(strategy, dataset, loader_args: dict | None = None) -> Tens
     model.eval()
     for x, y, *_ in loader:
         x, y = strategy.prepare_images(x), y.to(strategy.device)
-        with strategy.autocast():
-            logits = model(x)
+        logits = model(x)  # fp32, not autocast: unscaled fp16 gradients underflow, and their squares more so
         grads = torch.autograd.grad(strategy._criterion(logits, y), list(params.values()), allow_unused=True)
         for name, grad in zip(params, grads):
             if grad is not None:

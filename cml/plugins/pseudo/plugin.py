@@ -88,7 +88,7 @@ class PseudoLabels(CmlPlugin):
         self.calibrated = None
         if not self.dynamic or strategy.previous_model is None or strategy.clock.train_exp_epochs > 0:
             return
-        scores = self.old_scores(strategy)
+        scores = self.old_scores(strategy).cpu()  # one read: the search reads its count at every move
         target = self.target * scores.shape[1] / self.n_classes
         self.threshold, per_image, reached = calibrate_threshold(scores, self.threshold, target)
         self.calibrated = self.threshold
