@@ -29,6 +29,11 @@ CASES = {
     "multilane": ("demo_multilane", model_overrides("multilane")),
     "prs-online-stream": ("demo", ["strategy.plugins=[prs,lwf,ewc,pseudo]", "strategy.replay.size=20",
                                    "train.online=true", "train.optimizer_scope=stream"]),
+    # the other models, each with another replay buffer and regulariser
+    "dlfl-ocdm-lwf": ("demo", ["model.name=dlfl", "strategy.plugins=[ocdm,lwf]", "strategy.replay.size=20"]),
+    "srn-reservoir-pseudo": ("demo", ["model.name=srn", "strategy.plugins=[reservoir,pseudo]",
+                                      "strategy.replay.size=20"]),
+    "dr-ewc": ("demo", ["model.name=dr", "strategy.plugins=[ewc]"]),  # dr: the discriminative loss on
 }
 
 
