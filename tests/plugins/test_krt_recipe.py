@@ -93,6 +93,7 @@ def fake_strategy(scores_by_image, step):
     dataset = [(torch.tensor([i]), torch.zeros(3), i) for i in range(len(logits))]
     return SimpleNamespace(previous_model=lambda x: logits[x[:, 0]], adapted_dataset=dataset, eval_mb_size=3,
                            prepare_images=lambda x: x, autocast=contextlib.nullcontext,
+                           pass_loader_args=lambda dataset: {},  # a pass loads as training does: here, plainly
                            clock=SimpleNamespace(train_exp_epochs=0), experience=SimpleNamespace(step=step))
 
 
