@@ -50,11 +50,16 @@ def bare_fisher(model, dataset, batch_size, device):
 
 
 @torch.no_grad()
-def calibrated_threshold(previous, dataset, stats, start: float, target: float, n_classes: int,
-                         batch_size: int, device) -> float:
+def calibrated_threshold(
+    previous, dataset, stats, start: float, target: float, n_classes: int, batch_size: int, device
+) -> float:
     """KRT's search: move by 0.005 until the mean count of old scores > threshold is within 0.1."""
-    scores = torch.cat([torch.sigmoid(previous(normalize(x.to(device), stats)))
-                        for x, _, _ in DataLoader(dataset, batch_size=batch_size)])
+    scores = torch.cat(
+        [
+            torch.sigmoid(previous(normalize(x.to(device), stats)))
+            for x, _, _ in DataLoader(dataset, batch_size=batch_size)
+        ]
+    )
     target = target * scores.shape[1] / n_classes
     threshold = start
     for _ in range(100):
@@ -70,8 +75,9 @@ def pod_vectors(maps):
     return [F.normalize(torch.cat([a.sum(3).flatten(1), a.sum(2).flatten(1)], 1), dim=1) for a in squares]
 
 
-def bare_loop(model, previous, term, buffer, plugins, cfg, scenario, device,
-              online_ewc: bool = False) -> tuple[float, float]:
+def bare_loop(
+    model, previous, term, buffer, plugins, cfg, scenario, device, online_ewc: bool = False
+) -> tuple[float, float]:
     """(wall, CPU) seconds to train step 1 with `plugins` written out by hand, then the end-of-step work."""
     stats, s, bs = input_stats(model), cfg.strategy, cfg.train.batch_size
     dataset, step = scenario.benchmark.train_stream[1].dataset, scenario.steps[1]
@@ -82,14 +88,17 @@ def bare_loop(model, previous, term, buffer, plugins, cfg, scenario, device,
     maps, hooks = {"new": [], "old": []}, []
     if "pod" in plugins:  # hooks for the whole loop: the stages' outputs of both models
         for key, net in (("new", model), ("old", previous)):
-            hooks += [module.register_forward_hook(lambda _, __, out, key=key: maps[key].append(out))
-                      for module in stage_modules(net.backbone, s.pod.stages)]
+            hooks += [
+                module.register_forward_hook(lambda _, __, out, key=key: maps[key].append(out))
+                for module in stage_modules(net.backbone, s.pod.stages)
+            ]
     model.train()
     start, start_cpu = time.perf_counter(), time.process_time()
     threshold = s.pseudo.threshold
     if "pseudo" in plugins and s.pseudo.dynamic:
-        threshold = calibrated_threshold(previous, dataset, stats, threshold, s.pseudo.target,
-                                         len(scenario.class_names), cfg.eval.batch_size, device)
+        threshold = calibrated_threshold(
+            previous, dataset, stats, threshold, s.pseudo.target, len(scenario.class_names), cfg.eval.batch_size, device
+        )
         maps["old"].clear()
     for _ in range(cfg.train.epochs):
         for x, y, _ in loader:
@@ -114,9 +123,10 @@ def bare_loop(model, previous, term, buffer, plugins, cfg, scenario, device,
                 T = s.lwf.temperature
                 student, teacher = logits[:, : old["logits"].shape[1]] / T, old["logits"] / T
                 target = torch.sigmoid(teacher)
-                kl = (F.binary_cross_entropy_with_logits(student, target, reduction="none")
-                      - F.binary_cross_entropy_with_logits(teacher, target, reduction="none"))
-                loss = loss + s.lwf.weight * (T ** 2 * kl.mean())
+                kl = F.binary_cross_entropy_with_logits(
+                    student, target, reduction="none"
+                ) - F.binary_cross_entropy_with_logits(teacher, target, reduction="none")
+                loss = loss + s.lwf.weight * (T**2 * kl.mean())
             if "ewc" in plugins:
                 params = dict(model.named_parameters())
                 penalty = torch.zeros((), device=device)
@@ -126,8 +136,9 @@ def bare_loop(model, previous, term, buffer, plugins, cfg, scenario, device,
                 loss = loss + s.ewc.weight / 2 * penalty
             if "pod" in plugins:
                 new_maps, old_maps = maps["new"], maps["old"]
-                spatial = torch.stack([(a - b).norm(dim=1).mean() for a, b in
-                                       zip(pod_vectors(new_maps[:-1]), pod_vectors(old_maps[:-1]))]).mean()
+                spatial = torch.stack(
+                    [(a - b).norm(dim=1).mean() for a, b in zip(pod_vectors(new_maps[:-1]), pod_vectors(old_maps[:-1]))]
+                ).mean()
                 flat = (1 - F.cosine_similarity(new_maps[-1].mean((2, 3)), old_maps[-1].mean((2, 3)), dim=1)).mean()
                 loss = loss + factor * (s.pod.spatial_weight * spatial + s.pod.flat_weight * flat)
                 maps["new"], maps["old"] = [], []
@@ -151,8 +162,12 @@ def bare_loop(model, previous, term, buffer, plugins, cfg, scenario, device,
         term = {"fisher": fisher, "anchor": {n: p.detach().clone() for n, p in model.named_parameters()}}
     if buffer is not None:
         first = step.classes[0] if cfg.scenario.labels == "partial" else 0
-        helper = SimpleNamespace(core_model=model, eval_mb_size=cfg.eval.batch_size, autocast=contextlib.nullcontext,
-                                 prepare_images=lambda images: normalize(images.to(device), stats))
+        helper = SimpleNamespace(
+            core_model=model,
+            eval_mb_size=cfg.eval.batch_size,
+            autocast=contextlib.nullcontext,
+            prepare_images=lambda images: normalize(images.to(device), stats),
+        )
         buffer.end_of_step(helper, scenario, step, first, bs)
     if device.type == "cuda":
         torch.cuda.synchronize()

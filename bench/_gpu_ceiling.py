@@ -84,25 +84,41 @@ def measure(model_name, backbone, size, batch, amp, classes, cl, args, device) -
         seconds.append(time.perf_counter() - start)
     rate = args.iterations * batch / statistics.median(seconds)
     peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None
-    del model, optimizer
+    model = optimizer = None  # frees the GPU memory before the next case
     if device.type == "cuda":
         torch.cuda.empty_cache()
-    return {"images_per_s": rate, "repeats_s": seconds, "peak_gib": peak, "model": model_name, "backbone": backbone,
-            "size": size, "batch": batch, "amp": amp if dtype else "none", "classes": classes}
+    return {
+        "images_per_s": rate,
+        "repeats_s": seconds,
+        "peak_gib": peak,
+        "model": model_name,
+        "backbone": backbone,
+        "size": size,
+        "batch": batch,
+        "amp": amp if dtype else "none",
+        "classes": classes,
+    }
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("result")
-    parser.add_argument("--case", action="append", required=True, help="NAME=MODEL,BACKBONE,SIZE,BATCH,AMP,CLASSES[,cl]")
+    parser.add_argument(
+        "--case", action="append", required=True, help="NAME=MODEL,BACKBONE,SIZE,BATCH,AMP,CLASSES[,cl]"
+    )
     parser.add_argument("--iterations", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=5)
     args = parser.parse_args(argv)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.backends.cudnn.benchmark = True
-    cases, lines = {}, ["| case | model | backbone | px | batch | amp | channels_last | classes | images/s | peak GiB |",
-                        "|---|---|---|---|---|---|---|---|---|---|"]
+    cases, lines = (
+        {},
+        [
+            "| case | model | backbone | px | batch | amp | channels_last | classes | images/s | peak GiB |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ],
+    )
     result = {"status": "measured", "md": lines, "details": {"cases": cases, "device": str(device)}}
     for spec in args.case:
         name, fields = spec.split("=", 1)
@@ -111,17 +127,22 @@ def main(argv=None) -> None:
         try:
             cases[name] = c = measure(model, backbone, int(size), int(batch), amp, int(classes), cl, args, device)
             peak = f"{c['peak_gib']:.1f}" if c["peak_gib"] is not None else "-"
-            lines.append(f"| {name} | `{model}` | {backbone} | {size} | {batch} | {c['amp']} | {cl} | {classes} "
-                         f"| {c['images_per_s']:.1f} | {peak} |")
+            lines.append(
+                f"| {name} | `{model}` | {backbone} | {size} | {batch} | {c['amp']} | {cl} | {classes} "
+                f"| {c['images_per_s']:.1f} | {peak} |"
+            )
         except Exception as err:  # one failing case leaves the others
             result["status"] = "fail"
-            lines.append(f"| {name} | `{model}` | {backbone} | {size} | {batch} | {amp} | {cl} | {classes} | FAILED: "
-                         f"{type(err).__name__}: {str(err)[:150]} | |")
+            lines.append(
+                f"| {name} | `{model}` | {backbone} | {size} | {batch} | {amp} | {cl} | {classes} | FAILED: "
+                f"{type(err).__name__}: {str(err)[:150]} | |"
+            )
         Path(args.result).write_text(json.dumps(result, indent=1) + "\n")  # as it goes
         print(lines[-1], flush=True)
     name = torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or "cpu"
-    result["summary"] = (f"on {name}, median of {args.repeats} x "
-                         f"{args.iterations} iterations after {args.warmup} warm-up")
+    result["summary"] = (
+        f"on {name}, median of {args.repeats} x {args.iterations} iterations after {args.warmup} warm-up"
+    )
     Path(args.result).write_text(json.dumps(result, indent=1) + "\n")
 
 

@@ -62,8 +62,8 @@ def _picture(job) -> int:
         colour = np.array([(cat * 53) % 256, (cat * 97) % 256, (cat * 151) % 256], dtype=np.int16)
         w, h = rng.integers(width // 8, width // 2), rng.integers(height // 8, height // 2)
         x, y = rng.integers(width - w), rng.integers(height - h)
-        img[y:y + h, x:x + w] = colour
-    img += _NOISE["bank"][dy:dy + height, dx:dx + width]
+        img[y : y + h, x : x + w] = colour
+    img += _NOISE["bank"][dy : dy + height, dx : dx + width]
     Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(path, "JPEG", quality=90)
     return 1
 
@@ -71,15 +71,26 @@ def _picture(job) -> int:
 def write_split(root: Path, split: str, images, width: int, height: int, pool) -> None:
     folder = root / split
     folder.mkdir(parents=True, exist_ok=True)
-    doc = {"images": [], "annotations": [],
-           "categories": [{"id": c, "name": n, "supercategory": "x"} for c, n in COCO_CATEGORIES]}
+    doc = {
+        "images": [],
+        "annotations": [],
+        "categories": [{"id": c, "name": n, "supercategory": "x"} for c, n in COCO_CATEGORIES],
+    }
     jobs = []
     for image_id, _group, cats in images:
         name = f"COCO_{split}_{image_id:012d}.jpg"
         doc["images"].append({"id": image_id, "file_name": name, "width": width, "height": height})
         for cat, crowd in cats:
-            doc["annotations"].append({"id": len(doc["annotations"]) + 1, "image_id": image_id, "category_id": cat,
-                                       "iscrowd": crowd, "bbox": [1, 2, 30, 40], "area": 1200.0})
+            doc["annotations"].append(
+                {
+                    "id": len(doc["annotations"]) + 1,
+                    "image_id": image_id,
+                    "category_id": cat,
+                    "iscrowd": crowd,
+                    "bbox": [1, 2, 30, 40],
+                    "area": 1200.0,
+                }
+            )
         jobs.append((folder / name, width, height, image_id, cats))
     sum(pool.imap_unordered(_picture, jobs, chunksize=16)) if pool else sum(map(_picture, jobs))
     (root / "annotations").mkdir(exist_ok=True)
@@ -92,7 +103,7 @@ def write_prs_splits(split_dir: Path, train, val, per_task: int, test_per_task: 
     split_dir.mkdir(parents=True, exist_ok=True)
     names = dict(COCO_CATEGORIES)
     cat_ids = [c for c, _ in COCO_CATEGORIES]
-    used = [cat_ids[g::GROUPS][:18 if g < 2 else 17] for g in range(GROUPS)]  # 18 + 18 + 17 + 17 = 70
+    used = [cat_ids[g::GROUPS][: 18 if g < 2 else 17] for g in range(GROUPS)]  # 18 + 18 + 17 + 17 = 70
     flat = [c for group in used for c in group]
     (split_dir / "multihot_map.json").write_text(json.dumps({names[c]: i for i, c in enumerate(flat)}))
     for k in range(GROUPS):
@@ -132,8 +143,17 @@ def main(argv=None) -> None:
         write_prs_splits(args.split_dir, train, val, args.per_task, args.test_per_task)
     files = sorted((args.root / "train2014").iterdir())
     mean_kb = sum(p.stat().st_size for p in files) / max(1, len(files)) / 1024
-    print(json.dumps({"train": args.train, "val": args.val, "size": f"{args.width}x{args.height}",
-                      "mean_jpeg_kb": round(mean_kb, 1), "seconds": round(time.perf_counter() - start, 1)}))
+    print(
+        json.dumps(
+            {
+                "train": args.train,
+                "val": args.val,
+                "size": f"{args.width}x{args.height}",
+                "mean_jpeg_kb": round(mean_kb, 1),
+                "seconds": round(time.perf_counter() - start, 1),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

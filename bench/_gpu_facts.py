@@ -52,9 +52,12 @@ def main() -> None:
     result_path, work = Path(sys.argv[1]), Path(sys.argv[2])
     import torch
 
-    facts = {"python": f"{platform.python_version()} ({sys.executable})",
-             "torch": torch.__version__, "torch CUDA": str(torch.version.cuda),
-             "cuDNN": str(torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None)}
+    facts = {
+        "python": f"{platform.python_version()} ({sys.executable})",
+        "torch": torch.__version__,
+        "torch CUDA": str(torch.version.cuda),
+        "cuDNN": str(torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None),
+    }
     for dist in ("timm", "torchvision", "torchmetrics", "avalanche-lib", "tensorboard", "numpy", "pillow", "triton"):
         facts[dist] = version(dist)
     try:
@@ -65,15 +68,22 @@ def main() -> None:
         pass
     if torch.cuda.is_available():
         p = torch.cuda.get_device_properties(0)
-        facts["GPU (torch)"] = (f"{p.name}, {gib(p.total_memory)}, {p.multi_processor_count} SMs, "
-                                f"capability {p.major}.{p.minor}; {torch.cuda.device_count()} device(s)")
+        facts["GPU (torch)"] = (
+            f"{p.name}, {gib(p.total_memory)}, {p.multi_processor_count} SMs, "
+            f"capability {p.major}.{p.minor}; {torch.cuda.device_count()} device(s)"
+        )
     else:
         facts["GPU (torch)"] = "none (CUDA not available)"
-    facts["nvidia-smi"] = (command("nvidia-smi", "--query-gpu=name,memory.total,driver_version,clocks.max.sm",
-                                   "--format=csv,noheader") if shutil.which("nvidia-smi") else "not present")
+    facts["nvidia-smi"] = (
+        command("nvidia-smi", "--query-gpu=name,memory.total,driver_version,clocks.max.sm", "--format=csv,noheader")
+        if shutil.which("nvidia-smi")
+        else "not present"
+    )
     try:
         shm = shutil.disk_usage("/dev/shm")
-        facts["/dev/shm"] = f"{gib(shm.total)} ({gib(shm.free)} free)" + (" TOO SMALL for many workers" if shm.total < 2**30 else "")
+        facts["/dev/shm"] = f"{gib(shm.total)} ({gib(shm.free)} free)" + (
+            " TOO SMALL for many workers" if shm.total < 2**30 else ""
+        )
     except OSError:
         facts["/dev/shm"] = "absent"
     facts["df /dev/shm"] = command("df", "-h", "/dev/shm")
@@ -86,14 +96,20 @@ def main() -> None:
     facts["cml commit"] = command("git", "-C", str(Path(__file__).resolve().parents[1]), "rev-parse", "--short", "HEAD")
     try:
         import avalanche.training  # noqa: F401  (the wheels of bench/gpu_wheels.sh)
-        import cml.run  # noqa: F401
+
+        import cml.commands.run  # noqa: F401
 
         facts["cml imports"] = "ok"
     except Exception as err:
         facts["cml imports"] = f"FAILED: {type(err).__name__}: {err}"
     facts["HF_HUB_OFFLINE / CML_CACHE"] = f"{os.environ.get('HF_HUB_OFFLINE')} / {os.environ.get('CML_CACHE')}"
     lines = ["| fact | value |", "|---|---|"] + [f"| {k} | {str(v).replace('|', '/')} |" for k, v in facts.items()]
-    result = {"status": "info" if facts["cml imports"] == "ok" else "fail", "summary": f"{facts['GPU (torch)']}; torch {facts['torch']}", "md": lines, "details": facts}
+    result = {
+        "status": "info" if facts["cml imports"] == "ok" else "fail",
+        "summary": f"{facts['GPU (torch)']}; torch {facts['torch']}",
+        "md": lines,
+        "details": facts,
+    }
     result_path.write_text(json.dumps(result, indent=1) + "\n")
     print("\n".join(lines))
 

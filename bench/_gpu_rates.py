@@ -38,9 +38,20 @@ def epoch_rates(record: dict) -> dict:
         eps = [e for e in s["epochs"] if e.get("t_end") is not None]
         first = sum(e["images"] for e in eps) / max(eps[-1]["t_end"] - s["t_start"], 1e-9)
         later = eps[1:]
-        steady = (sum(e["images"] for e in later) / max(sum(e["t_end"] - e["t_start"] for e in later), 1e-9)) if later else None
-        out["per_step"].append({"step": s["step"], "epochs": len(eps), "images": sum(e["images"] for e in eps),
-                                "with_first_epoch": first, "steady": steady})
+        steady = (
+            (sum(e["images"] for e in later) / max(sum(e["t_end"] - e["t_start"] for e in later), 1e-9))
+            if later
+            else None
+        )
+        out["per_step"].append(
+            {
+                "step": s["step"],
+                "epochs": len(eps),
+                "images": sum(e["images"] for e in eps),
+                "with_first_epoch": first,
+                "steady": steady,
+            }
+        )
     per = out["per_step"]
     if per and per[0]["steady"] is not None:
         out["rate"], out["how"] = per[0]["steady"], f"step 0, epochs 2-{per[0]['epochs']} (epoch records)"
@@ -49,7 +60,10 @@ def epoch_rates(record: dict) -> dict:
         out["rate"] = sum(e["images"] for e in eps) / max(sum(e["t_end"] - e["t_start"] for e in eps), 1e-9)
         out["how"] = f"steps 1-{len(per) - 1} in run order, their one epoch each (epoch records)"
     elif per:
-        out["rate"], out["how"] = per[0]["with_first_epoch"], "step 0 with its first epoch (epoch records; warm-up included)"
+        out["rate"], out["how"] = (
+            per[0]["with_first_epoch"],
+            "step 0 with its first epoch (epoch records; warm-up included)",
+        )
     return out
 
 

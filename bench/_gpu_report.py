@@ -24,7 +24,6 @@ from pathlib import Path
 from _gpu_rates import last_error, run_config, run_rate  # bench/ is on the path (run as bench/_gpu_report.py)
 
 
-
 def load(path) -> dict | None:
     try:
         return json.loads(Path(path).read_text())
@@ -53,8 +52,10 @@ def check_results(run_dir: Path, record: dict | None, steps: int) -> tuple[bool,
     maps = [s.get("map") for s in res.get("steps", [])]
     ok = rc == 0 and len(maps) == steps and all(finite(m) for m in maps) and finite(res.get("avg_map"))
     nonfinite = res.get("skipped", {}).get("train_nonfinite_batches", 0)
-    text = (f"exit {rc}, {len(maps)}/{steps} steps, mAP per step {[round(m, 2) if finite(m) else m for m in maps]}, "
-            f"Avg {res.get('avg_map')!s:.6}, Last {res.get('last_map')!s:.6}, non-finite batches skipped {nonfinite}")
+    text = (
+        f"exit {rc}, {len(maps)}/{steps} steps, mAP per step {[round(m, 2) if finite(m) else m for m in maps]}, "
+        f"Avg {res.get('avg_map')!s:.6}, Last {res.get('last_map')!s:.6}, non-finite batches skipped {nonfinite}"
+    )
     return ok, text, {"rc": rc, "maps": maps, "avg_map": res.get("avg_map"), "last_map": res.get("last_map")}
 
 
@@ -64,8 +65,12 @@ def sync_text(record: dict | None) -> str:
         return f"host syncs per iteration: {syncs or 'n/a'}"
     per = syncs["per_iteration"]
     sites = ", ".join(f"{where} x{n}" for where, n in syncs["sites"][:6])
-    return (f"host syncs per training iteration: {per:.2f} ({syncs['total']} over {syncs['iterations']} "
-            f"iterations); where: {sites or 'none'}" if per is not None else "host syncs: no iteration")
+    return (
+        f"host syncs per training iteration: {per:.2f} ({syncs['total']} over {syncs['iterations']} "
+        f"iterations); where: {sites or 'none'}"
+        if per is not None
+        else "host syncs: no iteration"
+    )
 
 
 def correctness(args) -> dict:
@@ -79,8 +84,12 @@ def correctness(args) -> dict:
         info["syncs"] = (record or {}).get("syncs")
         details[name] = info
         lines += [f"- `{name}`: {'pass' if ok else 'FAIL'}: {text}", f"  - {sync_text(record)}"]
-    return {"status": "pass" if ok_all else "fail", "md": lines, "details": details,
-            "summary": "finite mAP at every step" if ok_all else "a run failed or gave a non-finite mAP"}
+    return {
+        "status": "pass" if ok_all else "fail",
+        "md": lines,
+        "details": details,
+        "summary": "finite mAP at every step" if ok_all else "a run failed or gave a non-finite mAP",
+    }
 
 
 def numbers(value, path=""):
@@ -100,7 +109,11 @@ def difference(a: dict, b: dict) -> tuple[float, str, bool]:
     na, nb = dict(numbers(a)), dict(numbers(b))
     worst, where = 0.0, ""
     for key in na.keys() & nb.keys():
-        d = abs(na[key] - nb[key]) if math.isfinite(na[key]) and math.isfinite(nb[key]) else (0.0 if na[key] == nb[key] else math.inf)
+        d = (
+            abs(na[key] - nb[key])
+            if math.isfinite(na[key]) and math.isfinite(nb[key])
+            else (0.0 if na[key] == nb[key] else math.inf)
+        )
         if d > worst:
             worst, where = d, key
     same_keys = na.keys() == nb.keys()
@@ -113,18 +126,30 @@ def resume(args) -> dict:
         missing = [d for d, r in ((args.full, full), (args.resumed, resumed)) if r is None]
         return {"status": "fail", "summary": f"no results.json in {missing}", "md": [f"- {args.note}"]}
     worst, where, exact = difference(full, resumed)
-    lines = [f"- {args.note}", f"- resumed vs uninterrupted: {'exact (identical results.json)' if exact else f'max difference {worst:.6g} at {where}'}"]
+    lines = [
+        f"- {args.note}",
+        "- resumed vs uninterrupted: "
+        + ("exact (identical results.json)" if exact else f"max difference {worst:.6g} at {where}"),
+    ]
     status = "pass" if exact else "diff"
     if args.repeat:
         repeat = load(Path(args.repeat) / "results.json")
         if repeat is not None:
             r_worst, r_where, r_exact = difference(full, repeat)
-            lines.append(f"- two uninterrupted runs, same seed: {'exact' if r_exact else f'max difference {r_worst:.6g} at {r_where}'}"
-                         " (the run-to-run noise the resume difference compares with)")
+            lines.append(
+                "- two uninterrupted runs, same seed: "
+                + ("exact" if r_exact else f"max difference {r_worst:.6g} at {r_where}")
+                + " (the run-to-run noise the resume difference compares with)"
+            )
             if not exact and worst <= r_worst:
                 status = "pass"  # no larger than what two uninterrupted runs differ by
     summary = "identical results.json" if exact else f"max difference {worst:.4g} ({where})"
-    return {"status": status, "summary": summary, "md": lines, "details": {"exact": exact, "max_diff": worst, "where": where}}
+    return {
+        "status": status,
+        "summary": summary,
+        "md": lines,
+        "details": {"exact": exact, "max_diff": worst, "where": where},
+    }
 
 
 def fmt(rate) -> str:
@@ -133,7 +158,7 @@ def fmt(rate) -> str:
 
 def ceiling(out_dir: Path, case: str) -> float | None:
     path = out_dir / "gpu_check.jsonl"
-    for line in (path.read_text().splitlines() if path.is_file() else []):
+    for line in path.read_text().splitlines() if path.is_file() else []:
         doc = json.loads(line)
         if doc.get("section") == "s4":
             return (doc.get("details", {}).get("cases", {}).get(case) or {}).get("images_per_s")
@@ -142,8 +167,10 @@ def ceiling(out_dir: Path, case: str) -> float | None:
 
 def throughput(args) -> dict:
     limit = ceiling(Path(args.out), args.ceiling) if args.ceiling else None
-    lines = [f"| run | exit | images/s | how | vs ceiling | per step (steady / with first epoch) | wall s | notes |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| run | exit | images/s | how | vs ceiling | per step (steady / with first epoch) | wall s | notes |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     details, ok = {"ceiling": limit}, True
     for name, (run_dir, rec_path) in parse_runs(args.runs).items():
         info = run_rate(run_dir, load(rec_path), rec_path.with_suffix(".log"))
@@ -153,12 +180,20 @@ def throughput(args) -> dict:
         ratio = f"{rate / limit:.3f}" if rate and limit else "n/a"
         steps = "; ".join(f"{s['step']}: {fmt(s['steady'])} / {fmt(s['with_first_epoch'])}" for s in info["per_step"])
         data = run_config(run_dir).get("data", {})
-        notes = ", ".join(x for x in (f"workers {data.get('num_workers', '?')}, cache {data.get('cache', '?')}",
-                                      f"cache built: {info['cache_build']}" if info["cache_build"] else "",
-                                      "compile FELL BACK to eager" if info["fell_back"] else "",
-                                      last_error(rec_path.with_suffix(".log")) if info["rc"] != 0 else "") if x)
-        lines.append(f"| `{name}` | {info['rc']} | {rate or 0:.1f} | {info.get('how', 'none')} | {ratio} | {steps} "
-                     f"| {info['wall_s'] or 0:.0f} | {notes} |")
+        notes = ", ".join(
+            x
+            for x in (
+                f"workers {data.get('num_workers', '?')}, cache {data.get('cache', '?')}",
+                f"cache built: {info['cache_build']}" if info["cache_build"] else "",
+                "compile FELL BACK to eager" if info["fell_back"] else "",
+                last_error(rec_path.with_suffix(".log")) if info["rc"] != 0 else "",
+            )
+            if x
+        )
+        lines.append(
+            f"| `{name}` | {info['rc']} | {rate or 0:.1f} | {info.get('how', 'none')} | {ratio} | {steps} "
+            f"| {info['wall_s'] or 0:.0f} | {notes} |"
+        )
     status = "measured" if ok else "fail"
     summary = f"ceiling ({args.ceiling}) {limit:.1f} images/s" if limit else "no ceiling (section 4 missing)"
     if args.compare:
@@ -177,21 +212,31 @@ def throughput(args) -> dict:
 def append(args) -> None:
     out = Path(args.out)
     timed_out = args.rc in (124, 137)
-    result = load(args.result) or {"status": "timeout" if timed_out else "error",
-                                    "summary": f"no result written (exit {args.rc})", "md": []}
+    result = load(args.result) or {
+        "status": "timeout" if timed_out else "error",
+        "summary": f"no result written (exit {args.rc})",
+        "md": [],
+    }
     if timed_out and result["status"] != "timeout":  # what it wrote before its time limit
-        result["status"], result["summary"] = "timeout", "partial, stopped at its time limit: " + result.get("summary", "")
-    result.update(section=args.section, title=args.title, rc=args.rc, seconds=round(args.seconds, 1),
-                  log=f"logs/{args.section}/")
+        result["status"], result["summary"] = (
+            "timeout",
+            "partial, stopped at its time limit: " + result.get("summary", ""),
+        )
+    result.update(
+        section=args.section, title=args.title, rc=args.rc, seconds=round(args.seconds, 1), log=f"logs/{args.section}/"
+    )
     with open(out / "gpu_check.jsonl", "a") as fh:
         fh.write(json.dumps(result) + "\n")
     tail = []
     if result["status"] in ("timeout", "error", "fail") and args.tail and Path(args.tail).is_file():
         tail = ["", "```", *Path(args.tail).read_text(errors="replace").splitlines()[-8:], "```"]
     with open(out / "gpu_check.md", "a") as fh:
-        fh.write(f"\n## {args.title}: {result['status'].upper()} ({args.seconds:.0f} s, exit {args.rc})\n\n"
-                 f"{result.get('summary', '')}\n\n" + "".join(line + "\n" for line in result.get("md", []) + tail)
-                 + f"\nlogs: `logs.tar.gz:{result['log']}` ({time.strftime('%H:%M:%S')})\n")
+        fh.write(
+            f"\n## {args.title}: {result['status'].upper()} ({args.seconds:.0f} s, exit {args.rc})\n\n"
+            f"{result.get('summary', '')}\n\n"
+            + "".join(line + "\n" for line in result.get("md", []) + tail)
+            + f"\nlogs: `logs.tar.gz:{result['log']}` ({time.strftime('%H:%M:%S')})\n"
+        )
 
 
 def main(argv=None) -> None:

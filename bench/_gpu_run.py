@@ -1,4 +1,4 @@
-"""Runs `cml run` one or more times in this process (cml.cli.main, as `python -m cml` does) and
+"""Runs `cml run` one or more times in this process (cml.commands.cli.main, as `python -m cml` does) and
 records, per run, what bench/gpu_check.sh measures: wall time, exit code, per epoch its start and
 end and the images trained (replayed ones included), and optionally the host syncs per training
 iteration.
@@ -45,8 +45,7 @@ SYNC_TEXT = "synchronizing CUDA operation"
 class Recorder:
     def __init__(self, path: Path, count_syncs: bool):
         self.path, self.count_syncs = path, count_syncs
-        self.rec = {"rc": None, "wall_s": None, "cuda": False, "steps": [], "compile_fallback": [],
-                    "syncs": None}
+        self.rec = {"rc": None, "wall_s": None, "cuda": False, "steps": [], "compile_fallback": [], "syncs": None}
         self.sites: collections.Counter = collections.Counter()
         self.training = False
         self.start = time.perf_counter()
@@ -76,8 +75,16 @@ class Recorder:
     def before_exp(self, strategy):
         self.rec["cuda"] = getattr(strategy, "device", None) is not None and strategy.device.type == "cuda"
         step = getattr(getattr(strategy, "experience", None), "step", len(self.rec["steps"]))
-        self.rec["steps"].append({"step": step, "t_start": self.now(self.rec["cuda"]), "iterations": 0,
-                                  "images": 0, "epochs": [], "t_end": None})
+        self.rec["steps"].append(
+            {
+                "step": step,
+                "t_start": self.now(self.rec["cuda"]),
+                "iterations": 0,
+                "images": 0,
+                "epochs": [],
+                "t_end": None,
+            }
+        )
         if self.count_syncs and self.rec["cuda"]:
             import torch
 
@@ -114,9 +121,14 @@ class Recorder:
             self.rec["compile_fallback"].append(text[:300])
         if SYNC_TEXT in text and self.training:
             frames = traceback.extract_stack()[:-2]
-            pick = ([f for f in frames if "/cml/" in f.filename and "bench/_gpu_run" not in f.filename]
-                    or [f for f in frames if "/avalanche/" in f.filename] or [None])[-1]
-            where = f"{filename}:{lineno}" if pick is None else f"{pick.filename.split('site-packages/')[-1]}:{pick.lineno}"
+            pick = (
+                [f for f in frames if "/cml/" in f.filename and "bench/_gpu_run" not in f.filename]
+                or [f for f in frames if "/avalanche/" in f.filename]
+                or [None]
+            )[-1]
+            where = (
+                f"{filename}:{lineno}" if pick is None else f"{pick.filename.split('site-packages/')[-1]}:{pick.lineno}"
+            )
             self.sites[where.replace(str(REPO) + "/", "")] += 1
             return True
         return False
@@ -125,9 +137,12 @@ class Recorder:
         iterations = sum(s["iterations"] for s in self.rec["steps"])
         if self.count_syncs and self.rec["cuda"]:
             total = sum(self.sites.values())
-            self.rec["syncs"] = {"total": total, "iterations": iterations,
-                                 "per_iteration": total / iterations if iterations else None,
-                                 "sites": self.sites.most_common(12)}
+            self.rec["syncs"] = {
+                "total": total,
+                "iterations": iterations,
+                "per_iteration": total / iterations if iterations else None,
+                "sites": self.sites.most_common(12),
+            }
         elif self.count_syncs:
             self.rec["syncs"] = "n/a (not on CUDA)"
         self.path.write_text(json.dumps(self.rec, indent=1) + "\n")
@@ -183,14 +198,14 @@ def main(argv: list[str]) -> int:
     if "--" not in argv:
         print(__doc__)
         return 2
-    options, rest = argv[:argv.index("--")], argv[argv.index("--") + 1:]
+    options, rest = argv[: argv.index("--")], argv[argv.index("--") + 1 :]
     recdir = Path(options[0])
     recdir.mkdir(parents=True, exist_ok=True)
     if "--no-dynamo" in options:
         import torch._dynamo
 
         torch._dynamo.config.disable = True
-    from cml.cli import main as cml_main
+    from cml.commands.cli import main as cml_main
 
     current: list = []
     install_hooks(current)

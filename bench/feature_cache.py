@@ -19,11 +19,12 @@ import warnings
 from pathlib import Path
 
 from _setup import bench_parser  # also puts the repository root on the path
+
 warnings.filterwarnings("ignore", message="no QP solver", category=UserWarning)
 
+from cml.commands.run import run  # noqa: E402
 from cml.config import load_config  # noqa: E402
-from cml.registry import DATASETS  # noqa: E402
-from cml.run import run  # noqa: E402
+from cml.core.registry import DATASETS  # noqa: E402
 
 
 def timed_run(args, cache: bool, folder: Path) -> tuple[float, float]:
@@ -48,8 +49,10 @@ def main() -> None:
                 last[cache].append(last_map)
                 print(f"feature_cache={cache}: {seconds:.1f} s, Last mAP {last_map:.2f}", flush=True)
     plain, cached = statistics.median(times[False]), statistics.median(times[True])
-    print(f"| | whole run, s (median of {args.repeats}) |\n|---|---|\n| no cache | {plain:.1f} |\n"
-          f"| feature cache | {cached:.1f} |\n| **ratio no cache / cache** | **{plain / cached:.2f}x** |")
+    print(
+        f"| | whole run, s (median of {args.repeats}) |\n|---|---|\n| no cache | {plain:.1f} |\n"
+        f"| feature cache | {cached:.1f} |\n| **ratio no cache / cache** | **{plain / cached:.2f}x** |"
+    )
     print(f"largest Last mAP difference: {max(abs(a - b) for a, b in zip(last[False], last[True])):.4f}")
 
 

@@ -27,8 +27,8 @@ import torch  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
 from cml.config import load_config  # noqa: E402
-from cml.launch import loader_workers  # noqa: E402
-from cml.registry import DATASETS  # noqa: E402
+from cml.core.registry import DATASETS  # noqa: E402
+from cml.runtime.launch import loader_workers  # noqa: E402
 from cml.scenarios.cache import split_pixels  # noqa: E402
 from cml.scenarios.images import MultiLabelImages  # noqa: E402
 
@@ -49,8 +49,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides")
     parser.add_argument("--images", type=int, default=2000, help="the first N training images")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--workers", type=int, default=None, help="DataLoader and cache-build "
-                        "processes (default data.num_workers)")
+    parser.add_argument(
+        "--workers", type=int, default=None, help="DataLoader and cache-build processes (default data.num_workers)"
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", help="also write the numbers to this file")
     args = parser.parse_args(argv)
@@ -73,18 +74,33 @@ def main(argv=None) -> dict:
         cached_rate, cached_runs = images_per_second(cached, args.batch_size, workers, args.repeats)
         del pixels, cached  # close the memory map before the folder goes
 
-    result = {"config": args.config, "overrides": args.overrides, "dataset": cfg.data.dataset,
-              "images": len(rows), "image_size": size, "batch_size": args.batch_size, "workers": workers,
-              "repeats": args.repeats, "build_s": build_s, "plain_img_s": plain_rate,
-              "cached_img_s": cached_rate, "ratio": cached_rate / plain_rate,
-              "plain_runs_s": plain_runs, "cached_runs_s": cached_runs}
-    print(f"{cfg.data.dataset}: {len(rows)} images at {size}x{size}, batch {args.batch_size}, "
-          f"{workers} workers, median of {args.repeats}")
+    result = {
+        "config": args.config,
+        "overrides": args.overrides,
+        "dataset": cfg.data.dataset,
+        "images": len(rows),
+        "image_size": size,
+        "batch_size": args.batch_size,
+        "workers": workers,
+        "repeats": args.repeats,
+        "build_s": build_s,
+        "plain_img_s": plain_rate,
+        "cached_img_s": cached_rate,
+        "ratio": cached_rate / plain_rate,
+        "plain_runs_s": plain_runs,
+        "cached_runs_s": cached_runs,
+    }
+    print(
+        f"{cfg.data.dataset}: {len(rows)} images at {size}x{size}, batch {args.batch_size}, "
+        f"{workers} workers, median of {args.repeats}"
+    )
     print(f"{'loader':<10} {'images/s':>10}")
     print(f"{'plain':<10} {plain_rate:>10.0f}")
     print(f"{'cached':<10} {cached_rate:>10.0f}")
-    print(f"ratio cached/plain {result['ratio']:.2f}x; one-off cache build {build_s:.2f}s "
-          f"({len(rows) / build_s:.0f} images/s)")
+    print(
+        f"ratio cached/plain {result['ratio']:.2f}x; one-off cache build {build_s:.2f}s "
+        f"({len(rows) / build_s:.0f} images/s)"
+    )
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     return result

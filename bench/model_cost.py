@@ -22,7 +22,7 @@ warnings.filterwarnings("ignore", message="no QP solver", category=UserWarning)
 import torch  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
-from cml.registry import MODELS  # noqa: E402
+from cml.core.registry import MODELS  # noqa: E402
 
 MODEL_NAMES = MODELS.names()
 
@@ -51,8 +51,10 @@ def main() -> None:
     print("| model | parameters (M) | forward GFLOPs | vs linear: parameters | vs linear: GFLOPs |")
     print("|---|---|---|---|---|")
     for name, (params, flops) in rows.items():
-        print(f"| `{name}` | {params / 1e6:.2f} | {flops / 1e9:.3f} | {params / base_params:.3f}x | "
-              f"{flops / base_flops:.3f}x |")
+        print(
+            f"| `{name}` | {params / 1e6:.2f} | {flops / 1e9:.3f} | {params / base_params:.3f}x | "
+            f"{flops / base_flops:.3f}x |"
+        )
 
 
 if __name__ == "__main__":

@@ -28,10 +28,10 @@ warnings.filterwarnings("ignore", message="no QP solver", category=UserWarning)
 
 import torch  # noqa: E402
 
-from cml.models._base import input_stats  # noqa: E402
-from cml.registry import MODELS  # noqa: E402
-from cml.scenarios.images import normalize  # noqa: E402
+from cml.core.registry import MODELS  # noqa: E402
 from cml.losses.bce.loss import masked_bce  # noqa: E402
+from cml.models._base import input_stats  # noqa: E402
+from cml.scenarios.images import normalize  # noqa: E402
 
 MODEL_NAMES = MODELS.names()
 
@@ -40,8 +40,11 @@ def build(name: str, args, device: torch.device) -> torch.nn.Module:
     torch.manual_seed(0)
     declaration = MODELS.get(name)  # default options
     options = declaration.options() if declaration.options else None
-    model = declaration.build(args.backbone, False, options, num_classes=args.classes,
-                              image_size=args.image_size).to(device).train()
+    model = (
+        declaration.build(args.backbone, False, options, num_classes=args.classes, image_size=args.image_size)
+        .to(device)
+        .train()
+    )
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model
@@ -49,6 +52,7 @@ def build(name: str, args, device: torch.device) -> torch.nn.Module:
 
 def train_seconds(model, optimizer, batches, iterations: int, autocast, device) -> float:
     stats = input_stats(model)
+
     def step(images, targets):
         x = normalize(images, stats)
         with autocast():
@@ -89,8 +93,9 @@ def main() -> None:
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.amp)
     autocast = (lambda: torch.autocast(device.type, dtype=dtype)) if dtype else contextlib.nullcontext
     generator = torch.Generator().manual_seed(0)
-    images = torch.randint(0, 256, (args.batch, 3, args.image_size, args.image_size), dtype=torch.uint8,
-                           generator=generator).to(device)
+    images = torch.randint(
+        0, 256, (args.batch, 3, args.image_size, args.image_size), dtype=torch.uint8, generator=generator
+    ).to(device)
     if args.channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
     targets = (torch.rand(args.batch, args.classes, generator=generator) < 0.15).float().to(device)
@@ -100,13 +105,16 @@ def main() -> None:
     times: dict[str, list[float]] = {name: [] for name in models}
     for _ in range(args.repeats):
         for name, model in models.items():
-            times[name].append(train_seconds(model, optimizers[name], (images, targets), args.iterations,
-                                             autocast, device))
+            times[name].append(
+                train_seconds(model, optimizers[name], (images, targets), args.iterations, autocast, device)
+            )
     rates = {name: args.iterations * args.batch / statistics.median(t) for name, t in times.items()}
     base = rates.get("linear", next(iter(rates.values())))
-    print(f"{args.backbone} at {args.image_size}px, batch {args.batch}, {args.classes} classes, {device}, "
-          f"amp {args.amp}, channels_last {args.channels_last}; {args.iterations} iterations, median of "
-          f"{args.repeats}")
+    print(
+        f"{args.backbone} at {args.image_size}px, batch {args.batch}, {args.classes} classes, {device}, "
+        f"amp {args.amp}, channels_last {args.channels_last}; {args.iterations} iterations, median of "
+        f"{args.repeats}"
+    )
     print("| model | training images/s | vs linear |")
     print("|---|---|---|")
     for name, rate in rates.items():

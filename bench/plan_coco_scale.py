@@ -58,20 +58,35 @@ def write_split(root: Path, split: str, count: int, rng: np.random.Generator, fi
         (folder / name).write_bytes(TINY_JPEG)
         images.append({"id": image_id, "file_name": name, "width": 640, "height": 480})
         for cat in rng.choice(cat_ids, size=int(rng.poisson(7.3)), p=prior):
-            annotations.append({"id": ann_id, "image_id": image_id, "category_id": int(cat),
-                                "iscrowd": int(rng.random() < 0.01), "bbox": [1, 2, 30, 40], "area": 1200.0})
+            annotations.append(
+                {
+                    "id": ann_id,
+                    "image_id": image_id,
+                    "category_id": int(cat),
+                    "iscrowd": int(rng.random() < 0.01),
+                    "bbox": [1, 2, 30, 40],
+                    "area": 1200.0,
+                }
+            )
             ann_id += 1
-    doc = {"images": images, "annotations": annotations,
-           "categories": [{"id": c, "name": n, "supercategory": "x"} for c, n in COCO_CATEGORIES]}
+    doc = {
+        "images": images,
+        "annotations": annotations,
+        "categories": [{"id": c, "name": n, "supercategory": "x"} for c, n in COCO_CATEGORIES],
+    }
     (root / "annotations").mkdir(exist_ok=True)
     (root / "annotations" / f"instances_{split}.json").write_text(json.dumps(doc))
 
 
 def timed_plan(config: str, root: Path, cache: Path) -> float:
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "cml", "plan", config, "--set", f"data.root={root}",
-                    "--set", f"data.cache_dir={cache}"], check=True, cwd=REPO, stdout=subprocess.DEVNULL,
-                   env={**os.environ, "PYTHONPATH": str(REPO)})
+    subprocess.run(
+        [sys.executable, "-m", "cml", "plan", config, "--set", f"data.root={root}", "--set", f"data.cache_dir={cache}"],
+        check=True,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     return time.perf_counter() - start
 
 

@@ -37,25 +37,36 @@ import warnings
 from pathlib import Path
 
 from _setup import bench_parser, bench_setup  # also puts the repository root on the path
+
 warnings.filterwarnings("ignore", message="no QP solver", category=UserWarning)
 
 import torch  # noqa: E402
+from _bare_loop import bare_loop  # noqa: E402
 from avalanche.core import SupervisedPlugin  # noqa: E402
 from avalanche.evaluation.metrics import loss_metrics  # noqa: E402
 from avalanche.models.dynamic_modules import avalanche_model_adaptation  # noqa: E402
 from avalanche.training.plugins import EvaluationPlugin  # noqa: E402
 
+from cml.commands.run import build_model  # noqa: E402
+from cml.core.registry import PLUGINS  # noqa: E402
 from cml.evaluation.progress import ProgressLogger  # noqa: E402
-from cml.run import build_model  # noqa: E402
 from cml.plugins._base import build_plugin  # noqa: E402
-from cml.registry import PLUGINS  # noqa: E402
 from cml.strategies._base import MultiLabelStrategy  # noqa: E402
-from _bare_loop import bare_loop  # noqa: E402
 
 REPLAY = ("reservoir", "prs", "ocdm", "herding")
-SETTINGS = {"none": (), "lwf": ("lwf",), "ewc": ("ewc",), "ewc-online": ("ewc",), "pseudo": ("pseudo",),
-            "pseudo-dynamic": ("pseudo",), "lwf+pseudo": ("lwf", "pseudo"), "pod": ("pod",), "tdl": ("tdl",),
-            **{name: (name,) for name in REPLAY}, "full": ("lwf", "ewc", "pseudo", "reservoir")}
+SETTINGS = {
+    "none": (),
+    "lwf": ("lwf",),
+    "ewc": ("ewc",),
+    "ewc-online": ("ewc",),
+    "pseudo": ("pseudo",),
+    "pseudo-dynamic": ("pseudo",),
+    "lwf+pseudo": ("lwf", "pseudo"),
+    "pod": ("pod",),
+    "tdl": ("tdl",),
+    **{name: (name,) for name in REPLAY},
+    "full": ("lwf", "ewc", "pseudo", "reservoir"),
+}
 TIMED_METHODS = ("forward", "criterion", "backward", "optimizer_step", "previous_outputs")
 
 
@@ -78,8 +89,15 @@ def refusal(cfg, name) -> str | None:
 
 def make_strategy(model, cfg, scenario, device, plugins):
     evaluator = EvaluationPlugin(loss_metrics(epoch=True), loggers=[ProgressLogger(io.StringIO())])
-    return MultiLabelStrategy(model=model, train_cfg=cfg.train, eval_batch_size=cfg.eval.batch_size, device=device,
-                              evaluator=evaluator, plugins=list(plugins), seed=cfg.seed)
+    return MultiLabelStrategy(
+        model=model,
+        train_cfg=cfg.train,
+        eval_batch_size=cfg.eval.batch_size,
+        device=device,
+        evaluator=evaluator,
+        plugins=list(plugins),
+        seed=cfg.seed,
+    )
 
 
 def time_hooks(strategy, device) -> dict[str, float]:
@@ -97,12 +115,16 @@ def time_hooks(strategy, device) -> dict[str, float]:
                 if device.type == "cuda":
                     torch.cuda.synchronize()
                 totals[label] += time.perf_counter() - start
+
         setattr(owner, method, timed)
 
     for plugin in strategy.plugins:
         for hook in dir(SupervisedPlugin):
-            if hook.startswith(("before_", "after_")) and "eval" not in hook and \
-                    getattr(type(plugin), hook, None) not in (None, getattr(SupervisedPlugin, hook)):
+            if (
+                hook.startswith(("before_", "after_"))
+                and "eval" not in hook
+                and getattr(type(plugin), hook, None) not in (None, getattr(SupervisedPlugin, hook))
+            ):
                 wrap(plugin, hook, f"{type(plugin).__name__}.{hook}")
     for method in TIMED_METHODS:
         wrap(strategy, method, method)
@@ -143,29 +165,40 @@ def describe(totals: dict[str, float], seconds: float) -> str:
     ranked = sorted(totals.items(), key=lambda kv: -kv[1])
     parts = [f"{label} {value:.2f}" for label, value in ranked if value >= 0.005]
     rest = seconds - sum(totals.values())
-    return (f"{', '.join(parts)}, rest (loading, Avalanche's loop) {rest:.2f} of {seconds:.2f} s; "
-            f"the previous model's forward (inside the hooks above) {nested:.2f} s")
+    return (
+        f"{', '.join(parts)}, rest (loading, Avalanche's loop) {rest:.2f} of {seconds:.2f} s; "
+        f"the previous model's forward (inside the hooks above) {nested:.2f} s"
+    )
 
 
 def main() -> None:
     parser = bench_parser(__doc__)
-    parser.add_argument("--only", nargs="+", choices=list(SETTINGS), default=list(SETTINGS),
-                        help="settings to run (default: all that apply to the configured model)")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=list(SETTINGS),
+        default=list(SETTINGS),
+        help="settings to run (default: all that apply to the configured model)",
+    )
     parser.add_argument("--json")
     args = parser.parse_args()
     cfg, scenario, device = bench_setup(args)
     first, second = scenario.benchmark.train_stream[0], scenario.benchmark.train_stream[1]
 
     torch.manual_seed(cfg.seed)  # step 0 once: the previous model, its Fisher and buffers for every setting
-    step0 = make_strategy(build_model(cfg), cfg, scenario, device,
-                          [build_plugin(p, cfg, scenario) for p in ("lwf", "ewc")])
+    step0 = make_strategy(
+        build_model(cfg), cfg, scenario, device, [build_plugin(p, cfg, scenario) for p in ("lwf", "ewc")]
+    )
     step0.train(first, eval_streams=[])
     previous, term = step0.previous_model, step0.plugins[1].terms[0]
     buffers = filled_buffers(cfg, scenario, step0)
     initial = copy.deepcopy(step0.core_model).train()
     avalanche_model_adaptation(initial, second)  # grow the head for step 1 once, for both sides
-    print(f"{cfg.model.backbone} at {cfg.data.image_size}px, batch {cfg.train.batch_size}, step 1: "
-          f"{len(second.dataset)} images x {cfg.train.epochs} epochs, {device}, median of {args.repeats}", flush=True)
+    print(
+        f"{cfg.model.backbone} at {cfg.data.image_size}px, batch {cfg.train.batch_size}, step 1: "
+        f"{len(second.dataset)} images x {cfg.train.epochs} epochs, {device}, median of {args.repeats}",
+        flush=True,
+    )
 
     def run(side, name, breakdown=False):
         model, cfg_ = copy.deepcopy(initial), setting_cfg(cfg, name)
@@ -173,8 +206,21 @@ def main() -> None:
         buffer = copy.deepcopy(buffers[policy]) if policy else None
         torch.manual_seed(cfg.seed)
         if side == "bare":
-            return model, bare_loop(model, previous, copy.deepcopy(term), buffer, SETTINGS[name], cfg_, scenario,
-                                    device, online_ewc=name == "ewc-online"), None
+            return (
+                model,
+                bare_loop(
+                    model,
+                    previous,
+                    copy.deepcopy(term),
+                    buffer,
+                    SETTINGS[name],
+                    cfg_,
+                    scenario,
+                    device,
+                    online_ewc=name == "ewc-online",
+                ),
+                None,
+            )
         return model, *cml_loop(model, previous, copy.deepcopy(term), buffer, name, cfg_, scenario, device, breakdown)
 
     run("bare", "none")  # warm-up, not timed
@@ -188,31 +234,49 @@ def main() -> None:
         bare, ours, ratios, cpu_ratios, drift = [], [], [], [], 0.0
         for repeat in range(args.repeats):
             models = {}
-            for side in (("bare", "cml") if repeat % 2 == 0 else ("cml", "bare")):
+            for side in ("bare", "cml") if repeat % 2 == 0 else ("cml", "bare"):
                 models[side], elapsed, _ = run(side, name)
                 (bare if side == "bare" else ours).append(elapsed)
             ratios.append(bare[-1][0] / ours[-1][0])
             cpu_ratios.append(bare[-1][1] / ours[-1][1])
-            drift = max(drift, max(float((p - q).abs().max()) for p, q in zip(models["bare"].state_dict().values(),
-                                                                               models["cml"].state_dict().values())
-                                   if p.is_floating_point()))
-        row = {"plugins": name, "bare_s": [b[0] for b in bare], "cml_s": [c[0] for c in ours],
-               "bare_cpu_s": [b[1] for b in bare], "cml_cpu_s": [c[1] for c in ours],
-               "cml_over_bare": statistics.median(ratios), "cml_over_bare_cpu": statistics.median(cpu_ratios),
-               "max_weight_difference": drift, "breakdown_s": dict(totals), "breakdown_total_s": seconds}
+            drift = max(
+                drift,
+                max(
+                    float((p - q).abs().max())
+                    for p, q in zip(models["bare"].state_dict().values(), models["cml"].state_dict().values())
+                    if p.is_floating_point()
+                ),
+            )
+        row = {
+            "plugins": name,
+            "bare_s": [b[0] for b in bare],
+            "cml_s": [c[0] for c in ours],
+            "bare_cpu_s": [b[1] for b in bare],
+            "cml_cpu_s": [c[1] for c in ours],
+            "cml_over_bare": statistics.median(ratios),
+            "cml_over_bare_cpu": statistics.median(cpu_ratios),
+            "max_weight_difference": drift,
+            "breakdown_s": dict(totals),
+            "breakdown_total_s": seconds,
+        }
         rows.append(row)
-        print(f"{name:<14} bare {statistics.median(row['bare_s']):7.2f} s  cml {statistics.median(row['cml_s']):7.2f} s"
-              f"  cml/bare {row['cml_over_bare']:.3f} (repeats {', '.join(f'{r:.3f}' for r in ratios)}), CPU time "
-              f"{row['cml_over_bare_cpu']:.3f} ({', '.join(f'{r:.3f}' for r in cpu_ratios)})  max diff {drift:.1e}"
-              f"\n  breakdown: {describe(totals, seconds)}", flush=True)
+        print(
+            f"{name:<14} bare {statistics.median(row['bare_s']):7.2f} s  cml {statistics.median(row['cml_s']):7.2f} s"
+            f"  cml/bare {row['cml_over_bare']:.3f} (repeats {', '.join(f'{r:.3f}' for r in ratios)}), CPU time "
+            f"{row['cml_over_bare_cpu']:.3f} ({', '.join(f'{r:.3f}' for r in cpu_ratios)})  max diff {drift:.1e}"
+            f"\n  breakdown: {describe(totals, seconds)}",
+            flush=True,
+        )
     if args.json:
         Path(args.json).write_text(json.dumps({"device": str(device), "rows": rows}, indent=2) + "\n")
     print(f"\n{'plugins':<14} {'cml/bare':>9} {'CPU time':>9} {'bare work vs none':>18} {'max diff':>9}")
     base = next((statistics.median(r["bare_cpu_s"]) for r in rows if r["plugins"] == "none"), None)
     for r in rows:
         work = f"{statistics.median(r['bare_cpu_s']) / base:.2f}x" if base else "-"
-        print(f"{r['plugins']:<14} {r['cml_over_bare']:9.3f} {r['cml_over_bare_cpu']:9.3f} {work:>18} "
-              f"{r['max_weight_difference']:9.1e}")
+        print(
+            f"{r['plugins']:<14} {r['cml_over_bare']:9.3f} {r['cml_over_bare_cpu']:9.3f} {work:>18} "
+            f"{r['max_weight_difference']:9.1e}"
+        )
 
 
 if __name__ == "__main__":

@@ -171,7 +171,7 @@ def feed(buffer, labels: np.ndarray, batch: int, cpu: list | None = None) -> flo
     rows = np.arange(len(labels))
     start, start_cpu = time.perf_counter(), time.process_time()
     for s in range(0, len(labels), batch):
-        buffer.offer(rows[s:s + batch], labels[s:s + batch])
+        buffer.offer(rows[s : s + batch], labels[s : s + batch])
     if cpu is not None:
         cpu.append(time.process_time() - start_cpu)
     return time.perf_counter() - start
@@ -180,23 +180,37 @@ def feed(buffer, labels: np.ndarray, batch: int, cpu: list | None = None) -> flo
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--labels", help="an N x C .npy array of 0/1 (default: a generated long-tailed stream)")
-    parser.add_argument("--stream", nargs="+", choices=STREAMS, default=list(STREAMS),
-                        help="generated streams to run (default: both); long-tailed: each class independently "
-                             "with probability 0.5 (i+1)^-1.1; head-heavy: 1-4 labels, the head class in 60%%")
+    parser.add_argument(
+        "--stream",
+        nargs="+",
+        choices=STREAMS,
+        default=list(STREAMS),
+        help="generated streams to run (default: both); long-tailed: each class independently "
+        "with probability 0.5 (i+1)^-1.1; head-heavy: 1-4 labels, the head class in 60%%",
+    )
     parser.add_argument("--head", type=float, default=0.6, help="head-heavy: share of samples with the head class")
-    parser.add_argument("--policies", nargs="+", choices=["prs", "ocdm", "reservoir"],
-                        default=["prs", "ocdm", "reservoir"])
+    parser.add_argument(
+        "--policies", nargs="+", choices=["prs", "ocdm", "reservoir"], default=["prs", "ocdm", "reservoir"]
+    )
     parser.add_argument("--samples", type=int, default=50_000)
     parser.add_argument("--classes", type=int, default=80)
     parser.add_argument("--size", type=int, default=2000)
     parser.add_argument("--batch", type=int, default=10)
     parser.add_argument("--rho", type=float, default=-0.03)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--reference", type=int, default=0, metavar="N",
-                        help="also run the reference PRS on the first N samples (slow: ~20 samples/s once full)")
+    parser.add_argument(
+        "--reference",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also run the reference PRS on the first N samples (slow: ~20 samples/s once full)",
+    )
     args = parser.parse_args()
-    streams = ({Path(args.labels).name: np.load(args.labels)} if args.labels else
-               {name: make_stream(name, args) for name in args.stream})
+    streams = (
+        {Path(args.labels).name: np.load(args.labels)}
+        if args.labels
+        else {name: make_stream(name, args) for name in args.stream}
+    )
     for name, labels in streams.items():
         run_stream(name, labels.astype(np.float32), args)
 
@@ -204,23 +218,29 @@ def main() -> None:
 def run_stream(name: str, labels: np.ndarray, args) -> None:
     n, c = labels.shape
     per_class = labels.sum(0)
-    print(f"\n{name} stream: {n} samples, {c} classes, {labels.sum(1).mean():.2f} labels/sample "
-          f"({int(labels.sum(1).min())} to {int(labels.sum(1).max())}), class counts {int(per_class.max())} (head, "
-          f"{per_class.max() / n:.0%} of the samples) to {int(per_class[per_class > 0].min())} (tail); "
-          f"buffer {args.size}, batch {args.batch}, rho {args.rho}")
+    print(
+        f"\n{name} stream: {n} samples, {c} classes, {labels.sum(1).mean():.2f} labels/sample "
+        f"({int(labels.sum(1).min())} to {int(labels.sum(1).max())}), class counts {int(per_class.max())} (head, "
+        f"{per_class.max() / n:.0%} of the samples) to {int(per_class[per_class > 0].min())} (tail); "
+        f"buffer {args.size}, batch {args.batch}, rho {args.rho}"
+    )
     print(f"{'policy':<26}{'samples':>9}{'samples/s':>12}{'once full':>12}{'per CPU s':>12}{'deviation':>11}")
-    policies = {"prs": lambda: PRSBuffer(args.size, c, args.seed, args.rho),
-                "ocdm": lambda: OCDMBuffer(args.size, c, args.seed, args.rho),
-                "reservoir": lambda: ReservoirBuffer(args.size, c, args.seed)}
+    policies = {
+        "prs": lambda: PRSBuffer(args.size, c, args.seed, args.rho),
+        "ocdm": lambda: OCDMBuffer(args.size, c, args.seed, args.rho),
+        "reservoir": lambda: ReservoirBuffer(args.size, c, args.seed),
+    }
     for policy in args.policies:
         buffer, cpu = policies[policy](), []
         fill = feed(buffer, labels[: args.size], args.batch, cpu)
-        rest = feed(buffer, labels[args.size:], args.batch, cpu)
-        print(f"{policy:<26}{n:>9}{n / (fill + rest):>12,.0f}{(n - args.size) / max(rest, 1e-9):>12,.0f}"
-              f"{n / sum(cpu):>12,.0f}{buffer.deviation(args.rho):>11.4f}")
+        rest = feed(buffer, labels[args.size :], args.batch, cpu)
+        print(
+            f"{policy:<26}{n:>9}{n / (fill + rest):>12,.0f}{(n - args.size) / max(rest, 1e-9):>12,.0f}"
+            f"{n / sum(cpu):>12,.0f}{buffer.deviation(args.rho):>11.4f}"
+        )
     if args.reference:
         prefix = labels[: args.reference]
-        fill, rest = prefix[: args.size], prefix[args.size:]
+        fill, rest = prefix[: args.size], prefix[args.size :]
         ours = PRSBuffer(args.size, c, args.seed, args.rho)
         ours_fill = feed(ours, fill, args.batch)
         ours_rest = feed(ours, rest, args.batch)
@@ -233,10 +253,14 @@ def run_stream(name: str, labels: np.ndarray, args) -> None:
         deviation = partition_deviation(reference.counts(), prefix.sum(0), args.rho)
         print(f"\nfirst {len(prefix)} samples ({len(rest)} once the buffer is full):")
         print(f"{'':26}{'samples/s':>12}{'once full':>12}{'deviation':>11}")
-        print(f"{'prs (cml)':<26}{len(prefix) / (ours_fill + ours_rest):>12,.0f}{len(rest) / ours_rest:>12,.0f}"
-              f"{ours.deviation(args.rho):>11.4f}")
-        print(f"{'prs (reference port)':<26}{len(prefix) / (time.perf_counter() - start - 0):>12,.1f}"
-              f"{len(rest) / reference_rest:>12,.1f}{deviation:>11.4f}")
+        print(
+            f"{'prs (cml)':<26}{len(prefix) / (ours_fill + ours_rest):>12,.0f}{len(rest) / ours_rest:>12,.0f}"
+            f"{ours.deviation(args.rho):>11.4f}"
+        )
+        print(
+            f"{'prs (reference port)':<26}{len(prefix) / (time.perf_counter() - start - 0):>12,.1f}"
+            f"{len(rest) / reference_rest:>12,.1f}{deviation:>11.4f}"
+        )
         print(f"speed-up once full: {ours_rest and reference_rest / ours_rest:,.0f}x")
 
 

@@ -18,6 +18,7 @@ import warnings
 from pathlib import Path
 
 from _setup import bench_parser, bench_setup  # also puts the repository root on the path
+
 warnings.filterwarnings("ignore", message="no QP solver", category=UserWarning)
 
 import torch  # noqa: E402
@@ -25,20 +26,21 @@ from avalanche.evaluation.metrics import loss_metrics  # noqa: E402
 from avalanche.training.plugins import EvaluationPlugin  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
+from cml.commands.run import build_model  # noqa: E402
 from cml.evaluation.progress import ProgressLogger  # noqa: E402
-from cml.run import build_model  # noqa: E402
 from cml.models._base import input_stats  # noqa: E402
 from cml.scenarios.images import normalize  # noqa: E402
 from cml.strategies._base import MultiLabelStrategy, build_criterion  # noqa: E402
-from cml.strategies._optim import build_optimizer  # noqa: E402
 from cml.strategies._batches import StepBatches  # noqa: E402
+from cml.strategies._optim import build_optimizer  # noqa: E402
 
 
 def bare_loop(model, dataset, cfg, device) -> float:
     stats = input_stats(model)
     batches = StepBatches(len(dataset), cfg.train.batch_size, (cfg.seed, 0), drop_incomplete=cfg.train.online)
-    loader = DataLoader(dataset, batch_sampler=batches, num_workers=cfg.data.num_workers,
-                        pin_memory=device.type == "cuda")  # the strategy's batches, in its order
+    loader = DataLoader(
+        dataset, batch_sampler=batches, num_workers=cfg.data.num_workers, pin_memory=device.type == "cuda"
+    )  # the strategy's batches, in its order
     criterion = build_criterion(cfg.train)
     optimizer = build_optimizer(model, cfg.train)
     model.train()
@@ -57,8 +59,14 @@ def bare_loop(model, dataset, cfg, device) -> float:
 
 def cml_strategy(model, experience, cfg, device) -> float:
     evaluator = EvaluationPlugin(loss_metrics(epoch=True), loggers=[ProgressLogger(io.StringIO())])
-    strategy = MultiLabelStrategy(model=model, train_cfg=cfg.train, eval_batch_size=cfg.eval.batch_size,
-                                  device=device, evaluator=evaluator, seed=cfg.seed)
+    strategy = MultiLabelStrategy(
+        model=model,
+        train_cfg=cfg.train,
+        eval_batch_size=cfg.eval.batch_size,
+        device=device,
+        evaluator=evaluator,
+        seed=cfg.seed,
+    )
     start = time.perf_counter()
     strategy.train(experience, eval_streams=[], num_workers=cfg.data.num_workers)
     if device.type == "cuda":
@@ -85,14 +93,26 @@ def main() -> None:
         bare.append(bare_loop(a, experience.dataset, cfg, device))
         torch.manual_seed(cfg.seed)
         ours.append(cml_strategy(b, experience, cfg, device))
-        drift = max(drift, max(float((p - q.to(p.device)).abs().max())
-                               for p, q in zip(a.state_dict().values(), b.state_dict().values())
-                               if p.is_floating_point()))
-    result = {"images": n_images, "device": str(device), "bare_images_per_s": n_images / statistics.median(bare),
-              "cml_images_per_s": n_images / statistics.median(ours),
-              "cml_over_bare": statistics.median(bare) / statistics.median(ours), "max_weight_difference": drift}
-    print(f"{cfg.model.backbone} at {cfg.data.image_size}px, batch {cfg.train.batch_size}, {n_images} images "
-          f"per run, {device}, median of {args.repeats}")
+        drift = max(
+            drift,
+            max(
+                float((p - q.to(p.device)).abs().max())
+                for p, q in zip(a.state_dict().values(), b.state_dict().values())
+                if p.is_floating_point()
+            ),
+        )
+    result = {
+        "images": n_images,
+        "device": str(device),
+        "bare_images_per_s": n_images / statistics.median(bare),
+        "cml_images_per_s": n_images / statistics.median(ours),
+        "cml_over_bare": statistics.median(bare) / statistics.median(ours),
+        "max_weight_difference": drift,
+    }
+    print(
+        f"{cfg.model.backbone} at {cfg.data.image_size}px, batch {cfg.train.batch_size}, {n_images} images "
+        f"per run, {device}, median of {args.repeats}"
+    )
     print(f"bare PyTorch loop  {result['bare_images_per_s']:8.1f} images/s")
     print(f"cml strategy       {result['cml_images_per_s']:8.1f} images/s")
     print(f"ratio cml/bare     {result['cml_over_bare']:8.3f}   (max weight difference {drift:.2e})")

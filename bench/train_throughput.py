@@ -23,6 +23,7 @@ import time
 import warnings
 
 from _setup import bench_setup  # also puts the repository root on the path
+
 warnings.filterwarnings("ignore", message="no QP solver", category=UserWarning)
 
 import torch  # noqa: E402
@@ -30,11 +31,11 @@ from avalanche.core import SupervisedPlugin  # noqa: E402
 from avalanche.training.plugins import EvaluationPlugin  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
+from cml.commands.run import build_model  # noqa: E402
 from cml.evaluation.progress import ProgressLogger  # noqa: E402
-from cml.run import build_model  # noqa: E402
 from cml.models._base import input_stats  # noqa: E402
-from cml.scenarios.images import normalize  # noqa: E402
 from cml.plugins._base import build_plugin  # noqa: E402
+from cml.scenarios.images import normalize  # noqa: E402
 from cml.strategies._base import MultiLabelStrategy, build_criterion  # noqa: E402
 from cml.strategies._optim import build_optimizer  # noqa: E402
 
@@ -54,9 +55,15 @@ def bare_loop(cfg, scenario, device, epochs: int) -> tuple[float, int]:
     if cfg.train.channels_last and device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.train.amp) if device.type == "cuda" else None
-    loader = DataLoader(experience.dataset, batch_size=cfg.train.batch_size, shuffle=True, drop_last=True,
-                        num_workers=cfg.data.num_workers, pin_memory=device.type == "cuda",
-                        persistent_workers=cfg.data.num_workers > 0)
+    loader = DataLoader(
+        experience.dataset,
+        batch_size=cfg.train.batch_size,
+        shuffle=True,
+        drop_last=True,
+        num_workers=cfg.data.num_workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=cfg.data.num_workers > 0,
+    )
     criterion, optimizer = build_criterion(cfg.train), build_optimizer(model, cfg.train)
     scaler = torch.amp.GradScaler("cuda", enabled=amp is torch.float16)  # fp16 scales its loss, as cml does
     stats = input_stats(model)
@@ -112,12 +119,23 @@ def cml_strategy(cfg, scenario, device) -> tuple[float, int]:
     torch.manual_seed(cfg.seed)
     timer = EpochTimer(device)
     plugins = [build_plugin(name, cfg, scenario) for name in PLUGIN_SET] + [timer]
-    strategy = MultiLabelStrategy(model=build_model(cfg), train_cfg=cfg.train, eval_batch_size=cfg.eval.batch_size,
-                                  device=device, plugins=plugins, seed=cfg.seed,
-                                  evaluator=EvaluationPlugin(loggers=[ProgressLogger(io.StringIO())]))
+    strategy = MultiLabelStrategy(
+        model=build_model(cfg),
+        train_cfg=cfg.train,
+        eval_batch_size=cfg.eval.batch_size,
+        device=device,
+        plugins=plugins,
+        seed=cfg.seed,
+        evaluator=EvaluationPlugin(loggers=[ProgressLogger(io.StringIO())]),
+    )
     for t in (0, 1):
-        strategy.train(scenario.benchmark.train_stream[t], eval_streams=[], num_workers=cfg.data.num_workers,
-                       persistent_workers=cfg.data.num_workers > 0, prefetch_factor=cfg.data.prefetch_factor)
+        strategy.train(
+            scenario.benchmark.train_stream[t],
+            eval_streams=[],
+            num_workers=cfg.data.num_workers,
+            persistent_workers=cfg.data.num_workers > 0,
+            prefetch_factor=cfg.data.prefetch_factor,
+        )
     return timer.seconds, timer.images
 
 
@@ -126,8 +144,14 @@ def main() -> None:
     parser.add_argument("--config", default="configs/demo.yaml")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     args = parser.parse_args()
-    base = ["data.cache=true", "scenario.base=12", "scenario.increment=12",
-            "strategy.replay.batch_ratio=1", "strategy.replay.size=500", "train.hflip=false"]
+    base = [
+        "data.cache=true",
+        "scenario.base=12",
+        "scenario.increment=12",
+        "strategy.replay.batch_ratio=1",
+        "strategy.replay.size=500",
+        "train.hflip=false",
+    ]
     cfg, scenario, device = bench_setup(args, base)
     bare_s, bare_n = bare_loop(cfg, scenario, device, cfg.train.epochs)
     bare_peak = torch.cuda.max_memory_allocated() if device.type == "cuda" else None
@@ -137,13 +161,18 @@ def main() -> None:
     half.train.batch_size //= 2
     cml_s, cml_n = cml_strategy(half, scenario, device)
     bare_rate, cml_rate = bare_n / bare_s, cml_n / cml_s
-    print(f"{cfg.model.backbone} at {cfg.data.image_size}px, {cfg.train.batch_size} images per iteration, "
-          f"amp {cfg.train.amp if device.type == 'cuda' else 'none'}, {cfg.train.epochs} epoch(s), {device}")
+    print(
+        f"{cfg.model.backbone} at {cfg.data.image_size}px, {cfg.train.batch_size} images per iteration, "
+        f"amp {cfg.train.amp if device.type == 'cuda' else 'none'}, {cfg.train.epochs} epoch(s), {device}"
+    )
     print(f"bare PyTorch loop                  {bare_rate:9.1f} images/s ({bare_n} images)")
     print(f"cml, {'+'.join(PLUGIN_SET):<29} {cml_rate:9.1f} images/s ({cml_n} images)")
     print(f"ratio cml/bare                     {cml_rate / bare_rate:9.3f}")
     if device.type == "cuda":
-        print(f"peak GPU memory: bare {bare_peak / 2**30:.2f} GiB, cml {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
+        print(
+            f"peak GPU memory: bare {bare_peak / 2**30:.2f} GiB, "
+            f"cml {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB"
+        )
 
 
 if __name__ == "__main__":

@@ -1,3 +1,3 @@
-from cml.cli import main
+from cml.commands.cli import main
 
 raise SystemExit(main())

@@ -6,7 +6,8 @@ waits for the GPU. On the CPU neither is visible. Here the training device is `m
 shapes and no data): torch itself refuses a CPU/meta mix exactly as it refuses a CPU/CUDA one (a
 0-dim CPU tensor is allowed on both), and `HostReads` stands in for the host side of the device:
 every read of a meta tensor's values is recorded with the line of cml (or Avalanche) that made it,
-and answered with a placeholder (ones for a copy, 0 for a number, `True` for a truth value, so checks such as "all finite"
+and answered with a placeholder (ones for a copy, 0 for a number, `True` for a truth value, so checks such as
+"all finite"
 pass) so the run goes on. Metric values of such a run are meaningless; what it checks is the
 device placement and the reads.
 
@@ -28,8 +29,13 @@ from torch.utils._python_dispatch import TorchDispatchMode
 aten = torch.ops.aten
 META = torch.device("meta")
 ROOT = Path(__file__).resolve().parents[1]
-DATA_DEPENDENT = {aten.nonzero.default, aten.masked_select.default, aten.unique_consecutive.default,
-                  aten._unique2.default, aten.argwhere.default}
+DATA_DEPENDENT = {
+    aten.nonzero.default,
+    aten.masked_select.default,
+    aten.unique_consecutive.default,
+    aten._unique2.default,
+    aten.argwhere.default,
+}
 
 
 def _site() -> str:
@@ -39,8 +45,9 @@ def _site() -> str:
     for frame in reversed(traceback.extract_stack()[:-3]):
         for marker in ("/cml/", "/avalanche/"):
             if marker in frame.filename:
-                named.append((marker, f"{marker.strip('/')}/{frame.filename.split(marker, 1)[1]}:{frame.lineno} "
-                                      f"{frame.name}"))
+                named.append(
+                    (marker, f"{marker.strip('/')}/{frame.filename.split(marker, 1)[1]}:{frame.lineno} {frame.name}")
+                )
     if not named:
         return "elsewhere"
     caller = next((where for marker, where in named if marker == "/cml/"), None)
@@ -77,7 +84,11 @@ class HostReads(TorchDispatchMode):
         if func in DATA_DEPENDENT and _on_meta(args[0]):
             self._record(func.__name__)
             return func(*[a.to("cpu") if _on_meta(a) else a for a in args], **kwargs).to(META)
-        if func.overloadpacket in (aten._to_copy, aten.to) and _on_meta(args[0]) and _target(args, kwargs).type != "meta":
+        if (
+            func.overloadpacket in (aten._to_copy, aten.to)
+            and _on_meta(args[0])
+            and _target(args, kwargs).type != "meta"
+        ):
             self._record("copy to host")
             dtype = kwargs.get("dtype") or next((a for a in args[1:] if isinstance(a, torch.dtype)), args[0].dtype)
             return torch.ones(args[0].shape, dtype=dtype, device=_target(args, kwargs))
@@ -116,7 +127,7 @@ class EpochWindow(SupervisedPlugin):
 @contextlib.contextmanager
 def meta_device(monkeypatch):
     """Within: `cml run` trains and evaluates on `meta`; yields (HostReads, EpochWindow)."""
-    from cml import run
+    from cml.commands import run
 
     reads = HostReads()
     window = EpochWindow(reads)

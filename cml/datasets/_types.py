@@ -24,11 +24,11 @@ class Split:
     def selection(self) -> np.ndarray:
         return self.labels if self.select is None else self.select
 
-    def subset(self, rows: np.ndarray) -> "Split":
+    def subset(self, rows: np.ndarray) -> Split:
         select = None if self.select is None else self.select[rows]
         return Split([self.paths[i] for i in rows], self.labels[rows], [self.ids[i] for i in rows], select)
 
-    def columns(self, order: list[int]) -> "Split":
+    def columns(self, order: list[int]) -> Split:
         select = None if self.select is None else self.select[:, order]
         return Split(self.paths, self.labels[:, order], self.ids, select)
 

@@ -26,15 +26,17 @@ from typing import Literal
 
 import numpy as np
 
+from cml.core.errors import UserError
+from cml.core.registry import Dataset
+from cml.core.schema import option
 from cml.datasets._cache import cache_folder
 from cml.datasets._types import MultiLabelData, Split
-from cml.errors import UserError
-from cml.registry import Dataset
-from cml.schema import option
 
-LAYOUT = ("ROOT/train2014/, ROOT/val2014/ and ROOT/annotations/instances_{train,val}2014.json "
-          "(MS-COCO 2014 from cocodataset.org: 2014 Train images, 2014 Val images, "
-          "2014 Train/Val annotations)")
+LAYOUT = (
+    "ROOT/train2014/, ROOT/val2014/ and ROOT/annotations/instances_{train,val}2014.json "
+    "(MS-COCO 2014 from cocodataset.org: 2014 Train images, 2014 Val images, "
+    "2014 Train/Val annotations)"
+)
 
 
 PARSE_FORMAT = 2  # in the cache key: bump when what a parse returns changes
@@ -85,15 +87,28 @@ def load_instances_cached(json_path: Path, cache: Path):
     target = cache / f"{hashlib.sha1(key.encode()).hexdigest()[:16]}.npz"
     if target.is_file():
         z = np.load(target, allow_pickle=False)
-        return (z["cat_ids"].tolist(), z["names"].tolist(), z["image_ids"].tolist(),
-                z["files"].tolist(), z["plain"], z["crowd"])
+        return (
+            z["cat_ids"].tolist(),
+            z["names"].tolist(),
+            z["image_ids"].tolist(),
+            z["files"].tolist(),
+            z["plain"],
+            z["crowd"],
+        )
     parsed = parse_instances(json_path)
     cat_ids, names, image_ids, files, plain, crowd = parsed
     try:
         cache.mkdir(parents=True, exist_ok=True)
         tmp = target.with_suffix(f".tmp{os.getpid()}.npz")
-        np.savez(tmp, cat_ids=np.array(cat_ids), names=np.array(names), image_ids=np.array(image_ids),
-                 files=np.array(files), plain=plain, crowd=crowd)
+        np.savez(
+            tmp,
+            cat_ids=np.array(cat_ids),
+            names=np.array(names),
+            image_ids=np.array(image_ids),
+            files=np.array(files),
+            plain=plain,
+            crowd=crowd,
+        )
         os.replace(tmp, target)
     except OSError:
         pass  # a read-only place: parse again next time
@@ -107,8 +122,15 @@ def unique_names(names: list[str], cat_ids: list[int]) -> list[str]:
     return [f"{n} (id {i})" if n in shared else n for n, i in zip(names, cat_ids)]
 
 
-def load_coco_folder(root: Path, split_dirs: tuple[str, str], json_names: tuple[str, str],
-                     crowd: str, cache_dir: str | None, name: str, layout: str) -> MultiLabelData:
+def load_coco_folder(
+    root: Path,
+    split_dirs: tuple[str, str],
+    json_names: tuple[str, str],
+    crowd: str,
+    cache_dir: str | None,
+    name: str,
+    layout: str,
+) -> MultiLabelData:
     if not root.is_dir():
         raise UserError(f"data.root: {root} does not exist; expected {layout}")
     jsons = [root / "annotations" / j for j in json_names]
@@ -131,23 +153,36 @@ def load_coco_folder(root: Path, split_dirs: tuple[str, str], json_names: tuple[
         if not present.all():
             skipped[f"{part}_missing_files"] = int((~present).sum())
         rows = np.flatnonzero(present)
-        splits.append(Split([prefix + files[i] for i in rows], labels[rows], [image_ids[i] for i in rows],
-                            None if select is None else select[rows]))
+        splits.append(
+            Split(
+                [prefix + files[i] for i in rows],
+                labels[rows],
+                [image_ids[i] for i in rows],
+                None if select is None else select[rows],
+            )
+        )
     return MultiLabelData(name, class_names, splits[0], splits[1], skipped)
 
 
 @dataclass
 class CocoOptions:
     crowd: Literal["ignore", "positive", "krt"] = option(
-        "ignore", help="iscrowd=1 annotations: ignored; a label (PRS's COCOseq); krt: they select "
-                       "the image for a step but are not labels (KRT's loader)")
+        "ignore",
+        help="iscrowd=1 annotations: ignored; a label (PRS's COCOseq); krt: they select "
+        "the image for a step but are not labels (KRT's loader)",
+    )
 
 
 def load(data_cfg) -> MultiLabelData:
-    return load_coco_folder(Path(data_cfg.root).expanduser(), ("train2014", "val2014"),
-                            ("instances_train2014.json", "instances_val2014.json"),
-                            data_cfg.coco.crowd, data_cfg.cache_dir, "coco", LAYOUT)
+    return load_coco_folder(
+        Path(data_cfg.root).expanduser(),
+        ("train2014", "val2014"),
+        ("instances_train2014.json", "instances_val2014.json"),
+        data_cfg.coco.crowd,
+        data_cfg.cache_dir,
+        "coco",
+        LAYOUT,
+    )
 
 
-DECLARATION = Dataset(build=load, options=CocoOptions, needs_root=True,
-                      help="MS-COCO 2014, official layout")
+DECLARATION = Dataset(build=load, options=CocoOptions, needs_root=True, help="MS-COCO 2014, official layout")

@@ -15,7 +15,7 @@ the union of their labels, and counted (`<split>_duplicate_rows`: the rows merge
 images with no label are skipped (`<split>_unlabeled`), then images whose file is absent
 (`<split>_missing_files`). Paths outside `data.root` (absolute, or leaving it through `..`) are
 read where they are, with one note saying how many; nothing is written there (the image-check
-cache goes to `data.cache_dir`, `data.root` or CML_CACHE, see `cml.imagefiles.derived_folder`).
+cache goes to `data.cache_dir`, `data.root` or CML_CACHE, see `cml.datasets.imagefiles.derived_folder`).
 """
 
 from __future__ import annotations
@@ -30,14 +30,14 @@ from typing import Optional
 
 import numpy as np
 
+from cml.core.errors import UserError
+from cml.core.hints import closest
+from cml.core.registry import Dataset
+from cml.core.safeyaml import decode
+from cml.core.schema import option
 from cml.datasets._types import MultiLabelData, Split
-from cml.errors import UserError
-from cml.hints import closest
-from cml.registry import Dataset
-from cml.safeyaml import decode
-from cml.schema import option
 
-FORMATS = "a .csv with the header path,labels or a .jsonl of {\"path\": ..., \"labels\": [...]} objects"
+FORMATS = 'a .csv with the header path,labels or a .jsonl of {"path": ..., "labels": [...]} objects'
 
 
 def required_file(value: str | None, key: str, what: str) -> Path:
@@ -81,8 +81,10 @@ def read_csv(path: Path) -> list[tuple[int, str, list[str]]]:
             if not row:
                 continue
             if len(row) != 2 or not row[0].strip():
-                raise UserError(f"{path}: line {reader.line_num}: {','.join(row)!r}; "
-                                "expected path,labels with labels separated by | (e.g. img/a.jpg,cat|dog)")
+                raise UserError(
+                    f"{path}: line {reader.line_num}: {','.join(row)!r}; "
+                    "expected path,labels with labels separated by | (e.g. img/a.jpg,cat|dog)"
+                )
             labels = [name.strip() for name in row[1].split("|") if name.strip()]
             rows.append((reader.line_num, row[0].strip(), labels))
     return rows
@@ -96,12 +98,21 @@ def read_jsonl(path: Path) -> list[tuple[int, str, list[str]]]:
         try:
             item = json.loads(line)
         except json.JSONDecodeError as err:
-            raise UserError(f"{path}: line {n}: not valid JSON ({err.msg}); expected one object per line "
-                            'like {"path": "img/a.jpg", "labels": ["cat"]}') from None
-        if not (isinstance(item, dict) and isinstance(item.get("path"), str) and item["path"]
-                and isinstance(item.get("labels"), list) and all(isinstance(x, str) for x in item["labels"])):
-            raise UserError(f"{path}: line {n}: expected an object with a non-empty string \"path\" and "
-                            'a list of strings "labels", like {"path": "img/a.jpg", "labels": ["cat"]}')
+            raise UserError(
+                f"{path}: line {n}: not valid JSON ({err.msg}); expected one object per line "
+                'like {"path": "img/a.jpg", "labels": ["cat"]}'
+            ) from None
+        if not (
+            isinstance(item, dict)
+            and isinstance(item.get("path"), str)
+            and item["path"]
+            and isinstance(item.get("labels"), list)
+            and all(isinstance(x, str) for x in item["labels"])
+        ):
+            raise UserError(
+                f'{path}: line {n}: expected an object with a non-empty string "path" and '
+                'a list of strings "labels", like {"path": "img/a.jpg", "labels": ["cat"]}'
+            )
         rows.append((n, item["path"], item["labels"]))
     return rows
 
@@ -121,8 +132,7 @@ def read_split(path: Path, key: str, base: Path, classes: list[str], classes_pat
             if name not in column:
                 close = closest(name, classes, n=1)
                 hint = f"did you mean {close[0]!r}? " if close else ""
-                raise UserError(f"{path}: line {n}: unknown class {name!r}; {hint}"
-                                f"expected a name from {classes_path}")
+                raise UserError(f"{path}: line {n}: unknown class {name!r}; {hint}expected a name from {classes_path}")
         full = os.path.normpath(os.path.join(base, image))
         full = real.setdefault(os.path.realpath(full), full)
         if full in rows:
@@ -169,13 +179,15 @@ def load(data_cfg) -> MultiLabelData:
         split, counts = read_split(path, key, Path(os.path.normpath(base.absolute())), classes, classes_path)
         outside = counts.pop("outside", [])
         if outside and data_cfg.root:
-            print(f"{key}: {len(outside)} image{'s' if len(outside) > 1 else ''} outside data.root {base} "
-                  f"(e.g. {outside[0]}), read from there", flush=True)
+            print(
+                f"{key}: {len(outside)} image{'s' if len(outside) > 1 else ''} outside data.root {base} "
+                f"(e.g. {outside[0]}), read from there",
+                flush=True,
+            )
         splits.append(split)
         skipped.update({f"{part}_{what}": count for what, count in counts.items()})
     skipped = {key: count for key, count in skipped.items() if count}
     return MultiLabelData("list", classes, splits[0], splits[1], skipped)
 
 
-DECLARATION = Dataset(build=load, options=ListOptions, needs_root=False,
-                      help="CSV or JSONL lists of path,labels")
+DECLARATION = Dataset(build=load, options=ListOptions, needs_root=False, help="CSV or JSONL lists of path,labels")

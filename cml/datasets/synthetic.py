@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from cml.core.registry import Dataset
+from cml.core.schema import SEED_MAX, option
 from cml.datasets._types import MultiLabelData
 from cml.datasets.coco import load_coco_folder
-from cml.registry import Dataset
-from cml.schema import SEED_MAX, option
 
 COLOURS = {"red": (220, 40, 40), "green": (40, 170, 60), "blue": (40, 80, 220), "yellow": (235, 200, 30)}
 SHAPES = ("circle", "square", "triangle", "cross", "ring", "diamond")
@@ -99,15 +99,26 @@ def generate(root: Path, num_classes: int, n_train: int, n_test: int, size: int,
                 jitter = rng.integers(-25, 26, 3)
                 rgb = tuple(int(v) for v in np.clip(np.array(COLOURS[colour]) + jitter, 0, 255))
                 _draw(draw, shape, rgb, (x0, y0, x0 + w, y0 + w))
-                annotations.append({"id": ann_id, "image_id": image_id, "category_id": int(cat_ids[label]),
-                                    "bbox": [round(x0, 2), round(y0, 2), round(w, 2), round(w, 2)],
-                                    "area": round(w * w, 2), "iscrowd": 0})
+                annotations.append(
+                    {
+                        "id": ann_id,
+                        "image_id": image_id,
+                        "category_id": int(cat_ids[label]),
+                        "bbox": [round(x0, 2), round(y0, 2), round(w, 2), round(w, 2)],
+                        "area": round(w * w, 2),
+                        "iscrowd": 0,
+                    }
+                )
                 ann_id += 1
             file_name = f"{split}_{image_id:012d}.jpg"
             img.save(tmp / split / file_name, quality=92)
             images.append({"id": image_id, "file_name": file_name, "width": size, "height": size})
-        doc = {"info": {"description": "cml synthetic multi-label dataset", "seed": seed},
-               "images": images, "annotations": annotations, "categories": categories}
+        doc = {
+            "info": {"description": "cml synthetic multi-label dataset", "seed": seed},
+            "images": images,
+            "annotations": annotations,
+            "categories": categories,
+        }
         (tmp / "annotations" / f"instances_{split}.json").write_text(json.dumps(doc))
     if root.exists():  # another process finished first
         shutil.rmtree(tmp)
@@ -120,8 +131,11 @@ def dataset_folder(data_cfg) -> Path:
     s = data_cfg.synthetic
     key = f"v{FORMAT_VERSION}-{s.num_classes}-{s.train_images}-{s.test_images}-{s.image_size}-{s.seed}"
     name = f"synthetic-{hashlib.sha1(key.encode()).hexdigest()[:10]}"
-    base = Path(data_cfg.root).expanduser() if data_cfg.root else \
-        Path(os.environ.get("CML_CACHE", "~/.cache/cml")).expanduser()
+    base = (
+        Path(data_cfg.root).expanduser()
+        if data_cfg.root
+        else Path(os.environ.get("CML_CACHE", "~/.cache/cml")).expanduser()
+    )
     return base / name
 
 
@@ -141,9 +155,15 @@ def load(data_cfg) -> MultiLabelData:
         print(f"generating the synthetic dataset into {root} ...", flush=True)
         generate(root, s.num_classes, s.train_images, s.test_images, s.image_size, s.seed)
     layout = "ROOT/{train,val}/*.jpg and ROOT/annotations/instances_{train,val}.json"
-    return load_coco_folder(root, ("train", "val"), ("instances_train.json", "instances_val.json"),
-                            "ignore", data_cfg.cache_dir, "synthetic", layout)
+    return load_coco_folder(
+        root,
+        ("train", "val"),
+        ("instances_train.json", "instances_val.json"),
+        "ignore",
+        data_cfg.cache_dir,
+        "synthetic",
+        layout,
+    )
 
 
-DECLARATION = Dataset(build=load, options=SyntheticOptions, needs_root=False,
-                      help="generated shapes, no download")
+DECLARATION = Dataset(build=load, options=SyntheticOptions, needs_root=False, help="generated shapes, no download")

@@ -23,17 +23,38 @@ from typing import Literal
 
 import numpy as np
 
+from cml.core.errors import UserError
+from cml.core.registry import Dataset
+from cml.core.schema import option
 from cml.datasets._types import MultiLabelData, Split
-from cml.errors import UserError
-from cml.registry import Dataset
-from cml.schema import option
 
-CLASSES = ["aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-           "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
-           "train", "tvmonitor"]
-LAYOUT = ("ROOT/VOCdevkit/VOC2007/ImageSets/Main/<class>_{trainval,test}.txt and "
-          "ROOT/VOCdevkit/VOC2007/JPEGImages/ (PASCAL VOC 2007 from the PASCAL VOC site: "
-          "VOCtrainval_06-Nov-2007.tar and VOCtest_06-Nov-2007.tar, both extracted into ROOT)")
+CLASSES = [
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
+]
+LAYOUT = (
+    "ROOT/VOCdevkit/VOC2007/ImageSets/Main/<class>_{trainval,test}.txt and "
+    "ROOT/VOCdevkit/VOC2007/JPEGImages/ (PASCAL VOC 2007 from the PASCAL VOC site: "
+    "VOCtrainval_06-Nov-2007.tar and VOCtest_06-Nov-2007.tar, both extracted into ROOT)"
+)
 
 
 def find_devkit(root: Path) -> Path:
@@ -61,15 +82,19 @@ def read_flags(main: Path, part: str) -> tuple[list[str], np.ndarray]:
             k = len(file_ids)
             if ids is not None and (k == len(ids) or fields[0] != ids[k]):
                 other = f"image {ids[k]}" if k < len(ids) else "no more images"
-                raise UserError(f"{path}: line {n}: image {fields[0]} where {CLASSES[0]}_{part}.txt has "
-                                f"{other}; expected the same images in the same order in every class file")
+                raise UserError(
+                    f"{path}: line {n}: image {fields[0]} where {CLASSES[0]}_{part}.txt has "
+                    f"{other}; expected the same images in the same order in every class file"
+                )
             file_ids.append(fields[0])
             flags.append(int(fields[1]))
         if ids is None:
             ids = file_ids
         elif len(file_ids) < len(ids):
-            raise UserError(f"{path}: {len(file_ids)} images where {CLASSES[0]}_{part}.txt has {len(ids)}; "
-                            "expected the same images in the same order in every class file")
+            raise UserError(
+                f"{path}: {len(file_ids)} images where {CLASSES[0]}_{part}.txt has {len(ids)}; "
+                "expected the same images in the same order in every class file"
+            )
         columns.append(np.array(flags, dtype=np.int8))
     return ids, np.stack(columns, axis=1)
 
@@ -77,7 +102,8 @@ def read_flags(main: Path, part: str) -> tuple[list[str], np.ndarray]:
 @dataclass
 class VocOptions:
     difficult: Literal["negative", "positive", "ignore"] = option(
-        "negative", help="label 0 (difficult): not a label, a label, or left out of that class's AP")
+        "negative", help="label 0 (difficult): not a label, a label, or left out of that class's AP"
+    )
 
 
 def load(data_cfg) -> MultiLabelData:
@@ -93,8 +119,10 @@ def load(data_cfg) -> MultiLabelData:
         files = [os.path.join(devkit, "JPEGImages", f"{image_id}.jpg") for image_id in ids]
         rows = np.array([i for i, file in enumerate(files) if os.path.exists(file)], dtype=np.int64)
         if ids and not rows.size:
-            raise UserError(f"voc: none of the {len(ids)} images of {CLASSES[0]}_{file_part}.txt is in "
-                            f"{devkit / 'JPEGImages'}; expected {LAYOUT}")
+            raise UserError(
+                f"voc: none of the {len(ids)} images of {CLASSES[0]}_{file_part}.txt is in "
+                f"{devkit / 'JPEGImages'}; expected {LAYOUT}"
+            )
         if len(rows) < len(ids):
             skipped[f"{part}_missing_files"] = len(ids) - len(rows)
         if part == "test" and difficult == "ignore":
@@ -103,5 +131,4 @@ def load(data_cfg) -> MultiLabelData:
     return MultiLabelData("voc", list(CLASSES), splits[0], splits[1], skipped, test_ignore)
 
 
-DECLARATION = Dataset(build=load, options=VocOptions, needs_root=True,
-                      help="PASCAL VOC 2007 devkit")
+DECLARATION = Dataset(build=load, options=VocOptions, needs_root=True, help="PASCAL VOC 2007 devkit")

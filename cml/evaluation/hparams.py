@@ -13,7 +13,7 @@ import dataclasses
 
 from torch.utils.tensorboard.summary import hparams
 
-from cml.registry import PLUGINS, section_of
+from cml.core.registry import PLUGINS, section_of
 
 METRICS = {"avg_map": "summary/avg_mAP", "last_map": "summary/last_mAP", "avg_forgetting": "summary/avg_forgetting"}
 
@@ -21,13 +21,26 @@ METRICS = {"avg_map": "summary/avg_mAP", "last_map": "summary/last_mAP", "avg_fo
 def run_hparams(cfg) -> dict:
     """The keys worth filtering runs by, plus the options of the plugins in use."""
     s, t = cfg.strategy, cfg.train
-    values = {"strategy": s.name, "plugins": "+".join(s.plugins) or "none", "model": cfg.model.name,
-              "backbone": cfg.model.backbone, "pretrained": str(cfg.model.pretrained),
-              "dataset": cfg.data.dataset, "protocol": cfg.scenario.protocol,
-              "split": f"B{cfg.scenario.base}-C{cfg.scenario.increment}", "labels": cfg.scenario.labels,
-              "image_size": cfg.data.image_size, "epochs": t.epochs, "batch_size": t.batch_size, "lr": t.lr,
-              "optimizer": t.optimizer, "scheduler": t.scheduler, "loss": t.loss, "online": t.online,
-              "seed": cfg.seed}
+    values = {
+        "strategy": s.name,
+        "plugins": "+".join(s.plugins) or "none",
+        "model": cfg.model.name,
+        "backbone": cfg.model.backbone,
+        "pretrained": str(cfg.model.pretrained),
+        "dataset": cfg.data.dataset,
+        "protocol": cfg.scenario.protocol,
+        "split": f"B{cfg.scenario.base}-C{cfg.scenario.increment}",
+        "labels": cfg.scenario.labels,
+        "image_size": cfg.data.image_size,
+        "epochs": t.epochs,
+        "batch_size": t.batch_size,
+        "lr": t.lr,
+        "optimizer": t.optimizer,
+        "scheduler": t.scheduler,
+        "loss": t.loss,
+        "online": t.online,
+        "seed": cfg.seed,
+    }
     for plugin in s.plugins:  # each plugin's declared section (the replay buffers share `strategy.replay`)
         section = section_of(PLUGINS.get(plugin))
         for key, value in dataclasses.asdict(getattr(s, section)).items():

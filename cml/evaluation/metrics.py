@@ -35,8 +35,9 @@ def per_class_ap(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return ap
 
 
-def multilabel_metrics(scores: torch.Tensor, targets: torch.Tensor, threshold: float = 0.5,
-                       strict: bool = False) -> dict:
+def multilabel_metrics(
+    scores: torch.Tensor, targets: torch.Tensor, threshold: float = 0.5, strict: bool = False
+) -> dict:
     ap = per_class_ap(scores, targets)
     valid = targets >= 0
     positive = targets == 1
@@ -47,8 +48,16 @@ def multilabel_metrics(scores: torch.Tensor, targets: torch.Tensor, threshold: f
     precision, recall = _ratio(tp, n_pred)[scored], _ratio(tp, n_pos)[scored]
     cp, cr = precision.mean(), recall.mean()
     op, orec = _ratio(tp.sum(), n_pred.sum()), _ratio(tp.sum(), n_pos.sum())
-    values = {"map": ap[scored].mean(), "cp": cp, "cr": cr, "cf1": _f1(cp, cr),
-              "macro_f1": _f1(precision, recall).mean(), "op": op, "or": orec, "of1": _f1(op, orec)}
+    values = {
+        "map": ap[scored].mean(),
+        "cp": cp,
+        "cr": cr,
+        "cf1": _f1(cp, cr),
+        "macro_f1": _f1(precision, recall).mean(),
+        "op": op,
+        "or": orec,
+        "of1": _f1(op, orec),
+    }
     result = {k: 100 * float(v) if int(scored.sum()) else float("nan") for k, v in values.items()}
     result["classes_without_positive"] = int((~scored).sum())
     result["per_class_ap"] = (100 * ap).tolist()

@@ -25,20 +25,23 @@ KEYS = ("map", "cp", "cr", "cf1", "macro_f1", "op", "or", "of1")
 FORGET_KEYS = ("map", "cf1", "of1")
 
 
-def _scores(scores: torch.Tensor, targets: torch.Tensor, columns: list[int], threshold: float,
-            strict: bool) -> dict:
+def _scores(scores: torch.Tensor, targets: torch.Tensor, columns: list[int], threshold: float, strict: bool) -> dict:
     if not columns:
         return {k: float("nan") for k in KEYS}
     values = multilabel_metrics(scores[:, columns], targets[:, columns], threshold, strict)
     return {k: values[k] for k in KEYS}
 
 
-def subset_values(scores: torch.Tensor, targets: torch.Tensor, groups: dict[str, list[int]] | None,
-                  threshold: float, strict: bool) -> dict:
+def subset_values(
+    scores: torch.Tensor, targets: torch.Tensor, groups: dict[str, list[int]] | None, threshold: float, strict: bool
+) -> dict:
     """Metrics over the classes present in `targets`, and over each group's present classes."""
     present = torch.nonzero((targets == 1).any(0)).flatten().tolist()
-    values = {"n_test": int(targets.shape[0]), "n_classes": len(present),
-              **_scores(scores, targets, present, threshold, strict)}
+    values = {
+        "n_test": int(targets.shape[0]),
+        "n_classes": len(present),
+        **_scores(scores, targets, present, threshold, strict),
+    }
     if groups is not None:
         values["groups"] = {}
         for name, members in groups.items():
@@ -47,8 +50,14 @@ def subset_values(scores: torch.Tensor, targets: torch.Tensor, groups: dict[str,
     return values
 
 
-def per_task_values(scores: torch.Tensor, targets: torch.Tensor, tasks: list[tuple[int, object]],
-                    groups: dict[str, list[int]] | None, threshold: float, strict: bool) -> dict:
+def per_task_values(
+    scores: torch.Tensor,
+    targets: torch.Tensor,
+    tasks: list[tuple[int, object]],
+    groups: dict[str, list[int]] | None,
+    threshold: float,
+    strict: bool,
+) -> dict:
     """`tasks`: (task, positions of its test images in `scores`) for every task run so far."""
     records, tally = [], []
     for task, positions in tasks:

@@ -26,7 +26,7 @@ from datetime import timedelta
 from avalanche.logging import BaseLogger
 from tqdm import tqdm
 
-from cml import distributed
+from cml.runtime import distributed
 
 FIRST_LINE_S = 5.0  # the first line of a step, off a terminal: this soon, so a log shows life early
 
@@ -54,8 +54,9 @@ class ProgressLogger(BaseLogger):
         self.step_start = time.perf_counter()
         self.next_line = self.step_start + min(self.every_s, FIRST_LINE_S)
         if self.interactive:
-            self.bar = tqdm(total=self.total, desc=f"step {strategy.experience.step}", unit="batch",
-                            file=self.stream, leave=False)
+            self.bar = tqdm(
+                total=self.total, desc=f"step {strategy.experience.step}", unit="batch", file=self.stream, leave=False
+            )
 
     def before_training_epoch(self, strategy, metric_values, **kwargs):
         self.loss_sum, self.count = 0.0, 0
@@ -94,6 +95,10 @@ class ProgressLogger(BaseLogger):
         now = time.perf_counter()
         per_batch = (now - self.step_start) / max(1, self.done)
         left = timedelta(seconds=round(per_batch * (self.total - self.done)))
-        print(f"{self.epoch} batch {self.count}/{len(strategy.dataloader)} loss {self.mean_loss():.4f} | "
-              f"{self.rate():.1f} images/s | {left} left in the step", file=self.stream, flush=True)
+        print(
+            f"{self.epoch} batch {self.count}/{len(strategy.dataloader)} loss {self.mean_loss():.4f} | "
+            f"{self.rate():.1f} images/s | {left} left in the step",
+            file=self.stream,
+            flush=True,
+        )
         self.next_line, self.printed_at = now + self.every_s, self.done

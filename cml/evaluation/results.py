@@ -16,7 +16,7 @@ import math
 from pathlib import Path
 
 from cml.evaluation.per_task import relative_forgetting
-from cml.rundir import write_text_atomic
+from cml.runtime.files import write_text_atomic
 
 STEP_KEYS = ("map", "cp", "cr", "cf1", "macro_f1", "op", "or", "of1")
 
@@ -48,8 +48,13 @@ def summarize(steps: list[dict]) -> dict:
             if earlier and not math.isnan(matrix[T - 1][j]):
                 drops.append(max(earlier) - matrix[T - 1][j])
         forgetting = sum(drops) / len(drops) if drops else None
-    summary = {"map_matrix": matrix, "avg_map": sum(maps) / T, "last_map": maps[-1],
-               "avg_forgetting": forgetting, "steps": steps}
+    summary = {
+        "map_matrix": matrix,
+        "avg_map": sum(maps) / T,
+        "last_map": maps[-1],
+        "avg_forgetting": forgetting,
+        "steps": steps,
+    }
     if steps[0].get("per_task"):
         summary["relative_forgetting"] = relative_forgetting(steps)
     return _clean(summary)
@@ -69,8 +74,17 @@ def write_summary(run_dir: Path, summary: dict) -> None:
     """results.json and metrics.csv, each replaced atomically (a failed write leaves the old file)."""
     write_text_atomic(run_dir / "results.json", json.dumps(summary, indent=2) + "\n")
     columns = ["step", "n_classes", "n_train", "n_test", *STEP_KEYS, "classes_without_positive"]
-    rows = [[i, len(s["classes"]), s["n_train"], s["n_test"], *(_fmt(s[k]) for k in STEP_KEYS),
-             s["classes_without_positive"]] for i, s in enumerate(summary["steps"])]
+    rows = [
+        [
+            i,
+            len(s["classes"]),
+            s["n_train"],
+            s["n_test"],
+            *(_fmt(s[k]) for k in STEP_KEYS),
+            s["classes_without_positive"],
+        ]
+        for i, s in enumerate(summary["steps"])
+    ]
     table = io.StringIO(newline="")
     writer = csv.writer(table)
     writer.writerow(columns)
@@ -92,11 +106,15 @@ ROW_HEADER = f"{'step':>4} {'classes':>7} {'train':>7} {'test':>6} {'mAP':>6} {'
 
 def format_summary(summary: dict) -> str:
     T = len(summary["steps"])
-    lines = ["mAP matrix (row: after step i; column: classes of step j)",
-             "      " + " ".join(f"{'j=' + str(j):>7}" for j in range(T))]
+    lines = [
+        "mAP matrix (row: after step i; column: classes of step j)",
+        "      " + " ".join(f"{'j=' + str(j):>7}" for j in range(T)),
+    ]
     for i, row in enumerate(summary["map_matrix"]):
         lines.append(f"i={i:<3} " + " ".join(f"{v:7.2f}" if v is not None else f"{'':>7}" for v in row))
-    avg, last, f = (("n/a" if v is None else f"{v:.2f}") for v in (summary["avg_map"], summary["last_map"],
-                                                                    summary["avg_forgetting"]))
+    avg, last, f = (
+        ("n/a" if v is None else f"{v:.2f}")
+        for v in (summary["avg_map"], summary["last_map"], summary["avg_forgetting"])
+    )
     lines.append(f"Avg mAP {avg}   Last mAP {last}   Avg forgetting {f}")  # n/a: no test positive at all
     return "\n".join(lines)

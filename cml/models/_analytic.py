@@ -105,8 +105,7 @@ class AnalyticClassifier(DynamicModule):
         self.cross += weighted.T @ y
 
     def solve(self) -> None:
-        regularised = self.gram + self.ridge * torch.eye(len(self.gram), dtype=self.gram.dtype,
-                                                         device=self.gram.device)
+        regularised = self.gram + self.ridge * torch.eye(len(self.gram), dtype=self.gram.dtype, device=self.gram.device)
         self.weight = torch.cholesky_solve(self.cross, torch.linalg.cholesky(regularised))
         self.fitted.fill_(True)
         self.is_fitted = True

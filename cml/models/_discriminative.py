@@ -22,7 +22,6 @@ import torch
 from torch.nn import functional as F
 
 
-
 def supervised_contrastive(features: torch.Tensor, targets: torch.Tensor, temperature: float) -> torch.Tensor:
     """features (B, C, D); targets (B, >= C) with 1 for positives (0 and -1 are not anchors).
     Computed over all B*C (image, class) pairs with the non-anchors masked, not over the anchors

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cml.schema import option
+from cml.core.schema import option
 
 
 @dataclass

@@ -9,8 +9,8 @@ import torch
 from avalanche.models import DynamicModule
 from torch import nn
 
-from cml.errors import UserError
-from cml.hints import closest
+from cml.core.errors import UserError
+from cml.core.hints import closest
 
 PRIOR = 0.05  # initial positive probability of a new class (bias = logit(PRIOR))
 
@@ -35,10 +35,12 @@ def create_backbone(name: str, pretrained: bool | str = False, **kwargs) -> nn.M
     except Exception as err:  # hub errors differ between versions; all mean "no weights"
         if not pretrained:
             raise
-        raise UserError(f"model.pretrained: could not load weights for {name!r} from the Hugging Face hub "
-                        f"(offline here?): "
-                        f"{type(err).__name__}: {str(err).splitlines()[0][:200]}; give a local "
-                        f"checkpoint path or set model.pretrained: false") from None
+        raise UserError(
+            f"model.pretrained: could not load weights for {name!r} from the Hugging Face hub "
+            f"(offline here?): "
+            f"{type(err).__name__}: {str(err).splitlines()[0][:200]}; give a local "
+            f"checkpoint path or set model.pretrained: false"
+        ) from None
 
 
 def check_input_size(backbone: nn.Module, name: str, size: int) -> None:
@@ -52,8 +54,10 @@ def check_input_size(backbone: nn.Module, name: str, size: int) -> None:
             backbone(torch.zeros(1, 3, size, size))
     except (AssertionError, RuntimeError, ValueError) as err:
         first = (str(err).splitlines() or [type(err).__name__])[0][:160]
-        raise UserError(f"data.image_size: {size} is not an input size backbone {name!r} accepts ({first}); "
-                        "set data.image_size to one it does (e.g. its default, often 224)") from None
+        raise UserError(
+            f"data.image_size: {size} is not an input size backbone {name!r} accepts ({first}); "
+            "set data.image_size to one it does (e.g. its default, often 224)"
+        ) from None
     finally:
         backbone.train(mode)
 
@@ -131,7 +135,7 @@ def feature_map(backbone: nn.Module, features: torch.Tensor) -> torch.Tensor:
         return features.permute(0, 3, 1, 2) if getattr(backbone, "output_fmt", "NCHW") == "NHWC" else features
     if features.ndim != 3:
         raise ValueError(f"backbone features of shape {tuple(features.shape)} are not a map or tokens")
-    tokens = features[:, getattr(backbone, "num_prefix_tokens", 0):]
+    tokens = features[:, getattr(backbone, "num_prefix_tokens", 0) :]
     side = math.isqrt(tokens.shape[1])
     if side * side != tokens.shape[1]:
         raise ValueError(f"{tokens.shape[1]} patch tokens do not make a square grid")

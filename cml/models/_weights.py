@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from cml.errors import UserError
+from cml.core.errors import UserError
 
 
 def _entries(state):
@@ -34,16 +34,18 @@ def load_backbone_weights(backbone: nn.Module, path: str) -> None:
     try:
         state = torch.load(Path(path).expanduser(), map_location="cpu", weights_only=True)
     except Exception as err:  # a damaged file, a pickle with code (weights_only refuses it), ...
-        raise UserError(f"{where}: cannot be read as a checkpoint ({type(err).__name__}: "
-                        f"{' '.join(str(err).split())[:160]})") from None
+        raise UserError(
+            f"{where}: cannot be read as a checkpoint ({type(err).__name__}: {' '.join(str(err).split())[:160]})"
+        ) from None
     state = _entries(state)
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise UserError(f"{where}: expected a state dict of tensors (or one under 'state_dict' or 'model')")
     own = backbone.state_dict()
     classifier = (getattr(backbone, "pretrained_cfg", None) or {}).get("classifier") or "head"
     state = {k.removeprefix("module."): v for k, v in state.items()}
-    state = {k: v for k, v in state.items()
-             if k in own or not (k.startswith("head.") or k.startswith(classifier + "."))}
+    state = {
+        k: v for k, v in state.items() if k in own or not (k.startswith("head.") or k.startswith(classifier + "."))
+    }
     if not any(k.startswith("body.") for k in own):
         state = {k.removeprefix("body."): v for k, v in state.items()}
     filter_fn = getattr(sys.modules[type(backbone).__module__], "checkpoint_filter_fn", None)
@@ -52,10 +54,15 @@ def load_backbone_weights(backbone: nn.Module, path: str) -> None:
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     wrong = [k for k in own if k in state and state[k].shape != own[k].shape]
-    for keys, what in ((missing, "lacks the backbone weights"), (unexpected, "has weights the backbone lacks"),
-                       (wrong, "has weights of another shape")):
+    for keys, what in (
+        (missing, "lacks the backbone weights"),
+        (unexpected, "has weights the backbone lacks"),
+        (wrong, "has weights of another shape"),
+    ):
         if keys:
             more = f" and {len(keys) - 3} more" if len(keys) > 3 else ""
-            raise UserError(f"{where}: {what} {', '.join(keys[:3])}{more}; a checkpoint of another "
-                            f"model than {type(backbone).__name__}?")
+            raise UserError(
+                f"{where}: {what} {', '.join(keys[:3])}{more}; a checkpoint of another "
+                f"model than {type(backbone).__name__}?"
+            )
     backbone.load_state_dict(state)

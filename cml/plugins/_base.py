@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from avalanche.core import SupervisedPlugin
 
-from cml.registry import PLUGINS
+from cml.core.registry import PLUGINS
 
 
 class CmlPlugin(SupervisedPlugin):

@@ -25,15 +25,15 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from cml import distributed
 from cml.plugins._base import CmlPlugin
 from cml.plugins._replay_buffer import ReplayBuffer
+from cml.runtime import distributed
 
 
 class MixedBatches:
     """A data loader whose batches are the wrapped loader's, each joined by a replay batch."""
 
-    def __init__(self, loader, plugin: "ReplayPlugin"):
+    def __init__(self, loader, plugin: ReplayPlugin):
         self.loader = loader
         self.plugin = plugin
 
@@ -57,8 +57,17 @@ class MixedBatches:
 
 
 class ReplayPlugin(CmlPlugin):
-    def __init__(self, buffer: ReplayBuffer, scenario, *, batch_ratio: float, mix: str, relabel: bool,
-                 online: bool, partial_labels: bool):
+    def __init__(
+        self,
+        buffer: ReplayBuffer,
+        scenario,
+        *,
+        batch_ratio: float,
+        mix: str,
+        relabel: bool,
+        online: bool,
+        partial_labels: bool,
+    ):
         super().__init__()
         self.buffer = buffer
         self.scenario = scenario
@@ -120,5 +129,12 @@ class ReplayPlugin(CmlPlugin):
 
 def replay_plugin(cfg, scenario, buffer: ReplayBuffer) -> ReplayPlugin:
     r = cfg.strategy.replay
-    return ReplayPlugin(buffer, scenario, batch_ratio=r.batch_ratio, mix=r.mix, relabel=r.relabel,
-                        online=cfg.train.online, partial_labels=cfg.scenario.labels == "partial")
+    return ReplayPlugin(
+        buffer,
+        scenario,
+        batch_ratio=r.batch_ratio,
+        mix=r.mix,
+        relabel=r.relabel,
+        online=cfg.train.online,
+        partial_labels=cfg.scenario.labels == "partial",
+    )

@@ -81,7 +81,7 @@ class ReplayBuffer:
         step, in a random order drawn from the buffer's generator, in batches of `batch_size`."""
         order = self.rng.permutation(len(step.train_rows))
         for start in range(0, len(order), batch_size):
-            chosen = order[start:start + batch_size]
+            chosen = order[start : start + batch_size]
             self.offer(step.train_rows[chosen], step.train_targets[chosen], first)
 
     def draw(self, k: int) -> np.ndarray:
@@ -94,10 +94,14 @@ class ReplayBuffer:
     def state_dict(self) -> dict:
         """Tensors, numbers and a string: what `torch.load(weights_only=True)` accepts."""
         n = self.size
-        return {"rows": torch.from_numpy(self.rows[:n].copy()), "targets": torch.from_numpy(self.targets[:n].copy()),
-                "first_class": torch.from_numpy(self.first_class[:n].copy()),
-                "stream_counts": torch.from_numpy(self.stream_counts.copy()), "seen": self.seen,
-                "rng": json.dumps(self.rng.bit_generator.state)}
+        return {
+            "rows": torch.from_numpy(self.rows[:n].copy()),
+            "targets": torch.from_numpy(self.targets[:n].copy()),
+            "first_class": torch.from_numpy(self.first_class[:n].copy()),
+            "stream_counts": torch.from_numpy(self.stream_counts.copy()),
+            "seen": self.seen,
+            "rng": json.dumps(self.rng.bit_generator.state),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         n = len(state["rows"])

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from cml.protocols.class_incremental import ordered_steps
-from cml.registry import Protocol
+from cml.core.registry import Protocol
 
 
 def build(cfg, data):
+    from cml.protocols.split import ordered_steps
+
     return ordered_steps(cfg, data, lambda n: [n])
 
 

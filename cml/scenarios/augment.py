@@ -21,14 +21,17 @@ def cutout(x: torch.Tensor, factor: float) -> torch.Tensor:
     cy, cx = torch.randint(0, size, (2,)).tolist()
     colour = torch.randint(0, 256, (3, 1, 1), dtype=x.dtype, device=x.device)
     x = x.clone()
-    x[:, max(cy - half, 0):cy + half, max(cx - half, 0):cx + half] = colour
+    x[:, max(cy - half, 0) : cy + half, max(cx - half, 0) : cx + half] = colour
     return x
 
 
 class Augment:
     def __init__(self, train_cfg, image_size: int, flip: bool = True):
-        self.crop = (v2.RandomResizedCrop(image_size, scale=(train_cfg.crop_scale, 1.0), antialias=True)
-                     if train_cfg.crop_scale else None)
+        self.crop = (
+            v2.RandomResizedCrop(image_size, scale=(train_cfg.crop_scale, 1.0), antialias=True)
+            if train_cfg.crop_scale
+            else None
+        )
         self.flip = flip and train_cfg.hflip
         self.cutout = train_cfg.cutout
         self.randaugment = v2.RandAugment() if train_cfg.randaugment else None

@@ -1,7 +1,7 @@
 """Config + loaded data -> an Avalanche benchmark with one train and one test experience per step.
 
 Avalanche's class-incremental generators (`nc_benchmark`, `classes_timeline`) read one int label
-per sample, so they cannot split multi-hot data. The steps come from `cml.scenarios.steps` (numpy
+per sample, so they cannot split multi-hot data. The steps come from `cml.protocols.steps` (numpy
 only, shared with `python -m cml plan`); we hand the per-step datasets to
 `benchmark_from_datasets`, then record each step's classes on its experiences ourselves:
 `classes_in_this_experience` (train: the step's new classes; test: every class seen so far, which
@@ -20,10 +20,10 @@ from avalanche.benchmarks.utils import AvalancheDataset
 
 from cml.config import Config
 from cml.datasets._types import MultiLabelData
+from cml.protocols.split import Step, joint_rows_and_targets
+from cml.protocols.steps import plan_steps
 from cml.scenarios.augment import Augment
 from cml.scenarios.images import MultiLabelImages
-from cml.scenarios.split import Step, joint_rows_and_targets
-from cml.scenarios.steps import plan_steps
 
 
 @dataclass
@@ -43,16 +43,23 @@ class Scenario:
     def train_images(self, rows: np.ndarray, targets: np.ndarray) -> MultiLabelImages:
         """Training images `rows` of `data.train` with the given targets (augmented)."""
         pixels = self.pixels[0] if self.pixels else None
-        return MultiLabelImages([self.data.train.paths[i] for i in rows], targets, self.image_size,
-                                self.augment, pixels, rows)
+        return MultiLabelImages(
+            [self.data.train.paths[i] for i in rows], targets, self.image_size, self.augment, pixels, rows
+        )
 
     def train_dataset(self, rows: np.ndarray, targets: np.ndarray) -> AvalancheDataset:
         return AvalancheDataset([self.train_images(rows, targets)])
 
     def test_dataset(self, step: Step) -> AvalancheDataset:
         pixels = self.pixels[1] if self.pixels else None
-        images = MultiLabelImages([self.data.test.paths[i] for i in step.test_rows], step.test_targets,
-                                  self.image_size, None, pixels, step.test_rows)
+        images = MultiLabelImages(
+            [self.data.test.paths[i] for i in step.test_rows],
+            step.test_targets,
+            self.image_size,
+            None,
+            pixels,
+            step.test_rows,
+        )
         return AvalancheDataset([images])
 
     def joint_dataset(self, t: int) -> AvalancheDataset:

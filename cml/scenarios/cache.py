@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from cml.core.errors import UserError
 from cml.datasets._types import MultiLabelData
-from cml.imagefiles import derived_folder
-from cml.errors import UserError
-from cml.launch import cache_workers
+from cml.datasets.imagefiles import derived_folder
+from cml.runtime.launch import cache_workers
 from cml.scenarios.images import read_image
 
 FORMAT_VERSION = 2  # bump when read_image's output changes (2: 16-bit and transparent images)
@@ -39,8 +39,10 @@ def cached_pixels(data: MultiLabelData, data_cfg) -> tuple[np.ndarray, np.ndarra
     """(train, test) read-only arrays whose row i is `read_image(split.paths[i], data_cfg.image_size)`."""
     folder = derived_folder(data_cfg, data.train.paths + data.test.paths)
     workers = cache_workers(data_cfg.num_workers)
-    return (split_pixels(data.train.paths, data_cfg.image_size, folder, workers),
-            split_pixels(data.test.paths, data_cfg.image_size, folder, workers))
+    return (
+        split_pixels(data.train.paths, data_cfg.image_size, folder, workers),
+        split_pixels(data.test.paths, data_cfg.image_size, folder, workers),
+    )
 
 
 def split_pixels(paths: list[str], size: int, folder: Path, workers: int = 0) -> np.ndarray:
@@ -60,20 +62,23 @@ def _build(paths: list[str], size: int, target: Path, workers: int) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         need, free = int(np.prod(shape)), shutil.disk_usage(target.parent).free
         if need > free:
-            raise UserError(f"data.cache_dir: the image cache needs {need / 1e9:.1f} GB but "
-                            f"{target.parent} has {free / 1e9:.1f} GB free; set data.cache_dir elsewhere")
+            raise UserError(
+                f"data.cache_dir: the image cache needs {need / 1e9:.1f} GB but "
+                f"{target.parent} has {free / 1e9:.1f} GB free; set data.cache_dir elsewhere"
+            )
         np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)  # header + sparse body
     except OSError as err:
-        raise UserError(f"data.cache_dir: cannot write the image cache in {target.parent} "
-                        f"({err.strerror or err}); set data.cache_dir to a writable folder") from None
+        raise UserError(
+            f"data.cache_dir: cannot write the image cache in {target.parent} "
+            f"({err.strerror or err}); set data.cache_dir to a writable folder"
+        ) from None
     interactive = sys.stdout.isatty()
     if not interactive:
         print(f"caching {len(paths)} images at {size}x{size} into {target} ...", flush=True)
     start = time.perf_counter()
-    jobs = [(tmp, i, paths[i:i + CHUNK], size) for i in range(0, len(paths), CHUNK)]
+    jobs = [(tmp, i, paths[i : i + CHUNK], size) for i in range(0, len(paths), CHUNK)]
     try:
-        with tqdm(total=len(paths), desc="caching images", unit="img", disable=not interactive,
-                  file=sys.stdout) as bar:
+        with tqdm(total=len(paths), desc="caching images", unit="img", disable=not interactive, file=sys.stdout) as bar:
             if min(workers, len(jobs)) > 1:  # a process per chunk at most
                 with multiprocessing.Pool(min(workers, len(jobs))) as pool:
                     for done in pool.imap_unordered(_fill, jobs):

@@ -1,7 +1,8 @@
 """A torch dataset of (image, multi-hot target) pairs, read from files or from the image cache.
 
 Images leave the dataset as uint8 (3, S, S) tensors and are normalised by the strategy on the
-training device (`normalize`, with the backbone's own mean and std): a quarter of the bytes through DataLoader workers and pinned
+training device (`normalize`, with the backbone's own mean and std): a quarter of the bytes through
+DataLoader workers and pinned
 memory, and no float work in the loader processes.
 """
 
@@ -11,11 +12,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from cml.errors import UserError
-from cml.imagefiles import decode_rgb, image_error_text
+from cml.core.errors import UserError
+from cml.datasets.imagefiles import decode_rgb, image_error_text
+
 
 def read_image(path: str, size: int) -> np.ndarray:
-    """(size, size, 3) uint8: decoded, 8-bit RGB (`cml.imagefiles.to_rgb`), resized without
+    """(size, size, 3) uint8: decoded, 8-bit RGB (`cml.datasets.imagefiles.to_rgb`), resized without
     keeping the aspect ratio. Images are checked before training; this error is for a file
     changed or damaged since."""
     try:
@@ -30,8 +32,15 @@ class MultiLabelImages(Dataset):
     when given, is that split's (N, S, S, 3) uint8 array (the memory-mapped cache), indexed by
     `rows`; otherwise images are decoded from `paths`."""
 
-    def __init__(self, paths: list[str], targets: np.ndarray, image_size: int, augment=None,
-                 pixels: np.ndarray | None = None, rows: np.ndarray | None = None):
+    def __init__(
+        self,
+        paths: list[str],
+        targets: np.ndarray,
+        image_size: int,
+        augment=None,
+        pixels: np.ndarray | None = None,
+        rows: np.ndarray | None = None,
+    ):
         self.paths = paths
         self.targets = torch.from_numpy(np.ascontiguousarray(targets, dtype=np.float32))
         self.image_size = image_size

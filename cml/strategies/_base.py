@@ -26,54 +26,36 @@ What stays here, and why:
 
 from __future__ import annotations
 
-import copy
-
 import torch
 from avalanche.benchmarks.utils.data_loader import collate_from_data_or_kwargs
 from avalanche.training.templates import SupervisedTemplate
 from torch.utils.data import DataLoader
 
-from cml import distributed
-from cml.errors import UserError
+from cml.core.errors import UserError
+from cml.core.registry import LOSSES
 from cml.models._base import input_stats
 from cml.plugins._base import CmlPlugin
-from cml.registry import LOSSES, section_of
+from cml.runtime import distributed
 from cml.scenarios.augment import Augment, augment_batch
 from cml.scenarios.images import normalize
 from cml.strategies._batches import StepBatches
 from cml.strategies._compile import CompiledForward
 from cml.strategies._nonfinite import CHECK_EVERY, NonFiniteGuard
 from cml.strategies._optim import build_optimizer, build_scheduler
+from cml.strategies._parts import build_criterion, frozen_copy, state_on_device_of
 from cml.strategies._precision import Precision
-
-
-def build_criterion(train_cfg):
-    declaration = LOSSES.get(train_cfg.loss)
-    return declaration.build(getattr(train_cfg, section_of(declaration), None))
-
-
-def state_on_device_of(param: torch.Tensor, state: dict) -> dict:
-    """A parameter's optimizer state where the parameter is: a resumed optimizer's moments were
-    loaded on the CPU before the model moved to the device. 0-dim entries (Adam's `step`) stay
-    where they are, as torch keeps them (on the CPU unless the optimizer is capturable or fused)."""
-    return {k: v.to(param.device) if isinstance(v, torch.Tensor) and v.dim() else v for k, v in state.items()}
-
-
-def frozen_copy(model: torch.nn.Module) -> torch.nn.Module:
-    copy_ = copy.deepcopy(model).eval()
-    for p in copy_.parameters():
-        p.requires_grad_(False)
-    return copy_
 
 
 class MultiLabelStrategy(SupervisedTemplate):
     def __init__(self, *, model, train_cfg, eval_batch_size: int, device, plugins=(), evaluator=None, seed: int = 0):
         if train_cfg.batch_size % distributed.world():
-            raise UserError(f"train.batch_size: {train_cfg.batch_size} is not divisible by the {distributed.world()} "
-                            "processes (WORLD_SIZE); the global batch is split evenly between them")
+            raise UserError(
+                f"train.batch_size: {train_cfg.batch_size} is not divisible by the {distributed.world()} "
+                "processes (WORLD_SIZE); the global batch is split evenly between them"
+            )
         self.train_cfg = train_cfg
         self.seed = seed
-        self.batch_share = 1.0  # this rank's share of the global batch x world (`cml.distributed`)
+        self.batch_share = 1.0  # this rank's share of the global batch x world (`cml.runtime.distributed`)
         self.compiled = CompiledForward(train_cfg.compile)
         self.precision = Precision(train_cfg.amp, device)
         self.nonfinite = NonFiniteGuard(train_cfg.nonfinite)
@@ -88,11 +70,17 @@ class MultiLabelStrategy(SupervisedTemplate):
         self.term_scale = 1.0  # `plugin_term`: the global batch size when the criterion is a sum
         self.input_stats = None  # from the backbone, on first use
         self.device_augment = None  # train.augment_on_device, on first use
-        super().__init__(model=model, optimizer=build_optimizer(model, train_cfg), criterion=build_criterion(train_cfg),
-                         train_mb_size=train_cfg.batch_size,
-                         train_epochs=1 if train_cfg.online else train_cfg.epochs,
-                         eval_mb_size=eval_batch_size, device=device, plugins=list(plugins),
-                         evaluator=evaluator)
+        super().__init__(
+            model=model,
+            optimizer=build_optimizer(model, train_cfg),
+            criterion=build_criterion(train_cfg),
+            train_mb_size=train_cfg.batch_size,
+            train_epochs=1 if train_cfg.online else train_cfg.epochs,
+            eval_mb_size=eval_batch_size,
+            device=device,
+            plugins=list(plugins),
+            evaluator=evaluator,
+        )
 
     def _check_distributed_training_compatibility(self):
         """Avalanche's check knows only its own plugins; cml's work under torchrun (docs/scaling.md)."""
@@ -119,8 +107,9 @@ class MultiLabelStrategy(SupervisedTemplate):
 
     _pass_settings: dict = {}  # the training loader's workers, for `pass_loader_args`
 
-    def _loader_args(self, num_workers: int = 0, persistent_workers: bool = False, prefetch_factor=None,
-                     dataset=None, **kwargs):
+    def _loader_args(
+        self, num_workers: int = 0, persistent_workers: bool = False, prefetch_factor=None, dataset=None, **kwargs
+    ):
         """Pinned memory whenever the device is not the CPU (non-blocking copies to it). The training
         loader's settings are kept: every other pass over a step loads as it does."""
         if dataset is None and self.is_training:
@@ -140,21 +129,28 @@ class MultiLabelStrategy(SupervisedTemplate):
     def make_train_dataloader(self, **kwargs):
         """This process's slices of the step's global batches (`StepBatches`)."""
         self.train_size = len(self.adapted_dataset)  # after plugins (joint, replay) changed it
-        batches = StepBatches(self.train_size, self.train_mb_size, (self.seed, self.experience.step),
-                              drop_incomplete=self.train_cfg.online)
+        batches = StepBatches(
+            self.train_size,
+            self.train_mb_size,
+            (self.seed, self.experience.step),
+            drop_incomplete=self.train_cfg.online,
+        )
         self.trained_size = batches.trained  # results' n_trained: what the batches hold
         if batches.n_batches == 0:  # plan_steps refuses this up front for the step's own images
-            raise UserError(f"step {self.experience.step}: its {self.train_size} training images make no training "
-                            f"batch of train.batch_size {self.train_mb_size}"
-                            f"{' (train.online drops an incomplete one)' if self.train_cfg.online else ''}; "
-                            "lower train.batch_size")
+            raise UserError(
+                f"step {self.experience.step}: its {self.train_size} training images make no training "
+                f"batch of train.batch_size {self.train_mb_size}"
+                f"{' (train.online drops an incomplete one)' if self.train_cfg.online else ''}; "
+                "lower train.batch_size"
+            )
         self.dataloader = DataLoader(self.adapted_dataset, batch_sampler=batches, **self._loader_args(**kwargs))
 
     def make_eval_dataloader(self, **kwargs):
         """This process's contiguous part of the test set, in order (the metric gathers them)."""
         rows = range(len(self.adapted_dataset))[distributed.shard(len(self.adapted_dataset))]
-        self.dataloader = DataLoader(self.adapted_dataset, batch_size=self.eval_mb_size, sampler=rows,
-                                     **self._loader_args(**kwargs))
+        self.dataloader = DataLoader(
+            self.adapted_dataset, batch_size=self.eval_mb_size, sampler=rows, **self._loader_args(**kwargs)
+        )
 
     @torch.inference_mode()
     def eval(self, exp_list, **kwargs):

@@ -3,7 +3,7 @@
 Each step's samples are put in a random order drawn from a generator seeded with (seed, step,
 epoch), independent of any other random state, and cut into global batches of
 `train.batch_size`; under torchrun each rank takes its contiguous slice of every global batch
-(`cml.distributed.shard`), so global batch i holds the same images in 1 or N processes, in the
+(`cml.runtime.distributed.shard`), so global batch i holds the same images in 1 or N processes, in the
 same order (online mode's stream order included). No sample is repeated to pad the ranks.
 The last incomplete batch is dropped in online mode (PRS) and when some rank's slice of it
 would hold fewer than 2 images (BatchNorm cannot train on one); otherwise it is kept, its
@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch.utils.data import Sampler
 
-from cml import distributed
-from cml.scenarios.steps import batch_count
+from cml.protocols.steps import batch_count
+from cml.runtime import distributed
 
 
 class StepBatches(Sampler[list[int]]):
@@ -35,5 +35,5 @@ class StepBatches(Sampler[list[int]]):
         self.epoch += 1
         order = torch.randperm(self.n, generator=torch.Generator().manual_seed(seed)).tolist()
         for b in range(self.n_batches):
-            batch = order[b * self.batch_size:(b + 1) * self.batch_size]
+            batch = order[b * self.batch_size : (b + 1) * self.batch_size]
             yield batch[distributed.shard(len(batch))]

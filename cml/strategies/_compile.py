@@ -40,7 +40,10 @@ class CompiledForward:
                 return self.compiled(x, full=True)
         except Exception as err:  # dynamo and inductor raise many types
             first = (str(err).strip().splitlines() or [""])[0][:200]
-            warnings.warn(f"train.compile: torch.compile failed ({type(err).__name__}: {first}); "
-                          "training continues without compiling", stacklevel=2)
+            warnings.warn(
+                f"train.compile: torch.compile failed ({type(err).__name__}: {first}); "
+                "training continues without compiling",
+                stacklevel=2,
+            )
             self.enabled, self.compiled = False, None
             return model(x, full=True)

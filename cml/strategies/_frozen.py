@@ -18,7 +18,6 @@ from __future__ import annotations
 import torch
 
 
-
 class FeatureCache:
     def __init__(self):
         self.features: dict[str, torch.Tensor] = {}

@@ -1,17 +1,16 @@
 """The `l3a` strategy's training (declared in `cml/strategies/l3a.py`, which has the method, the paper
 and the deviations)."""
 
-
 from __future__ import annotations
 
 import torch
 from torch.utils.data import DataLoader
 
-from cml import distributed
 from cml.models._analytic import class_weights, sample_weights
+from cml.plugins.pseudo.plugin import pseudo_labelled
+from cml.runtime import distributed
 from cml.strategies._base import MultiLabelStrategy
 from cml.strategies._frozen import FeatureCache, cached_embed
-from cml.plugins.pseudo.plugin import pseudo_labelled
 
 
 def every_image(n: int, batch_size: int) -> list[list[int]]:
@@ -25,8 +24,9 @@ def every_image(n: int, batch_size: int) -> list[list[int]]:
     return [list(range(a, b))[distributed.shard(b - a)] for a, b in zip(starts, ends)]
 
 
-def learn_global_batch(model, embedding: torch.Tensor, targets: torch.Tensor, per_class: torch.Tensor,
-                       n_old: int, options) -> None:
+def learn_global_batch(
+    model, embedding: torch.Tensor, targets: torch.Tensor, per_class: torch.Tensor, n_old: int, options
+) -> None:
     """Adds one global batch to the statistics: this rank's slice of features and targets, gathered
     in rank order, so that every rank adds exactly what one process adds."""
     embedding, targets = distributed.all_gather_cat(embedding), distributed.all_gather_cat(targets)
@@ -68,9 +68,11 @@ class L3AStrategy(MultiLabelStrategy):
         analytic.add_counts(torch.from_numpy(step.train_targets).to(analytic.counts.device))
         per_class = class_weights(analytic.counts)
         n_old = min(step.classes)
-        for self.mbatch in DataLoader(self.adapted_dataset, batch_sampler=every_image(len(self.adapted_dataset),
-                                                                                     self.train_mb_size),
-                                      **self.pass_loader_args(self.adapted_dataset)):
+        for self.mbatch in DataLoader(  # noqa: B020 (the template reads self.mbatch)
+            self.adapted_dataset,
+            batch_sampler=every_image(len(self.adapted_dataset), self.train_mb_size),
+            **self.pass_loader_args(self.adapted_dataset),
+        ):
             self._unpack_minibatch()
             learn_global_batch(model, cached_embed(self, "train"), self.mb_y, per_class, n_old, self.options)
         analytic.solve()

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import torch
 
-from cml import distributed
-from cml.errors import TrainingDiverged
+from cml.core.errors import TrainingDiverged
+from cml.runtime import distributed
 
 CHECK_EVERY = 32  # stop mode: batches between two reads of the device-side flags
 PERSISTENT_SKIPS = 20  # fp16 updates skipped in a row that stop the run under "stop"
@@ -30,8 +30,7 @@ NONE = 2**62  # "no such batch" in the device-side batch indices
 
 def batch_name(strategy, index: int) -> str:
     n = len(strategy.dataloader)
-    return (f"step {strategy.experience.step}, epoch {index // n + 1}/{strategy.train_epochs}, "
-            f"batch {index % n + 1}/{n}")
+    return f"step {strategy.experience.step}, epoch {index // n + 1}/{strategy.train_epochs}, batch {index % n + 1}/{n}"
 
 
 def weights_finite(model: torch.nn.Module) -> bool:
@@ -68,8 +67,10 @@ class NonFiniteGuard:
         if bool(distributed.all_reduce_(finite.float(), "min")):  # every rank skips the same batches
             return True
         if not weights_finite(strategy.model):
-            raise TrainingDiverged(f"{batch_name(strategy, max(index - 1, 0))}: the weights became non-finite "
-                                   "after this batch's update; skipping batches cannot repair them: lower train.lr")
+            raise TrainingDiverged(
+                f"{batch_name(strategy, max(index - 1, 0))}: the weights became non-finite "
+                "after this batch's update; skipping batches cannot repair them: lower train.lr"
+            )
         self.skipped_batches += 1
         self.skip_update = True
         strategy.loss = torch.zeros_like(strategy.loss)
@@ -95,24 +96,33 @@ class NonFiniteGuard:
     def check(self, strategy, end_of_epoch: bool = False) -> None:
         device = strategy.device
         bad_loss = self.first[0] if self.first is not None else torch.tensor(-1, device=device)
-        persistent = self.updates[2] if self.updates is not None and self.policy == "stop" else \
-            torch.tensor(NONE, device=device)
+        persistent = (
+            self.updates[2] if self.updates is not None and self.policy == "stop" else torch.tensor(NONE, device=device)
+        )
         # the first bad batch on any rank, so that every rank stops at the same check
-        firsts = distributed.all_reduce_(torch.cat([torch.where(bad_loss < 0, NONE, bad_loss).view(1), persistent.view(1)]), "min")
+        firsts = distributed.all_reduce_(
+            torch.cat([torch.where(bad_loss < 0, NONE, bad_loss).view(1), persistent.view(1)]), "min"
+        )
         if not bool((firsts == NONE).all()):
             self._stop(strategy, *(int(i) for i in firsts))
         if end_of_epoch and not weights_finite(strategy.model):
-            raise TrainingDiverged(f"{batch_name(strategy, strategy.clock.train_exp_iterations - 1)}: the weights "
-                                   "became non-finite after this batch's update; training stopped; lower train.lr")
+            raise TrainingDiverged(
+                f"{batch_name(strategy, strategy.clock.train_exp_iterations - 1)}: the weights "
+                "became non-finite after this batch's update; training stopped; lower train.lr"
+            )
 
     def _stop(self, strategy, bad_loss: int, persistent: int) -> None:
         if bad_loss <= persistent:
             local = self.first
             value = float(local[1]) if local is not None and int(local[0]) == bad_loss else float("nan")
-            raise TrainingDiverged(f"{batch_name(strategy, bad_loss)}: the loss is {value}; training stopped "
-                                   "(train.nonfinite: stop); lower train.lr, or set train.nonfinite=skip "
-                                   "to skip such batches")
-        raise TrainingDiverged(f"{batch_name(strategy, persistent)}: fp16's gradient scaler skipped "
-                               f"{PERSISTENT_SKIPS} updates in a row (the gradients overflow at every scale, the "
-                               "weights no longer change); training stopped (train.nonfinite: stop); lower "
-                               "train.lr, use train.amp=bf16, or set train.nonfinite=skip to count such updates only")
+            raise TrainingDiverged(
+                f"{batch_name(strategy, bad_loss)}: the loss is {value}; training stopped "
+                "(train.nonfinite: stop); lower train.lr, or set train.nonfinite=skip "
+                "to skip such batches"
+            )
+        raise TrainingDiverged(
+            f"{batch_name(strategy, persistent)}: fp16's gradient scaler skipped "
+            f"{PERSISTENT_SKIPS} updates in a row (the gradients overflow at every scale, the "
+            "weights no longer change); training stopped (train.nonfinite: stop); lower "
+            "train.lr, use train.amp=bf16, or set train.nonfinite=skip to count such updates only"
+        )

@@ -11,8 +11,10 @@ def build_optimizer(model: torch.nn.Module, train_cfg, step: int = 0) -> torch.o
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [{"params": params}]
     if not train_cfg.decay_1d:  # as ASL's add_weight_decay, which KRT uses: no decay on biases, norms
-        groups = [{"params": [p for p in params if p.ndim > 1]},
-                  {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
+        groups = [
+            {"params": [p for p in params if p.ndim > 1]},
+            {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0},
+        ]
     if train_cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=train_cfg.momentum, weight_decay=train_cfg.weight_decay)
     cls = torch.optim.AdamW if train_cfg.optimizer == "adamw" else torch.optim.Adam
@@ -25,6 +27,7 @@ def build_scheduler(optimizer, train_cfg, total_iterations: int):
     if train_cfg.scheduler == "onecycle":
         # at least 10 steps: torch's OneCycleLR divides by zero when pct_start * total_steps == 1
         # (5 steps at 0.2); a step of under 10 iterations then ends before the cycle does
-        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=optimizer.param_groups[0]["lr"],
-                                                   total_steps=max(10, total_iterations), pct_start=0.2)
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=optimizer.param_groups[0]["lr"], total_steps=max(10, total_iterations), pct_start=0.2
+        )
     return None

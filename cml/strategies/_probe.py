@@ -1,6 +1,5 @@
 """The `probe` strategy's training (declared in `cml/strategies/probe.py`)."""
 
-
 from __future__ import annotations
 
 from cml.strategies._base import MultiLabelStrategy

@@ -1,6 +1,6 @@
 """finetune: train on each step's data in turn, nothing to protect old classes (the lower bound)."""
 
-from cml.registry import Strategy
+from cml.core.registry import Strategy
 
 
 def build(cfg, scenario, **kwargs):

@@ -1,7 +1,7 @@
 """joint: at step t, train on every training image of steps 0..t with all seen labels (the upper
 bound)."""
 
-from cml.registry import Strategy
+from cml.core.registry import Strategy
 
 
 def build(cfg, scenario, plugins=(), **kwargs):

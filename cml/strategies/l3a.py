@@ -33,18 +33,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cml.registry import Strategy
-from cml.schema import option
+from cml.core.registry import Strategy
+from cml.core.schema import option
 from cml.strategies.probe import augmentation_message
 
 
 @dataclass
 class L3aOptions:
-    base_epochs: int = option(1, low=0, help="l3a: epochs of gradient training of the backbone (ASL or train.loss, "
-                                             "linear head) on the first step before it is frozen (L3A's code: 1)")
+    base_epochs: int = option(
+        1,
+        low=0,
+        help="l3a: epochs of gradient training of the backbone (ASL or train.loss, "
+        "linear head) on the first step before it is frozen (L3A's code: 1)",
+    )
     pseudo_labels: bool = option(True, help="l3a: old classes scored above threshold become positives")
-    threshold: float = option(0.7, low=0, high=1, help="l3a: pseudo-label threshold on the sigmoid of the "
-                                                       "analytic classifier's output (L3A: 0.7)")
+    threshold: float = option(
+        0.7,
+        low=0,
+        high=1,
+        help="l3a: pseudo-label threshold on the sigmoid of the analytic classifier's output (L3A: 0.7)",
+    )
     weighted: bool = option(True, help="l3a: per-image weights against class imbalance (L3A's rectifier_fac)")
 
 
@@ -59,9 +67,18 @@ def check(cfg, options: L3aOptions) -> str | None:
 def build(cfg, scenario, plugins=(), **kwargs):
     from cml.strategies._l3a import L3AStrategy
 
-    return L3AStrategy(options=cfg.strategy.l3a, steps=scenario.steps, feature_cache=cfg.strategy.feature_cache,
-                       plugins=plugins, **kwargs)
+    return L3AStrategy(
+        options=cfg.strategy.l3a,
+        steps=scenario.steps,
+        feature_cache=cfg.strategy.feature_cache,
+        plugins=plugins,
+        **kwargs,
+    )
 
 
-DECLARATION = Strategy(build=build, options=L3aOptions, check=check,
-                       help="closed-form analytic classifier on a frozen backbone, exemplar-free (L3A)")
+DECLARATION = Strategy(
+    build=build,
+    options=L3aOptions,
+    check=check,
+    help="closed-form analytic classifier on a frozen backbone, exemplar-free (L3A)",
+)

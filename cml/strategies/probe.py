@@ -13,18 +13,24 @@ One process only: the classifier is trained outside the DistributedDataParallel 
 
 from __future__ import annotations
 
-from cml.registry import Strategy
+from cml.core.registry import Strategy
 
 
 def augmentation_message(train_cfg, strategy_name: str) -> str | None:
     """Cached frozen-backbone features need the same input every time: no random augmentation."""
-    augment = {"train.hflip": train_cfg.hflip, "train.crop_scale": train_cfg.crop_scale,
-               "train.cutout": train_cfg.cutout, "train.randaugment": train_cfg.randaugment}
+    augment = {
+        "train.hflip": train_cfg.hflip,
+        "train.crop_scale": train_cfg.crop_scale,
+        "train.cutout": train_cfg.cutout,
+        "train.randaugment": train_cfg.randaugment,
+    }
     on = [key for key, value in augment.items() if value]
     if on:
-        return (f"{on[0]}: strategy {strategy_name} caches each image's frozen-backbone feature, which needs "
-                f"the same input every time; turn off random augmentation ({', '.join(on)}) or set "
-                "strategy.feature_cache: false")
+        return (
+            f"{on[0]}: strategy {strategy_name} caches each image's frozen-backbone feature, which needs "
+            f"the same input every time; turn off random augmentation ({', '.join(on)}) or set "
+            "strategy.feature_cache: false"
+        )
     return None
 
 
@@ -33,18 +39,21 @@ def check(cfg, options) -> str | None:
 
 
 def build(cfg, scenario, plugins=(), **kwargs):
-    from cml import distributed
-    from cml.errors import UserError
+    from cml.core.errors import UserError
+    from cml.runtime import distributed
     from cml.strategies._probe import ProbeStrategy
 
     if not hasattr(kwargs["model"], "classify"):
-        raise UserError(f"model.name: strategy probe needs a model with embed/classify (linear, l3a), "
-                        f"got {cfg.model.name!r}")
+        raise UserError(
+            f"model.name: strategy probe needs a model with embed/classify (linear, l3a), got {cfg.model.name!r}"
+        )
     if distributed.world() > 1:
-        raise UserError("strategy.name: probe runs in one process (its classifier trains outside DDP); "
-                        "run it without torchrun")
+        raise UserError(
+            "strategy.name: probe runs in one process (its classifier trains outside DDP); run it without torchrun"
+        )
     return ProbeStrategy(feature_cache=cfg.strategy.feature_cache, plugins=plugins, **kwargs)
 
 
-DECLARATION = Strategy(build=build, check=check, help="linear probing: only the classifier trains, on cached "
-                                                      "frozen-backbone features")
+DECLARATION = Strategy(
+    build=build, check=check, help="linear probing: only the classifier trains, on cached frozen-backbone features"
+)

@@ -20,8 +20,9 @@ SECTIONS = ["s1", "s2", "s3", "s4", "s5", "s6", "s7"]
 def test_gpu_check_dry_run(tmp_path):
     out, work = tmp_path / "out", tmp_path / "work"
     env = {**os.environ, "DRY": "1", "OUT": str(out), "WORK": str(work), "PYTHON": sys.executable}
-    done = subprocess.run(["bash", str(ROOT / "bench" / "gpu_check.sh")], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=480)
+    done = subprocess.run(
+        ["bash", str(ROOT / "bench" / "gpu_check.sh")], cwd=ROOT, env=env, capture_output=True, text=True, timeout=480
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     lines = [json.loads(line) for line in (out / "gpu_check.jsonl").read_text().splitlines()]
     by_section = {line["section"]: line for line in lines}

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from cml.cli import main
+from cml.commands.cli import main
 from cml.config import load_config
-from cml.errors import UserError
+from cml.core.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -68,8 +68,10 @@ def test_invalid_yaml_names_line(tmp_path, capsys):
 
 
 def test_set_values_are_parsed_as_yaml(tmp_path):
-    cfg = load_config(write(tmp_path, "train:\n  epochs: 2\n"),
-                      ["train.epochs=5", "train.lr=3e-4", "scenario.order=[b, a]", "train.hflip=false"])
+    cfg = load_config(
+        write(tmp_path, "train:\n  epochs: 2\n"),
+        ["train.epochs=5", "train.lr=3e-4", "scenario.order=[b, a]", "train.hflip=false"],
+    )
     assert cfg.train.epochs == 5 and cfg.train.lr == pytest.approx(3e-4)
     assert cfg.scenario.order == ["b", "a"] and cfg.train.hflip is False
     with pytest.raises(UserError, match="unknown key 'trian'"):
@@ -78,10 +80,23 @@ def test_set_values_are_parsed_as_yaml(tmp_path):
 
 def test_documented_keys_exist():
     cfg = load_config(None)
-    for dotted in ("seed", "data.dataset", "data.root", "data.image_size", "scenario.protocol",
-                   "scenario.base", "scenario.increment", "model.name", "model.backbone",
-                   "strategy.name", "strategy.plugins", "train.epochs", "train.batch_size",
-                   "train.lr", "eval.threshold"):
+    for dotted in (
+        "seed",
+        "data.dataset",
+        "data.root",
+        "data.image_size",
+        "scenario.protocol",
+        "scenario.base",
+        "scenario.increment",
+        "model.name",
+        "model.backbone",
+        "strategy.name",
+        "strategy.plugins",
+        "train.epochs",
+        "train.batch_size",
+        "train.lr",
+        "eval.threshold",
+    ):
         node = cfg
         for part in dotted.split("."):
             node = getattr(node, part)
@@ -89,9 +104,11 @@ def test_documented_keys_exist():
 
 def test_config_errors_come_before_heavy_imports(tmp_path):
     bad = write(tmp_path, "modle:\n  name: linear\n")
-    code = ("import sys\nfrom cml.cli import main\nrc = main(['run', sys.argv[1]])\n"
-            "heavy = [m for m in ('torch', 'avalanche', 'timm') if m in sys.modules]\n"
-            "print('HEAVY', heavy)\nsys.exit(rc)")
+    code = (
+        "import sys\nfrom cml.commands.cli import main\nrc = main(['run', sys.argv[1]])\n"
+        "heavy = [m for m in ('torch', 'avalanche', 'timm') if m in sys.modules]\n"
+        "print('HEAVY', heavy)\nsys.exit(rc)"
+    )
     proc = subprocess.run([sys.executable, "-c", code, str(bad)], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 2
     assert "unknown key 'modle'; did you mean 'model'?" in proc.stderr
@@ -112,5 +129,6 @@ def test_shipped_configs_are_valid():
 def test_config_reference_doc_is_current():
     from cml.config import markdown_reference
 
-    assert (ROOT / "docs" / "config.md").read_text() == markdown_reference(), \
+    assert (ROOT / "docs" / "config.md").read_text() == markdown_reference(), (
         "regenerate with: python -m cml keys --markdown > docs/config.md"
+    )

@@ -23,15 +23,18 @@ strategy: {plugins: [ext_plugin], ext_plugin: {every: 1}}
 train: {epochs: 1, batch_size: 16, lr: 0.01}
 eval: {batch_size: 32}
 """
-CHECK_THEN_REPORT = ("import sys\nfrom cml.cli import main\nrc = main(sys.argv[1:])\n"
-                     "heavy = [m for m in ('torch', 'avalanche', 'timm') if m in sys.modules]\n"
-                     "print('HEAVY', heavy)\nsys.exit(rc)")
+CHECK_THEN_REPORT = (
+    "import sys\nfrom cml.commands.cli import main\nrc = main(sys.argv[1:])\n"
+    "heavy = [m for m in ('torch', 'avalanche', 'timm') if m in sys.modules]\n"
+    "print('HEAVY', heavy)\nsys.exit(rc)"
+)
 
 
 def cml(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(EXTERNAL)])}
-    return subprocess.run([sys.executable, "-c", CHECK_THEN_REPORT, *args], capture_output=True, text=True,
-                          cwd=ROOT, env=env, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-c", CHECK_THEN_REPORT, *args], capture_output=True, text=True, cwd=ROOT, env=env, timeout=600
+    )
 
 
 @pytest.fixture
@@ -44,21 +47,26 @@ def config(tmp_path) -> Path:
 def test_listed_by_keys(config):
     out = cml("keys", str(config))
     assert out.returncode == 0, out.stderr
-    for key, help_text in (("strategy.ext_plugin.every", "count every n-th iteration"),
-                           ("model.options.scale", "ext_model: factor on the logits"),
-                           ("data.ext_data.classes", "how many synthetic classes")):
+    for key, help_text in (
+        ("strategy.ext_plugin.every", "count every n-th iteration"),
+        ("model.options.scale", "ext_model: factor on the logits"),
+        ("data.ext_data.classes", "how many synthetic classes"),
+    ):
         line = next(line for line in out.stdout.splitlines() if line.startswith(key + " "))
         assert help_text in line
     assert "ext_plugin" in next(line for line in out.stdout.splitlines() if line.startswith("strategy.plugins"))
     assert "HEAVY []" in out.stdout
 
 
-@pytest.mark.parametrize("override, message", [
-    ("strategy.ext_plugin.every=0", "strategy.ext_plugin.every: expected a value >= 1, got 0"),
-    ("model.options.scale=-1", "model.options.scale: expected a value > 0, got -1"),
-    ("data.ext_data.classes=2", "data.ext_data.classes: expected a value in [4, 24], got 2"),
-    ("model.options.scael=2", "unknown key 'model.options.scael'; did you mean 'model.options.scale'?"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("strategy.ext_plugin.every=0", "strategy.ext_plugin.every: expected a value >= 1, got 0"),
+        ("model.options.scale=-1", "model.options.scale: expected a value > 0, got -1"),
+        ("data.ext_data.classes=2", "data.ext_data.classes: expected a value in [4, 24], got 2"),
+        ("model.options.scael=2", "unknown key 'model.options.scael'; did you mean 'model.options.scale'?"),
+    ],
+)
 def test_bad_options_are_one_line_before_torch(config, tmp_path, override, message):
     out = cml("run", str(config), "--set", override, "--out", str(tmp_path / "run"))
     assert out.returncode == 2

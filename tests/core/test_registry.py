@@ -8,23 +8,34 @@ from pathlib import Path
 
 import pytest
 
-from cml import registry, schema
 from cml.config import describe, load_config
-from cml.errors import UserError
-from cml.registry import MODELS, PLUGINS, REGISTRIES, Plugin, Registry, section_of
+from cml.core import registry, schema
+from cml.core.errors import UserError
+from cml.core.registry import MODELS, PLUGINS, REGISTRIES, Plugin, Registry, section_of
 
 DECLARATIONS = [(r.kind, d) for r in REGISTRIES for d in r.declarations()]
 IDS = [f"{kind}-{d.name}" for kind, d in DECLARATIONS]
 
 
 def test_every_kind_is_populated():
-    """Every public module or package of a kind's folder is one registered component."""
+    """Every module or package of a kind's folder that assigns DECLARATION is one registered
+    component; the others (shared implementation, helpers) are skipped without being imported."""
+    import sys
+
+    from cml.core.registry import declares
+
     def files(package):
         folder = Path(importlib.import_module(package).__file__).parent
-        return {p.stem.replace("_", "-") for p in folder.iterdir() if not p.name.startswith("_")
-                and (p.suffix == ".py" or (p / "__init__.py").is_file())}
-    assert {r.kind: {n.replace("_", "-") for n in r.names()} for r in REGISTRIES} == \
-        {r.kind: files(r.package) for r in REGISTRIES}
+        return {
+            p.stem.replace("_", "-")
+            for p in folder.iterdir()
+            if p.name != "__init__.py" and p.name != "__pycache__" and declares(p.with_suffix("") if p.suffix else p)
+        }
+
+    assert {r.kind: {n.replace("_", "-") for n in r.names()} for r in REGISTRIES} == {
+        r.kind: files(r.package) for r in REGISTRIES
+    }
+    assert not declares(Path(importlib.import_module("cml.datasets").__file__).parent / "imagefiles")
     assert all(r.names() for r in REGISTRIES)
 
 
@@ -38,8 +49,13 @@ def test_declaration(kind, declaration):
         rebuilt = schema.build(declaration.options, dataclasses.asdict(defaults), "", "test")
         assert rebuilt == defaults
         keys = {key for key, *_ in describe()}
-        prefix = "model.options" if kind == "model" else {
-            "dataset": "data", "plugin": "strategy", "loss": "train", "strategy": "strategy"}[kind] + "." + section_of(declaration)
+        prefix = (
+            "model.options"
+            if kind == "model"
+            else {"dataset": "data", "plugin": "strategy", "loss": "train", "strategy": "strategy"}[kind]
+            + "."
+            + section_of(declaration)
+        )
         assert {f"{prefix}.{f.name}" for f in dataclasses.fields(declaration.options)} <= keys
 
 
@@ -48,7 +64,8 @@ def test_plugin_requirements_are_checked_with_the_config(name):
     declaration = PLUGINS.get(name)
     for key, value in declaration.requires.items():
         other = {"partial": "full"}.get(value) or next(
-            (n for n in MODELS.names() if n != value) if key == "model.name" else iter(["x"]))
+            (n for n in MODELS.names() if n != value) if key == "model.name" else iter(["x"])
+        )
         with pytest.raises(UserError, match=f"strategy.plugins: {name} needs {key}: {value}"):
             load_config(None, [f"strategy.plugins=[{name}]", f"{key}={other}"])
 

@@ -3,16 +3,25 @@ import pytest
 import torch
 
 from cml.config import load_config
-from cml.registry import DATASETS
-from cml.errors import UserError
+from cml.core.errors import UserError
+from cml.core.registry import DATASETS
 from cml.scenarios.cache import cached_pixels
 from cml.scenarios.images import MultiLabelImages, read_image
 
 
 def tiny(tmp_path, *extra):
-    cfg = load_config(None, [f"data.root={tmp_path}", "data.synthetic.train_images=40",
-                             "data.synthetic.test_images=20", "data.synthetic.image_size=32",
-                             "data.image_size=24", f"data.cache_dir={tmp_path / 'cache'}", *extra]).data
+    cfg = load_config(
+        None,
+        [
+            f"data.root={tmp_path}",
+            "data.synthetic.train_images=40",
+            "data.synthetic.test_images=20",
+            "data.synthetic.image_size=32",
+            "data.image_size=24",
+            f"data.cache_dir={tmp_path / 'cache'}",
+            *extra,
+        ],
+    ).data
     return cfg, DATASETS.get("synthetic").build(cfg)
 
 

@@ -2,11 +2,11 @@ import json
 
 import numpy as np
 import pytest
+from coco_fixture import write_coco
 
 from cml.config import load_config
-from cml.registry import DATASETS
-from cml.errors import UserError
-from coco_fixture import write_coco
+from cml.core.errors import UserError
+from cml.core.registry import DATASETS
 
 CATS = [(3, "zebra"), (1, "person"), (7, "apple")]  # non-contiguous, unsorted ids
 
@@ -17,8 +17,10 @@ def coco_cfg(root, *extra):
 
 @pytest.fixture
 def coco(tmp_path):
-    splits = {"train2014": {10: [(1, 0), (3, 0)], 25: [(7, 1)], 31: [], 40: [(7, 0), (7, 0)], 55: [(3, 0)]},
-              "val2014": {5: [(1, 0)], 6: [(3, 1), (7, 0)]}}
+    splits = {
+        "train2014": {10: [(1, 0), (3, 0)], 25: [(7, 1)], 31: [], 40: [(7, 0), (7, 0)], 55: [(3, 0)]},
+        "val2014": {5: [(1, 0)], 6: [(3, 1), (7, 0)]},
+    }
     return write_coco(tmp_path / "coco", splits, CATS, missing=("COCO_train2014_000000000055.jpg",))
 
 
@@ -78,8 +80,10 @@ def test_crowd_modes_share_one_parse(coco, tmp_path):
     """The parse keeps crowd and non-crowd annotations apart, so every `data.coco.crowd` mode reads
     the same cached files and none can see another mode's labels."""
     cache = tmp_path / "cache"
-    loaded = {mode: DATASETS.get("coco").build(coco_cfg(coco, f"data.cache_dir={cache}", f"data.coco.crowd={mode}"))
-              for mode in ("ignore", "krt", "positive", "ignore")}
+    loaded = {
+        mode: DATASETS.get("coco").build(coco_cfg(coco, f"data.cache_dir={cache}", f"data.coco.crowd={mode}"))
+        for mode in ("ignore", "krt", "positive", "ignore")
+    }
     assert len(list(cache.glob("*.npz"))) == 2
     # train image 25 holds only a crowd apple; val image 6 a crowd zebra and a plain apple
     assert loaded["ignore"].train.labels[1].tolist() == [0, 0, 0] and loaded["ignore"].train.select is None

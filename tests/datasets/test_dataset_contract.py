@@ -4,8 +4,8 @@ any file is read, and its options section is in the config."""
 import pytest
 
 from cml.config import load_config
-from cml.errors import UserError
-from cml.registry import DATASETS
+from cml.core.errors import UserError
+from cml.core.registry import DATASETS
 
 
 @pytest.mark.parametrize("name", DATASETS.names())

@@ -6,10 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-
 from tests_helpers import data_config
-from cml.registry import DATASETS
-from cml.errors import UserError
+
+from cml.core.errors import UserError
+from cml.core.registry import DATASETS
 
 
 def jpeg(path: Path) -> None:
@@ -24,18 +24,26 @@ def make(folder: Path, images: Path, outside: Path) -> dict:
     (folder / "train.csv").write_text(
         "path,labels\n"
         "img/a.jpg,cat|dog\n"
-        "img/b.jpg,\n"            # unlabeled
-        "img/c.jpg,bird\n"        # file missing
-        '"img/d,1.jpg",bird|cat\n')
+        "img/b.jpg,\n"  # unlabeled
+        "img/c.jpg,bird\n"  # file missing
+        '"img/d,1.jpg",bird|cat\n'
+    )
     (folder / "test.jsonl").write_text(
-        json.dumps({"path": "img/e.jpg", "labels": ["bird"]}) + "\n\n"
-        + json.dumps({"path": "img/f.jpg", "labels": []}) + "\n"
-        + json.dumps({"path": str(outside), "labels": ["dog"]}) + "\n")
+        json.dumps({"path": "img/e.jpg", "labels": ["bird"]})
+        + "\n\n"
+        + json.dumps({"path": "img/f.jpg", "labels": []})
+        + "\n"
+        + json.dumps({"path": str(outside), "labels": ["dog"]})
+        + "\n"
+    )
     for name in ("a.jpg", "b.jpg", "d,1.jpg", "e.jpg", "f.jpg"):
         jpeg(images / "img" / name)
     jpeg(outside)
-    return {"classes": str(folder / "classes.txt"), "train": str(folder / "train.csv"),
-            "test": str(folder / "test.jsonl")}
+    return {
+        "classes": str(folder / "classes.txt"),
+        "train": str(folder / "train.csv"),
+        "test": str(folder / "test.jsonl"),
+    }
 
 
 def load(root=None, **files):
@@ -73,8 +81,7 @@ def test_unknown_class_names_line_and_closest(tmp_path):
 
 def test_malformed_jsonl_line(tmp_path):
     files = make(tmp_path, tmp_path, tmp_path / "z.jpg")
-    Path(files["test"]).write_text('{"path": "img/e.jpg", "labels": ["bird"]}\n'
-                                   '{"path": "img/f.jpg", "labels": [\n')
+    Path(files["test"]).write_text('{"path": "img/e.jpg", "labels": ["bird"]}\n{"path": "img/f.jpg", "labels": [\n')
     with pytest.raises(UserError, match=r"test\.jsonl: line 2: not valid JSON"):
         load(**files)
 

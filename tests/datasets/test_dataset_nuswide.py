@@ -5,23 +5,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-
 from tests_helpers import data_config
-from cml.registry import DATASETS
-from cml.errors import UserError
+
+from cml.core.errors import UserError
+from cml.core.registry import DATASETS
 
 CONCEPTS = ["water", "animal", "sky"]  # deliberately not alphabetical: the file's order is kept
 TRAIN = [  # (list line, labels for water/animal/sky, image file written?)
     ("actor\\0001_1.jpg", (1, 0, 1), True),
-    ("beach\\0002_2.jpg", (0, 0, 0), True),   # unlabeled
+    ("beach\\0002_2.jpg", (0, 0, 0), True),  # unlabeled
     ("beach\\0003_3.jpg", (0, 1, 0), False),  # missing file
     ("cat/0004_4.jpg", (0, 1, 1), True),
-    ("dog\\0005_5.jpg", (0, 0, 0), False),    # unlabeled and missing: counted as unlabeled
+    ("dog\\0005_5.jpg", (0, 0, 0), False),  # unlabeled and missing: counted as unlabeled
 ]
 TEST = [
     ("sky\\0006_6.jpg", (1, 1, 1), True),
     ("sky\\0007_7.jpg", (0, 0, 1), True),
-    ("sky\\0008_8.jpg", (1, 0, 0), False),    # missing file
+    ("sky\\0008_8.jpg", (1, 0, 0), False),  # missing file
 ]
 
 
@@ -41,7 +41,8 @@ def make(root: Path, concepts_file="Concepts81.txt", labels_dir="TrainTestLabels
         for j, concept in enumerate(CONCEPTS):
             # "0 \r\n": the real files' trailing blanks and Windows line ends must be tolerated
             (root / labels_dir / f"Labels_{concept}_{tag}.txt").write_text(
-                "".join(f"{labels[j]} \r\n" for _, labels, _ in rows))
+                "".join(f"{labels[j]} \r\n" for _, labels, _ in rows)
+            )
         for p, _, exists in rows:
             if exists:
                 jpeg(images / p.replace("\\", "/"))
@@ -57,8 +58,10 @@ def test_official_layout(tmp_path):
     assert data.name == "nuswide"
     assert data.class_names == ["water", "animal", "sky"]
     assert data.train.ids == [0, 3]  # line numbers in TrainImagelist.txt
-    assert data.train.paths == [str(tmp_path / "images" / "actor" / "0001_1.jpg"),
-                                str(tmp_path / "images" / "cat" / "0004_4.jpg")]
+    assert data.train.paths == [
+        str(tmp_path / "images" / "actor" / "0001_1.jpg"),
+        str(tmp_path / "images" / "cat" / "0004_4.jpg"),
+    ]
     np.testing.assert_array_equal(data.train.labels, [[1, 0, 1], [0, 1, 1]])
     assert data.train.labels.dtype == np.uint8
     assert data.test.ids == [0, 1]
@@ -85,8 +88,10 @@ def test_label_file_length_differs_from_list(tmp_path):
     assert "4 lines" in message and "TrainImagelist.txt has 5" in message
 
 
-@pytest.mark.parametrize("content, line, value", [("1\n1\nyes\n", 3, "yes"), ("1\n2\n0\n", 2, "2"),
-                                                  ("1\n\n0\n", 2, ""), ("1 0\n1\n0\n", 1, "1 0")])
+@pytest.mark.parametrize(
+    "content, line, value",
+    [("1\n1\nyes\n", 3, "yes"), ("1\n2\n0\n", 2, "2"), ("1\n\n0\n", 2, ""), ("1 0\n1\n0\n", 1, "1 0")],
+)
 def test_label_line_not_binary(tmp_path, content, line, value):
     make(tmp_path)
     (tmp_path / "TrainTestLabels" / "Labels_sky_Test.txt").write_text(content)

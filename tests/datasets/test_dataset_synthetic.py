@@ -3,14 +3,22 @@ import json
 import numpy as np
 
 from cml.config import load_config
-from cml.registry import DATASETS
+from cml.core.registry import DATASETS
 from cml.datasets.coco import parse_instances
 from cml.datasets.synthetic import CLASS_NAMES, dataset_folder
 
 
 def cfg(root, *extra):
-    return load_config(None, [f"data.root={root}", "data.synthetic.train_images=300",
-                              "data.synthetic.test_images=40", "data.synthetic.image_size=32", *extra]).data
+    return load_config(
+        None,
+        [
+            f"data.root={root}",
+            "data.synthetic.train_images=300",
+            "data.synthetic.test_images=40",
+            "data.synthetic.image_size=32",
+            *extra,
+        ],
+    ).data
 
 
 def test_generation_is_deterministic(tmp_path):
@@ -25,8 +33,9 @@ def test_generation_is_deterministic(tmp_path):
     assert all((fa / f).read_bytes() == (fb / f).read_bytes() for f in files[::17])
     other = cfg(tmp_path / "a", "data.synthetic.seed=1")
     DATASETS.get("synthetic").build(other)
-    assert (dataset_folder(other) / "annotations/instances_train.json").read_bytes() != \
-        (fa / "annotations/instances_train.json").read_bytes()
+    assert (dataset_folder(other) / "annotations/instances_train.json").read_bytes() != (
+        fa / "annotations/instances_train.json"
+    ).read_bytes()
 
 
 def test_coco_round_trip_and_properties(tmp_path):

@@ -5,14 +5,33 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-
 from tests_helpers import data_config
-from cml.registry import DATASETS
-from cml.errors import UserError
 
-CLASSES = ["aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-           "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
-           "train", "tvmonitor"]
+from cml.core.errors import UserError
+from cml.core.registry import DATASETS
+
+CLASSES = [
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
+]
 # Column numbers used below: bottle 4, car 6, cat 7, chair 8, dog 11, person 14, train 18.
 TRAINVAL = {"000005": {"chair": 1, "person": 0}, "000007": {"car": 1}, "000009": {"dog": 1}}
 TEST = {"000001": {"dog": 1, "person": 0}, "000002": {"train": 1, "bottle": 0}, "000004": {"cat": 1}}
@@ -28,7 +47,8 @@ def make(root: Path) -> Path:
     for part, images in (("trainval", TRAINVAL), ("test", TEST)):
         for name in CLASSES:
             (main / f"{name}_{part}.txt").write_text(
-                "".join(f"{i} {flags.get(name, -1):2d}\n" for i, flags in images.items()))
+                "".join(f"{i} {flags.get(name, -1):2d}\n" for i, flags in images.items())
+            )
         for i in images:
             if i not in MISSING:
                 Image.new("RGB", (8, 8), (0, 90, 200)).save(devkit / "JPEGImages" / f"{i}.jpg", "JPEG")
@@ -52,8 +72,7 @@ def test_layout_found_from_any_level(tmp_path, where):
     assert data.name == "voc"
     assert data.class_names == CLASSES
     assert data.train.ids == ["000005", "000007"]
-    assert data.train.paths == [str(devkit / "JPEGImages" / "000005.jpg"),
-                                str(devkit / "JPEGImages" / "000007.jpg")]
+    assert data.train.paths == [str(devkit / "JPEGImages" / "000005.jpg"), str(devkit / "JPEGImages" / "000007.jpg")]
     assert data.test.ids == ["000001", "000002"]
     assert data.skipped == {"train_missing_files": 1, "test_missing_files": 1}
 

@@ -8,23 +8,26 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-
-from cml import imagefiles
-from cml.cli import _one_line
 from tests_helpers import data_config
-from cml.registry import DATASETS
+
+from cml.commands.cli import _one_line
+from cml.core.errors import UserError
+from cml.core.registry import DATASETS
+from cml.datasets import imagefiles
 from cml.datasets._types import MultiLabelData, Split
-from cml.errors import UserError
-from cml.imagefiles import MAX_PIXELS, check_image, check_images, decode_rgb
+from cml.datasets.imagefiles import MAX_PIXELS, check_image, check_images, decode_rgb
 
 
 def png_header(path: Path, width: int, height: int) -> None:
     """A PNG whose header declares width x height 8-bit grayscale pixels, with a tiny body."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-                     + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    )
 
 
 def bad_files(folder: Path) -> dict[str, Path]:
@@ -33,8 +36,13 @@ def bad_files(folder: Path) -> dict[str, Path]:
     rng = np.random.default_rng(0)
     good = folder / "good.jpg"
     Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(good, quality=90)
-    files = {"good": good, "zero": folder / "zero.jpg", "truncated": folder / "truncated.jpg",
-             "corrupt": folder / "corrupt.jpg", "bomb": folder / "bomb.png"}
+    files = {
+        "good": good,
+        "zero": folder / "zero.jpg",
+        "truncated": folder / "truncated.jpg",
+        "corrupt": folder / "corrupt.jpg",
+        "bomb": folder / "bomb.png",
+    }
     files["zero"].write_bytes(b"")
     data = good.read_bytes()
     files["truncated"].write_bytes(data[: len(data) * 2 // 3])
@@ -49,8 +57,9 @@ def test_check_finds_zero_byte_truncated_corrupt_and_bomb_images(tmp_path):
     assert check_image(str(files["zero"])) == "an empty file"
     assert "image file is truncated" in check_image(str(files["truncated"]))
     assert check_image(str(files["corrupt"])) is not None
-    assert check_image(str(files["bomb"])) == (f"refused: 10000x10000 pixels is more than the limit of "
-                                               f"{MAX_PIXELS:,} (a decompression bomb?)")
+    assert check_image(str(files["bomb"])) == (
+        f"refused: 10000x10000 pixels is more than the limit of {MAX_PIXELS:,} (a decompression bomb?)"
+    )
     with pytest.raises(imagefiles.BadImage, match="10000x10000 pixels"):
         decode_rgb(str(files["bomb"]), 8)
 
@@ -84,8 +93,15 @@ def test_sixteen_bit_and_other_modes_become_8_bit_rgb(tmp_path):
 def _data(paths_train, paths_test) -> MultiLabelData:
     def split(paths):
         return Split([str(p) for p in paths], np.ones((len(paths), 2), np.uint8), [Path(p).name for p in paths])
-    return MultiLabelData("list", ["a", "b"], split(paths_train), split(paths_test),
-                          {"train_unlabeled": 1}, np.zeros((len(paths_test), 2), np.uint8))
+
+    return MultiLabelData(
+        "list",
+        ["a", "b"],
+        split(paths_train),
+        split(paths_test),
+        {"train_unlabeled": 1},
+        np.zeros((len(paths_test), 2), np.uint8),
+    )
 
 
 def test_skip_policy_filters_rows_and_counts(tmp_path, capsys):

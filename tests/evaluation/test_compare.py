@@ -10,26 +10,45 @@ import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
 from tensorboard.plugins.hparams import plugin_data_pb2
-
-from cml import checkpoint
-from cml.cli import main
 from tests_helpers import tiny
+
+from cml.commands.cli import main
+from cml.runtime import checkpoint
 
 DEMO = str(Path(__file__).resolve().parents[2] / "configs" / "demo.yaml")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def fake_run(folder: Path, seed: int, maps: list[float], avg_forgetting, cf1: float, of1: float,
-             plugins=(), root="data", n_steps=None, digest="same data"):
+def fake_run(
+    folder: Path,
+    seed: int,
+    maps: list[float],
+    avg_forgetting,
+    cf1: float,
+    of1: float,
+    plugins=(),
+    root="data",
+    n_steps=None,
+    digest="same data",
+):
     folder.mkdir(parents=True)
-    config = {"seed": seed, "data": {"dataset": "synthetic", "root": f"/somewhere/{root}"},
-              "model": {"name": "linear", "backbone": "resnet10t"},
-              "strategy": {"name": "finetune", "plugins": list(plugins), "lwf": {"weight": 1.0}},
-              "train": {"lr": 0.003}}
+    config = {
+        "seed": seed,
+        "data": {"dataset": "synthetic", "root": f"/somewhere/{root}"},
+        "model": {"name": "linear", "backbone": "resnet10t"},
+        "strategy": {"name": "finetune", "plugins": list(plugins), "lwf": {"weight": 1.0}},
+        "train": {"lr": 0.003},
+    }
     steps = [{"map": m, "cf1": cf1 - 1, "of1": of1 - 1} for m in maps]
     steps[-1].update(cf1=cf1, of1=of1)
-    results = {"avg_map": sum(maps) / len(maps), "last_map": maps[-1], "avg_forgetting": avg_forgetting,
-               "steps": steps, "n_steps": n_steps or len(maps), "data_digest": digest}
+    results = {
+        "avg_map": sum(maps) / len(maps),
+        "last_map": maps[-1],
+        "avg_forgetting": avg_forgetting,
+        "steps": steps,
+        "n_steps": n_steps or len(maps),
+        "data_digest": digest,
+    }
     (folder / "config.yaml").write_text(yaml.safe_dump(config))
     (folder / "results.json").write_text(json.dumps(results))
 
@@ -52,7 +71,10 @@ def test_compare_groups_seeds_with_mean_and_sample_std(fake_runs, tmp_path, caps
     lines = out.strip().splitlines()
     assert lines[0] == "| configuration | seeds | Avg mAP | Last mAP | Avg forgetting | CF1 | OF1 |"
     # Avg mAP of the seeds: 50, 53, 51.5 -> mean 51.5, sample std 1.5
-    assert lines[2] == "| finetune, linear/resnet10t | 3 | 51.50 ± 1.50 | 41.00 ± 2.65 | 20.00 ± 4.00 | 31.00 ± 2.65 | 43.00 ± 3.61 |"
+    assert (
+        lines[2]
+        == "| finetune, linear/resnet10t | 3 | 51.50 ± 1.50 | 41.00 ± 2.65 | 20.00 ± 4.00 | 31.00 ± 2.65 | 43.00 ± 3.61 |"  # noqa: E501
+    )
     assert lines[3] == "| finetune+lwf, linear/resnet10t | 1 | 55.00 | 50.00 | 10.00 | 35.00 | 45.00 |"
     assert len(lines) == 4
     assert "lwf/seed1 left out: unfinished (1 of 2 steps)" in err
@@ -60,8 +82,19 @@ def test_compare_groups_seeds_with_mean_and_sample_std(fake_runs, tmp_path, caps
 
 
 def test_compare_json(fake_runs, tmp_path, capsys):
-    assert main(["compare", str(fake_runs / "ft"), str(fake_runs / "lwf" / "seed0"), "--json",
-                 "--out", str(tmp_path / "c.png")]) == 0
+    assert (
+        main(
+            [
+                "compare",
+                str(fake_runs / "ft"),
+                str(fake_runs / "lwf" / "seed0"),
+                "--json",
+                "--out",
+                str(tmp_path / "c.png"),
+            ]
+        )
+        == 0
+    )
     groups = json.loads(capsys.readouterr().out)
     assert [g["label"] for g in groups] == ["finetune, linear/resnet10t", "finetune+lwf, linear/resnet10t"]
     ft = groups[0]
@@ -108,8 +141,12 @@ def test_compare_errors_are_one_line(tmp_path, capsys):
 
 # ------------------------------------------------------------------ --seeds through the CLI
 
-SEEDS = tiny() + ["data.synthetic.num_classes=4", "data.synthetic.train_images=40",
-                  "data.synthetic.test_images=24", "strategy.plugins=[lwf]"]
+SEEDS = tiny() + [
+    "data.synthetic.num_classes=4",
+    "data.synthetic.train_images=40",
+    "data.synthetic.test_images=24",
+    "strategy.plugins=[lwf]",
+]
 
 
 def cli_seeds(tmp_path, out, *extra):
@@ -147,7 +184,9 @@ def test_tensorboard_shows_the_seeds_side_by_side_with_hparams(seed_runs):
     assert sorted(mux.Runs()) == ["seed0/tb", "seed1/tb"]
     for seed in (0, 1):
         run = f"seed{seed}/tb"
-        assert {"eval/mAP", "eval/CF1", "summary/avg_mAP", "summary/last_mAP"} <= set(mux.GetAccumulator(run).Tags()["scalars"])
+        assert {"eval/mAP", "eval/CF1", "summary/avg_mAP", "summary/last_mAP"} <= set(
+            mux.GetAccumulator(run).Tags()["scalars"]
+        )
         acc = EventAccumulator(str(parent / run))
         acc.Reload()
         content = acc.PluginTagToContent("hparams")
@@ -155,8 +194,12 @@ def test_tensorboard_shows_the_seeds_side_by_side_with_hparams(seed_runs):
         assert {m.name.tag for m in experiment.metric_infos} >= {"summary/avg_mAP", "summary/last_mAP"}
         start = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"])
         hp = start.session_start_info.hparams
-        assert (hp["strategy"].string_value, hp["plugins"].string_value, hp["model"].string_value,
-                hp["backbone"].string_value) == ("finetune", "lwf", "linear", "test_resnet")
+        assert (
+            hp["strategy"].string_value,
+            hp["plugins"].string_value,
+            hp["model"].string_value,
+            hp["backbone"].string_value,
+        ) == ("finetune", "lwf", "linear", "test_resnet")
         assert hp["seed"].number_value == seed and hp["lwf.temperature"].number_value == 2.0
         assert "ewc.weight" not in hp  # only the options of the plugins in use
         summary = results(parent / f"seed{seed}")

@@ -41,10 +41,17 @@ def reference(scores, targets, threshold):
     f1 = lambda p, r: 2 * p * r / (p + r) if p + r else 0.0
     cp, cr = np.mean(precisions), np.mean(recalls)
     op, orr = tp_all / pred_all, tp_all / pos_all
-    return {"map": 100 * np.mean(aps), "cp": 100 * cp, "cr": 100 * cr, "cf1": 100 * f1(cp, cr),
-            "macro_f1": 100 * np.mean([f1(p, r) for p, r in zip(precisions, recalls)]),
-            "op": 100 * op, "or": 100 * orr, "of1": 100 * f1(op, orr),
-            "classes_without_positive": n_classes - len(aps)}
+    return {
+        "map": 100 * np.mean(aps),
+        "cp": 100 * cp,
+        "cr": 100 * cr,
+        "cf1": 100 * f1(cp, cr),
+        "macro_f1": 100 * np.mean([f1(p, r) for p, r in zip(precisions, recalls)]),
+        "op": 100 * op,
+        "or": 100 * orr,
+        "of1": 100 * f1(op, orr),
+        "classes_without_positive": n_classes - len(aps),
+    }
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -76,9 +83,11 @@ def test_ap_by_hand():
 
 
 def test_summary_matrix_and_forgetting_by_hand():
-    steps = [{"map": 80.0, "step_map": [80.0]},
-             {"map": 60.0, "step_map": [50.0, 70.0]},
-             {"map": 40.0, "step_map": [30.0, 40.0, 50.0]}]
+    steps = [
+        {"map": 80.0, "step_map": [80.0]},
+        {"map": 60.0, "step_map": [50.0, 70.0]},
+        {"map": 40.0, "step_map": [30.0, 40.0, 50.0]},
+    ]
     s = summarize(steps)
     assert s["map_matrix"] == [[80.0, None, None], [50.0, 70.0, None], [30.0, 40.0, 50.0]]
     assert s["avg_map"] == pytest.approx(60.0) and s["last_map"] == 40.0
@@ -95,13 +104,20 @@ def test_losses_against_plain_formulas():
     targets = torch.tensor([[1.0, 0.0, -1.0], [0.0, 1.0, 1.0]])
     sig = lambda v: 1 / (1 + math.exp(-v))
     # BCE: mean over the five labelled entries
-    terms = [-math.log(sig(2.0)), -math.log(1 - sig(-1.0)), -math.log(1 - sig(-0.5)),
-             -math.log(sig(1.5)), -math.log(sig(3.0))]
+    terms = [
+        -math.log(sig(2.0)),
+        -math.log(1 - sig(-1.0)),
+        -math.log(1 - sig(-0.5)),
+        -math.log(sig(1.5)),
+        -math.log(sig(3.0)),
+    ]
     assert float(masked_bce(logits, targets)) == pytest.approx(sum(terms) / 5, rel=1e-6)
+
     # ASL with gamma_pos 0: positives plain log p; negatives (1 - p_m)^4 * log(1 - p_m), p_m = max(p - clip, 0)
     def neg(v, clip=0.05, gamma=4):
         pm = max(sig(v) - clip, 0.0)
-        return -((pm ** gamma) * math.log(1 - pm))
+        return -((pm**gamma) * math.log(1 - pm))
+
     want = -math.log(sig(2.0)) + neg(-1.0) + neg(-0.5) - math.log(sig(1.5)) - math.log(sig(3.0))
     assert float(asymmetric_loss(logits, targets)) == pytest.approx(want, rel=1e-6)
 

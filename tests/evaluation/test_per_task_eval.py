@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from cml.scenarios.groups import groups_from_counts
 from cml.evaluation.per_task import per_task_values, relative_forgetting
+from cml.protocols.groups import groups_from_counts
 
 GROUPS = {"majority": [0, 1, 2], "moderate": [3, 4], "minority": [5, 6, 7]}
 
@@ -34,8 +34,15 @@ def hand(scores: np.ndarray, targets: np.ndarray, threshold: float) -> dict:
     cp = np.mean([t / p if p else 0.0 for t, p in zip(tp, n_pred)])
     cr = np.mean(tp / n_pos)
     op, orec = tp.sum() / n_pred.sum(), tp.sum() / n_pos.sum()
-    return {"map": 100 * np.mean(aps), "cp": 100 * cp, "cr": 100 * cr, "cf1": 100 * 2 * cp * cr / (cp + cr),
-            "op": 100 * op, "or": 100 * orec, "of1": 100 * 2 * op * orec / (op + orec)}
+    return {
+        "map": 100 * np.mean(aps),
+        "cp": 100 * cp,
+        "cr": 100 * cr,
+        "cf1": 100 * 2 * cp * cr / (cp + cr),
+        "op": 100 * op,
+        "or": 100 * orec,
+        "of1": 100 * 2 * op * orec / (op + orec),
+    }
 
 
 def check(got: dict, want: dict):
@@ -71,16 +78,30 @@ def test_per_task_values_against_hand():
 
 def record(task, map_, cf1, of1, minority=None):
     group = {"map": minority if minority is not None else math.nan, "cf1": 10.0, "of1": 10.0}
-    return {"task": task, "map": map_, "cf1": cf1, "of1": of1,
-            "groups": {"majority": {"map": map_, "cf1": cf1, "of1": of1}, "minority": group}}
+    return {
+        "task": task,
+        "map": map_,
+        "cf1": cf1,
+        "of1": of1,
+        "groups": {"majority": {"map": map_, "cf1": cf1, "of1": of1}, "minority": group},
+    }
 
 
 def test_relative_forgetting_against_hand():
     # task order 4, 1, 7; values after each step (None: undefined, as results.json writes NaN)
-    steps = [{"per_task": {"tasks": [record(4, 50.0, 40.0, 0.0, minority=20.0)]}},
-             {"per_task": {"tasks": [record(4, 60.0, 30.0, 0.0, minority=5.0), record(1, 0.0, 8.0, 30.0)]}},
-             {"per_task": {"tasks": [record(4, 45.0, 20.0, 0.0, minority=10.0), record(1, 0.0, 2.0, 0.0),
-                                     record(7, 70.0, 70.0, 70.0)]}}]
+    steps = [
+        {"per_task": {"tasks": [record(4, 50.0, 40.0, 0.0, minority=20.0)]}},
+        {"per_task": {"tasks": [record(4, 60.0, 30.0, 0.0, minority=5.0), record(1, 0.0, 8.0, 30.0)]}},
+        {
+            "per_task": {
+                "tasks": [
+                    record(4, 45.0, 20.0, 0.0, minority=10.0),
+                    record(1, 0.0, 2.0, 0.0),
+                    record(7, 70.0, 70.0, 70.0),
+                ]
+            }
+        },
+    ]
     got = relative_forgetting(steps)
     # task 4: mAP best earlier 60 -> 45: 25%; CF1 40 -> 20: 50%; OF1 0 -> 0: PRS counts it as 100%
     # task 1: mAP 0 -> 0: 100%; CF1 8 -> 2: 75%; OF1 30 -> 0: 100%; task 7 is the last: no value
@@ -102,7 +123,5 @@ def test_relative_forgetting_against_hand():
 def test_groups_from_counts():
     counts = np.array([100, 70, 69, 10, 9, 0, 35])
     # count / largest: 1, .7, .69, .1, .09, 0, .35 -> majority >= .7, minority < .1
-    assert groups_from_counts(counts, [0.1, 0.7]) == {"majority": [0, 1], "moderate": [2, 3, 6],
-                                                      "minority": [4, 5]}
-    assert groups_from_counts(counts, [0.0, 1.0]) == {"majority": [0], "moderate": [1, 2, 3, 4, 5, 6],
-                                                      "minority": []}
+    assert groups_from_counts(counts, [0.1, 0.7]) == {"majority": [0, 1], "moderate": [2, 3, 6], "minority": [4, 5]}
+    assert groups_from_counts(counts, [0.0, 1.0]) == {"majority": [0], "moderate": [1, 2, 3, 4, 5, 6], "minority": []}

@@ -11,18 +11,20 @@ import pytest
 import torch
 from avalanche.core import SupervisedPlugin
 from avalanche.training.plugins import EvaluationPlugin
+from tests_helpers import tiny
 
 from cml.config import load_config
-from cml.registry import DATASETS
+from cml.core.registry import DATASETS
 from cml.evaluation import progress
 from cml.evaluation.progress import ProgressLogger
 from cml.models.linear.model import LinearModel
 from cml.scenarios.builder import build_scenario
 from cml.strategies._base import MultiLabelStrategy
-from tests_helpers import tiny
 
-LINE = re.compile(r"step 0 epoch (\d)/2 batch (\d+)/(\d+) loss (\d+\.\d+) \| (\d+\.\d) images/s \| "
-                  r"(\d+):(\d\d):(\d\d) left in the step")
+LINE = re.compile(
+    r"step 0 epoch (\d)/2 batch (\d+)/(\d+) loss (\d+\.\d+) \| (\d+\.\d) images/s \| "
+    r"(\d+):(\d\d):(\d\d) left in the step"
+)
 
 
 class Clock(SupervisedPlugin):
@@ -49,9 +51,14 @@ def train_step(tmp_path, monkeypatch, stream, every_s):
     clock = Clock()
     monkeypatch.setattr(progress, "time", SimpleNamespace(perf_counter=lambda: clock.now))
     torch.manual_seed(0)
-    strategy = MultiLabelStrategy(model=LinearModel("test_resnet"), train_cfg=cfg.train, eval_batch_size=32,
-                                  device="cpu", plugins=[clock],
-                                  evaluator=EvaluationPlugin(loggers=[ProgressLogger(stream, every_s=every_s)]))
+    strategy = MultiLabelStrategy(
+        model=LinearModel("test_resnet"),
+        train_cfg=cfg.train,
+        eval_batch_size=32,
+        device="cpu",
+        plugins=[clock],
+        evaluator=EvaluationPlugin(loggers=[ProgressLogger(stream, every_s=every_s)]),
+    )
     strategy.train(scenario.benchmark.train_stream[0], eval_streams=[])
     return clock, clock.batches
 
@@ -74,7 +81,7 @@ def test_a_log_file_gets_timed_lines_with_rate_and_time_left(tmp_path, monkeypat
     for line, (epoch, i, b) in zip(lines, expected):
         got = LINE.fullmatch(line).groups()
         assert (int(got[0]), int(got[1]), int(got[2])) == (epoch, i, n)
-        epoch_losses = clock.losses[(epoch - 1) * n: b]
+        epoch_losses = clock.losses[(epoch - 1) * n : b]
         assert float(got[3]) == pytest.approx(sum(epoch_losses) / len(epoch_losses), abs=1e-4)
         assert float(got[4]) == pytest.approx(sum(clock.sizes[:b]) / b, abs=0.05)  # images per second
         hours, minutes, seconds = map(int, got[5:])

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
-from cml.cli import main
+from cml.commands.cli import main
 from cml.datasets._types import MultiLabelData, Split
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -19,16 +19,24 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 def run_dir(folder: Path, seed: int, last_map: float, root="/data/coco", digest="d1"):
     """A finished two-step run whose Avg mAP is (60 + last_map) / 2."""
     folder.mkdir(parents=True)
-    config = {"seed": seed, "data": {"dataset": "coco", "root": root},
-              "model": {"name": "linear", "backbone": "resnet10t"}, "strategy": {"name": "finetune", "plugins": []}}
+    config = {
+        "seed": seed,
+        "data": {"dataset": "coco", "root": root},
+        "model": {"name": "linear", "backbone": "resnet10t"},
+        "strategy": {"name": "finetune", "plugins": []},
+    }
     steps = [{"map": 60.0, "cf1": 1.0, "of1": 1.0}, {"map": last_map, "cf1": 2.0, "of1": 3.0}]
-    results = {"avg_map": (60.0 + last_map) / 2, "last_map": last_map, "avg_forgetting": 5.0, "steps": steps,
-               "n_steps": 2}
+    results = {
+        "avg_map": (60.0 + last_map) / 2,
+        "last_map": last_map,
+        "avg_forgetting": 5.0,
+        "steps": steps,
+        "n_steps": 2,
+    }
     if digest is not None:
         results["data_digest"] = digest
     (folder / "config.yaml").write_text(yaml.safe_dump(config))
     (folder / "results.json").write_text(json.dumps(results))
-
 
 
 def groups_of(capsys, tmp_path, *paths) -> tuple[list[dict], str]:
@@ -42,7 +50,9 @@ def test_runs_on_different_data_are_not_averaged(tmp_path, capsys):
     run_dir(tmp_path / "runs" / "b", 1, 50.0, root="/data/coco", digest="bbbb")  # same path, other content
     groups, _ = groups_of(capsys, tmp_path, tmp_path / "runs")
     assert [(g["label"], g["seeds"]) for g in groups] == [
-        ("finetune, linear/resnet10t, data_digest=aaaa", [0]), ("finetune, linear/resnet10t, data_digest=bbbb", [1])]
+        ("finetune, linear/resnet10t, data_digest=aaaa", [0]),
+        ("finetune, linear/resnet10t, data_digest=bbbb", [1]),
+    ]
 
 
 def test_same_data_under_two_roots_are_seeds_of_one_experiment(tmp_path, capsys):
@@ -50,7 +60,7 @@ def test_same_data_under_two_roots_are_seeds_of_one_experiment(tmp_path, capsys)
     run_dir(tmp_path / "runs" / "b", 1, 50.0, root="/disk2/coco")
     groups, _ = groups_of(capsys, tmp_path, tmp_path / "runs")
     assert len(groups) == 1 and groups[0]["seeds"] == [0, 1]
-    assert groups[0]["last_map"] == {"mean": 45.0, "std": pytest.approx(50 ** 0.5), "n": 2}
+    assert groups[0]["last_map"] == {"mean": 45.0, "std": pytest.approx(50**0.5), "n": 2}
 
 
 def test_old_runs_without_digest_are_grouped_by_their_data_root(tmp_path, capsys):
@@ -66,12 +76,22 @@ def test_a_copied_run_directory_is_not_a_second_seed(tmp_path, capsys):
     run_dir(tmp_path / "runs" / "seed1", 1, 50.0)
     groups, err = groups_of(capsys, tmp_path, tmp_path / "runs")
     assert len(groups) == 1 and groups[0]["seeds"] == [0, 1] and groups[0]["last_map"]["mean"] == 45.0
-    assert (f"note: {tmp_path / 'runs' / 'seed0-copy'} left out: the same configuration, data and seed as "
-            f"{tmp_path / 'runs' / 'seed0'} (a copy? it is not another seed)") in err
+    assert (
+        f"note: {tmp_path / 'runs' / 'seed0-copy'} left out: the same configuration, data and seed as "
+        f"{tmp_path / 'runs' / 'seed0'} (a copy? it is not another seed)"
+    ) in err
 
 
-@pytest.mark.parametrize("text", ['[1, 2]', '{"steps": [{"map": 1', '{"steps": [{"map": "x"}]}', "\udcff",
-                                  '{"steps": [{"map": 1, "cf1": 1, "of1": 1}], "avg_map": 1}'])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[1, 2]",
+        '{"steps": [{"map": 1',
+        '{"steps": [{"map": "x"}]}',
+        "\udcff",
+        '{"steps": [{"map": 1, "cf1": 1, "of1": 1}], "avg_map": 1}',
+    ],
+)
 def test_a_foreign_or_truncated_results_file_is_reported_and_the_rest_compared(tmp_path, capsys, text):
     run_dir(tmp_path / "runs" / "good", 0, 40.0)
     run_dir(tmp_path / "runs" / "bad", 1, 50.0)
@@ -94,14 +114,16 @@ def test_out_must_be_a_writable_png_file(tmp_path, capsys):
     (tmp_path / "folder").mkdir()
     blocker = tmp_path / "file"
     blocker.write_text("")
-    cases = {tmp_path / "folder": "is a folder; expected the name of a .png file",
-             tmp_path / "cmp": "expected a .png file name (the plot is a PNG)",
-             tmp_path / "c.pdf": "expected a .png file name (the plot is a PNG)",
-             blocker / "c.png": "cannot write"}
+    cases = {
+        tmp_path / "folder": "is a folder; expected the name of a .png file",
+        tmp_path / "cmp": "expected a .png file name (the plot is a PNG)",
+        tmp_path / "c.pdf": "expected a .png file name (the plot is a PNG)",
+        blocker / "c.png": "cannot write",
+    }
     for out, expected in cases.items():
         assert main(["compare", str(tmp_path / "runs"), "--out", str(out)]) == 2, out
         err = capsys.readouterr().err
-        assert err.startswith(f"error: --out: ") and expected in err and err.count("\n") == 1, err
+        assert err.startswith("error: --out: ") and expected in err and err.count("\n") == 1, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "folder", "runs"]  # nothing written
     assert os.listdir(tmp_path / "folder") == []
     assert main(["compare", str(tmp_path / "runs"), "--out", str(tmp_path / "C.PNG")]) == 0
@@ -114,7 +136,7 @@ def _data(root: str, labels, classes=("a", "b")) -> MultiLabelData:
 
 
 def test_content_digest_follows_ids_labels_and_classes_not_paths():
-    from cml.checkpoint import content_digest
+    from cml.runtime.checkpoint import content_digest
 
     same = content_digest(_data("/a", [[1, 0], [0, 1]]))
     assert content_digest(_data("/b", [[1, 0], [0, 1]])) == same

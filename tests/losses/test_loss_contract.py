@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from cml.registry import LOSSES, section_of
+from cml.core.registry import LOSSES, section_of
 
 
 def criterion(name):
@@ -41,8 +41,9 @@ def test_bce_is_torchs_mean_bce():
 
 def test_multilabel_soft_margin_is_torchs():
     logits, targets = torch.randn(5, 3), (torch.rand(5, 3) > 0.5).float()
-    assert torch.allclose(criterion("multilabel_soft_margin")(logits, targets),
-                          torch.nn.MultiLabelSoftMarginLoss()(logits, targets))
+    assert torch.allclose(
+        criterion("multilabel_soft_margin")(logits, targets), torch.nn.MultiLabelSoftMarginLoss()(logits, targets)
+    )
 
 
 def test_options_come_from_the_declared_section():

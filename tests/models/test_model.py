@@ -2,13 +2,13 @@ import pytest
 import timm
 import torch
 from avalanche.models.dynamic_modules import avalanche_model_adaptation
+from tests_helpers import make_model
 
 from cml.config import load_config
-from cml.errors import UserError
+from cml.core.errors import UserError
 from cml.models._base import input_stats
 from cml.models._parts import GrowingLinear, create_backbone
 from cml.scenarios.images import normalize
-from tests_helpers import make_model
 
 
 class FakeExperience:
@@ -71,10 +71,13 @@ def test_model_options_are_checked_with_the_config():
         load_config(None, ["model.backbone=test_resnet", "model.options={depth: 3}"])
 
 
-@pytest.mark.parametrize("backbone, mean, std", [
-    ("tresnet_m", (0, 0, 0), (1, 1, 1)),  # ASL's / KRT's TResNet takes pixels in [0, 1]
-    ("resnet10t", (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),  # ImageNet's
-])
+@pytest.mark.parametrize(
+    "backbone, mean, std",
+    [
+        ("tresnet_m", (0, 0, 0), (1, 1, 1)),  # ASL's / KRT's TResNet takes pixels in [0, 1]
+        ("resnet10t", (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),  # ImageNet's
+    ],
+)
 def test_images_are_normalised_as_the_backbone_was_trained(backbone, mean, std):
     model = make_model("linear", backbone=backbone, num_classes=2)
     pixels = torch.tensor([0, 51, 255], dtype=torch.uint8).view(1, 1, 1, 3).expand(1, 3, 1, 3)
@@ -83,10 +86,10 @@ def test_images_are_normalised_as_the_backbone_was_trained(backbone, mean, std):
 
 
 def _ddp_cases():
-    from cml.registry import MODELS
+    from cml.core.registry import MODELS
 
     for name in MODELS.names():  # every registered model, on the backbones it accepts
-        for backbone in (["test_vit"] if MODELS.get(name).vit_backbone else ["test_convnext", "test_resnet"]):
+        for backbone in ["test_vit"] if MODELS.get(name).vit_backbone else ["test_convnext", "test_resnet"]:
             yield name, backbone
 
 
@@ -94,8 +97,9 @@ def _ddp_cases():
 def test_every_trained_parameter_gets_a_gradient(name, backbone):
     """DistributedDataParallel (find_unused_parameters off) needs it: a model that reads the
     backbone's map must freeze what only timm's pooling head uses (ConvNeXt's final norm)."""
-    from cml.losses.bce.loss import masked_bce
     from tests_helpers import VIT_OPTIONS
+
+    from cml.losses.bce.loss import masked_bce
 
     torch.manual_seed(0)
     model = make_model(name, backbone, image_size=32, **(VIT_OPTIONS if backbone == "test_vit" else {}))

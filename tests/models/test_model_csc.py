@@ -8,12 +8,12 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from protocols.test_protocols import coco_root, voc_root  # noqa: F401
+from tests_helpers import interrupt_after_step, run_cli, run_full_and_resumed, tiny
 from torch.nn import functional as F
 
 from cml.models._label_graph import GrowingAdjacency, LabelCooccurrence, normalised_cooccurrence
 from cml.plugins.csc.plugin import ConfidenceSelfCalibration, max_entropy_term
-from protocols.test_protocols import coco_root, voc_root  # noqa: F401
-from tests_helpers import interrupt_after_step, run_cli, run_full_and_resumed, tiny
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -26,7 +26,7 @@ def test_statistics_of_each_step_and_normalisation_by_hand():
     assert stats.counts.tolist() == [2, 2, 2, 1]
     assert stats.joint.tolist() == [[2, 1, 0, 0], [1, 2, 0, 0], [0, 0, 2, 1], [0, 0, 1, 1]]
     # P: p01 = 1/2, p10 = 1/2, p23 = 1/2, p32 = 1/1; P + I row sums: 1.5, 1.5, 1.5, 2
-    a = [[1, .5, 0, 0], [.5, 1, 0, 0], [0, 0, 1, .5], [0, 0, 1, 1]]
+    a = [[1, 0.5, 0, 0], [0.5, 1, 0, 0], [0, 0, 1, 0.5], [0, 0, 1, 1]]
     d = [1.5, 1.5, 1.5, 2.0]
     expected = [[a[i][j] / math.sqrt(d[i] * d[j]) for j in range(4)] for i in range(4)]
     assert torch.allclose(stats.graph(), torch.tensor(expected), atol=1e-6)
@@ -48,9 +48,14 @@ def test_plugin_loss_by_formula():
     plugin = ConfidenceSelfCalibration(steps, alpha=0.3, entropy_weight=0.04)
     logits, old = torch.tensor([[1.0, -2.0, 0.5]]), torch.tensor([[2.0, 0.0]])
     targets = torch.tensor([[0.0, 1.0, 1.0]])
-    strategy = SimpleNamespace(experience=SimpleNamespace(step=1), mb_y=targets, mbatch=[None, targets, None],
-                               mb_outputs={"logits": logits}, previous_outputs=lambda: {"logits": old},
-                               loss=torch.tensor(2.0))
+    strategy = SimpleNamespace(
+        experience=SimpleNamespace(step=1),
+        mb_y=targets,
+        mbatch=[None, targets, None],
+        mb_outputs={"logits": logits},
+        previous_outputs=lambda: {"logits": old},
+        loss=torch.tensor(2.0),
+    )
     plugin.after_forward(strategy)
     assert strategy.mbatch[1].tolist() == [[-1, -1, 1]] and targets.tolist() == [[0, 1, 1]]
     plugin.before_backward(strategy)
@@ -79,9 +84,18 @@ def test_csc_resumes_exactly_and_counts_every_step(tmp_path, monkeypatch):
 @pytest.mark.parametrize("config", ["coco_b0_c10_csc.yaml", "voc_b0_c4_csc.yaml"])
 def test_protocol_configs_run_a_step(tmp_path, monkeypatch, coco_root, voc_root, config):  # noqa: F811
     root = coco_root if config.startswith("coco") else voc_root
-    overrides = [f"data.root={root}", "data.image_size=32", "data.num_workers=0", "model.backbone=test_resnet",
-                 "model.pretrained=false", "model.options.embed_dim=16", "train.epochs=1", "train.batch_size=32",
-                 "train.amp=none", "eval.batch_size=64"]
+    overrides = [
+        f"data.root={root}",
+        "data.image_size=32",
+        "data.num_workers=0",
+        "model.backbone=test_resnet",
+        "model.pretrained=false",
+        "model.options.embed_dim=16",
+        "train.epochs=1",
+        "train.batch_size=32",
+        "train.amp=none",
+        "eval.batch_size=64",
+    ]
     interrupt_after_step(monkeypatch, 0)
     assert run_cli(REPO / "configs" / config, tmp_path / "run", overrides) == 130
     steps = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["steps"]

@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from cml.errors import UserError
 from cml.config import load_config
-from cml.config_checks import model_options
+from cml.config.checks import model_options
+from cml.core.errors import UserError
 from cml.models._discriminative import discriminative_loss, supervised_contrastive
 
 
@@ -24,8 +24,9 @@ def plain_supcon(features, targets, temperature):
         if not positives:
             continue
         denominator = sum(math.exp(float(z[a] @ z[b]) / temperature) for b in others)
-        losses.append(-sum(float(z[a] @ z[p]) / temperature - math.log(denominator) for p in positives)
-                      / len(positives))
+        losses.append(
+            -sum(float(z[a] @ z[p]) / temperature - math.log(denominator) for p in positives) / len(positives)
+        )
     return sum(losses) / len(losses)
 
 
@@ -91,7 +92,9 @@ def test_options():
     loss = loss_of("srn", "{weight: 2, temperature: 0.5}")
     features, targets = torch.randn(4, 3, 5), torch.ones(4, 3)
     assert float(loss(features, targets)) == pytest.approx(2 * float(supervised_contrastive(features, targets, 0.5)))
-    with pytest.raises(UserError, match=r"unknown key 'model.options.discriminative.margin'; valid keys: weight, temperature"):
+    with pytest.raises(
+        UserError, match=r"unknown key 'model.options.discriminative.margin'; valid keys: weight, temperature"
+    ):
         loss_of("dlfl", "{margin: 0.2}")
     with pytest.raises(UserError, match=r"model.options.discriminative.temperature: expected a value > 0, got 0"):
         loss_of("dlfl", "{temperature: 0}")

@@ -4,13 +4,13 @@ import math
 
 import pytest
 import torch
-
-from cml.config import load_config
-from cml.errors import UserError
 from tests_helpers import make_model
-from cml.models.dlfl.model import sine_positions
-from cml.run import build_model
+
+from cml.commands.run import build_model
+from cml.config import load_config
+from cml.core.errors import UserError
 from cml.losses.bce.loss import masked_bce
+from cml.models.dlfl.model import sine_positions
 
 SMALL = {"embed_dim": 8, "heads": 2, "ffn_dim": 16}
 
@@ -59,17 +59,23 @@ def test_cascade_and_deep_supervision():
     assert last_only.loss_terms(last_only(x, full=True), y, masked_bce) == {}
 
 
-@pytest.mark.parametrize("options,message", [
-    ("{heads: 3}", "model.options.heads: 3 does not divide embed_dim 256"),
-    ("{embed_dim: 18, heads: 2}", "model.options.embed_dim: expected a multiple of 4"),
-    ("{dropout: 1.0}", r"model.options.dropout: expected a value in \[0, 1\), got 1.0"),
-    ("{dropout: high}", "model.options.dropout: expected a number, got 'high'"),
-    ("{blocks: 0}", "model.options.blocks: expected a value >= 1, got 0"),
-    ("{deep_supervision: 1}", "model.options.deep_supervision: expected true or false, got 1"),
-    ("{depth: 2}", "unknown key 'model.options.depth'; did you mean 'model.options.dropout'?"),
-    ("{layers: 2}", "unknown key 'model.options.layers'; valid keys: embed_dim, blocks, heads"),
-    ("{discriminative: {margin: 1}}", "unknown key 'model.options.discriminative.margin'; valid keys: weight, temperature"),
-])
+@pytest.mark.parametrize(
+    "options,message",
+    [
+        ("{heads: 3}", "model.options.heads: 3 does not divide embed_dim 256"),
+        ("{embed_dim: 18, heads: 2}", "model.options.embed_dim: expected a multiple of 4"),
+        ("{dropout: 1.0}", r"model.options.dropout: expected a value in \[0, 1\), got 1.0"),
+        ("{dropout: high}", "model.options.dropout: expected a number, got 'high'"),
+        ("{blocks: 0}", "model.options.blocks: expected a value >= 1, got 0"),
+        ("{deep_supervision: 1}", "model.options.deep_supervision: expected true or false, got 1"),
+        ("{depth: 2}", "unknown key 'model.options.depth'; did you mean 'model.options.dropout'?"),
+        ("{layers: 2}", "unknown key 'model.options.layers'; valid keys: embed_dim, blocks, heads"),
+        (
+            "{discriminative: {margin: 1}}",
+            "unknown key 'model.options.discriminative.margin'; valid keys: weight, temperature",
+        ),
+    ],
+)
 def test_bad_options_are_one_clear_error_with_the_config(options, message):
     with pytest.raises(UserError, match=message):
         load_config(None, ["model.name=dlfl", "model.backbone=test_resnet", f"model.options={options}"])

@@ -1,8 +1,8 @@
 """DR specifics: class-specific features and the regulariser on by default."""
 
 import torch
-
 from tests_helpers import make_model
+
 from cml.losses.bce.loss import masked_bce
 
 
@@ -21,7 +21,7 @@ def test_pooling_is_each_class_attention_over_positions():
     with torch.no_grad():
         values = model.project(fmap.flatten(2).transpose(1, 2))[0]  # (4 positions, 8)
         c = 1
-        weights = torch.softmax(values @ model.attention.weight[c] / 8 ** 0.5, dim=0)
+        weights = torch.softmax(values @ model.attention.weight[c] / 8**0.5, dim=0)
         expected = (weights[:, None] * values).sum(0) * torch.sigmoid(model.gates.weight[c])
         torch.testing.assert_close(model.label_features(fmap)[0, c], expected)
 

@@ -5,22 +5,33 @@ import pytest
 import timm
 import torch
 from avalanche.models.dynamic_modules import avalanche_model_adaptation
-
-from cml.registry import MODELS
 from tests_helpers import make_model
-from cml.models._parts import feature_map
+
+from cml.core.registry import MODELS
 from cml.losses.bce.loss import masked_bce
+from cml.models._parts import feature_map
 
 # small widths so that the tests are fast (the defaults are the documented ones); 64 px inputs give
 # the tiny backbones a 2x2 final map, so attention over positions has something to choose from
 TINY_OPTIONS = {
-    "dlfl": {"embed_dim": 16, "heads": 2, "ffn_dim": 32, "blocks": 2,
-             "discriminative": {"weight": 0.5, "temperature": 0.5}},
+    "dlfl": {
+        "embed_dim": 16,
+        "heads": 2,
+        "ffn_dim": 32,
+        "blocks": 2,
+        "discriminative": {"weight": 0.5, "temperature": 0.5},
+    },
     "srn": {"image_size": 64, "attention_width": 16, "regularizer_width": 8, "regularizer_filters": 16},
     "dr": {"embed_dim": 16},
 }
-FEATURE_WIDTH = {("dlfl", "test_resnet"): 16, ("dlfl", "test_efficientnet"): 16, ("dr", "test_resnet"): 16,
-                 ("dr", "test_efficientnet"): 16, ("srn", "test_resnet"): 192, ("srn", "test_efficientnet"): 48}
+FEATURE_WIDTH = {
+    ("dlfl", "test_resnet"): 16,
+    ("dlfl", "test_efficientnet"): 16,
+    ("dr", "test_resnet"): 16,
+    ("dr", "test_efficientnet"): 16,
+    ("srn", "test_resnet"): 192,
+    ("srn", "test_efficientnet"): 48,
+}
 # every registered model with per-label features (the table above only makes the known ones small)
 NAMES = MODELS.names(label_features=True)
 CASES = [(m, b) for m in NAMES for b in ("test_resnet", "test_efficientnet")]

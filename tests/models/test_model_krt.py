@@ -7,14 +7,14 @@ from types import SimpleNamespace
 import pytest
 import torch
 from avalanche.models.dynamic_modules import avalanche_model_adaptation
+from tests_helpers import make_model
 
 from cml.config import load_config
-from cml.errors import UserError
+from cml.core.errors import UserError
+from cml.core.registry import PLUGINS
 from cml.losses.bce.loss import masked_bce
 from cml.plugins.tdl.plugin import TokenDistillation, token_distillation
-from cml.registry import PLUGINS
 from cml.strategies._optim import build_optimizer
-from tests_helpers import make_model
 
 
 def build(backbone="test_resnet", size=64):
@@ -73,8 +73,10 @@ def test_old_tokens_and_heads_stay_bit_identical_while_the_new_ones_train():
         optimizer.step()
     assert all(torch.equal(a, b) for a, b in zip(old, [model.tasks.tokens[0], *model.tasks.heads[0].parameters()]))
     assert all(not torch.equal(a, b) for a, b in zip(new, [model.tasks.tokens[1], *model.tasks.heads[1].parameters()]))
-    assert all(not torch.equal(a, b) for a, b in zip(shared, (model.cls, model.pos_embed, model.block.q.weight,
-                                                               model.proj.weight)))
+    assert all(
+        not torch.equal(a, b)
+        for a, b in zip(shared, (model.cls, model.pos_embed, model.block.q.weight, model.proj.weight))
+    )
 
 
 def test_embed_dim_must_split_into_heads():
@@ -97,9 +99,13 @@ def test_plugin_weight_and_step_factor():
     old = torch.tensor([[[1.0, 0.0]]])
     new = torch.tensor([[[0.0, 1.0], [1.0, 1.0]]])  # orthogonal: 1 - cos = 1
     scenario = SimpleNamespace(steps=[None, SimpleNamespace(n_seen=12, classes=[8, 9, 10])])
-    strategy = SimpleNamespace(previous_outputs=lambda: {"tokens": old}, mb_outputs={"tokens": new},
-                               experience=SimpleNamespace(step=1), loss=torch.tensor(0.5),
-                               plugin_term=lambda term: 3 * term)
+    strategy = SimpleNamespace(
+        previous_outputs=lambda: {"tokens": old},
+        mb_outputs={"tokens": new},
+        experience=SimpleNamespace(step=1),
+        loss=torch.tensor(0.5),
+        plugin_term=lambda term: 3 * term,
+    )
     TokenDistillation(2.0, scenario).before_backward(strategy)
     assert strategy.loss.item() == pytest.approx(0.5 + 3 * 2.0 * math.sqrt(12 / 3) * 1.0)
 

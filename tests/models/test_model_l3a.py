@@ -42,7 +42,7 @@ def test_recursive_update_equals_closed_form_on_all_data_seen(ridge):
         head.grow(n_seen)
         x = rng.normal(size=(per_step, hidden))
         y = np.zeros((per_step, n_seen))
-        y[:, n_seen - n_new:] = rng.random((per_step, n_new)) < 0.4  # partial labels: this step's classes
+        y[:, n_seen - n_new :] = rng.random((per_step, n_new)) < 0.4  # partial labels: this step's classes
         y[rng.random((per_step, n_seen)) < 0.1] = 1.0  # some old-class positives (as pseudo-labels)
         head.add_counts(torch.from_numpy(y))
         w = sample_weights(torch.from_numpy(y), class_weights(head.counts)).numpy()
@@ -61,8 +61,7 @@ def test_recursive_update_equals_closed_form_on_all_data_seen(ridge):
 
 def test_logits_are_the_features_times_the_solution():
     head = AnalyticClassifier(4, 1.0, num_classes=2)
-    head.accumulate(torch.eye(4, dtype=torch.float64), torch.tensor([[1.0, 0], [0, 1], [1, 1], [0, 0]]),
-                    torch.ones(4))
+    head.accumulate(torch.eye(4, dtype=torch.float64), torch.tensor([[1.0, 0], [0, 1], [1, 1], [0, 0]]), torch.ones(4))
     head.solve()
     # gram = I, ridge 1: W = Y / 2
     expected = torch.tensor([[0.5, 0.0], [0.0, 0.5], [0.5, 0.5], [0.0, 0.0]], dtype=torch.float64)

@@ -5,11 +5,11 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from cml import checkpoint
-from cml.cli import main
-from cml.registry import MODELS
 from tests_helpers import interrupt_after_step, model_overrides, tiny
+
+from cml.commands.cli import main
+from cml.core.registry import MODELS
+from cml.runtime import checkpoint
 
 DEMO = str(Path(__file__).resolve().parents[2] / "configs" / "demo.yaml")
 OPTIONS = {
@@ -22,8 +22,13 @@ OPTIONS = {
 
 def cli(tmp_path, out, name, overrides=(), *extra):
     args = ["run", DEMO, "--out", str(out)]
-    for item in tiny() + [f"model.name={name}", f"model.options={OPTIONS.get(name, {})}",
-                          *model_overrides(name), f"data.root={tmp_path / 'data'}", *overrides]:
+    for item in tiny() + [
+        f"model.name={name}",
+        f"model.options={OPTIONS.get(name, {})}",
+        *model_overrides(name),
+        f"data.root={tmp_path / 'data'}",
+        *overrides,
+    ]:
         args += ["--set", item]
     return main(args + list(extra))
 
@@ -37,10 +42,18 @@ def test_stepwise_run(tmp_path, name, strategy):
     assert [len(s["classes"]) for s in results["steps"]] == [2, 2, 2]
     assert all(v is not None for v in results["map_matrix"][2])
     state = torch.load(out / "checkpoint.pt", weights_only=True)["model"]
-    per_class = [v.shape[0] for k, v in state.items() if k.startswith(("classifier", "main.", "queries.", "head.", "base_head."))]
+    per_class = [
+        v.shape[0] for k, v in state.items() if k.startswith(("classifier", "main.", "queries.", "head.", "base_head."))
+    ]
     per_class += [v.shape[1] for k, v in state.items() if k == "regularizer_in.weight"]
-    step_heads = [v.shape[0] for k, v in state.items() if k.startswith("tasks.heads.") and k.endswith(".1.bias")
-                  or k.startswith("lanes.lanes.") and k.endswith(".head.bias")]  # krt, multilane
+    step_heads = [
+        v.shape[0]
+        for k, v in state.items()
+        if k.startswith("tasks.heads.")
+        and k.endswith(".1.bias")
+        or k.startswith("lanes.lanes.")
+        and k.endswith(".head.bias")
+    ]  # krt, multilane
     per_class += [sum(step_heads)] if step_heads else []  # krt: one head per step, 2 classes each
     assert step_heads in ([], [2, 2, 2])
     assert per_class and set(per_class) == {6}  # grown over the three steps

@@ -2,19 +2,20 @@
 
 import pytest
 import torch
-
-from cml.config import load_config
-from cml.errors import UserError
 from tests_helpers import make_model
-from cml.models.srn.model import stride16_stage
-from cml.run import build_model
+
+from cml.commands.run import build_model
+from cml.config import load_config
+from cml.core.errors import UserError
 from cml.losses.bce.loss import masked_bce
+from cml.models.srn.model import stride16_stage
 
 SMALL = {"attention_width": 8, "regularizer_width": 4, "regularizer_filters": 8}
 
 
-@pytest.mark.parametrize("backbone,size,stage,grid", [("test_resnet", 32, 3, 2), ("test_resnet", 64, 3, 4),
-                                                      ("test_efficientnet", 64, 3, 4)])
+@pytest.mark.parametrize(
+    "backbone,size,stage,grid", [("test_resnet", 32, 3, 2), ("test_resnet", 64, 3, 4), ("test_efficientnet", 64, 3, 4)]
+)
 def test_stride16_stage_and_kernel_follow_the_input(backbone, size, stage, grid):
     model = make_model("srn", backbone=backbone, num_classes=3, image_size=size, **SMALL)
     assert model.stage == stage and model.backbone.feature_info[stage]["reduction"] == 16
@@ -34,8 +35,9 @@ def test_branches_by_hand():
         s = model.confidence(mid)
         torch.testing.assert_close(out["attention_logits"], (a * s).sum((2, 3)))
         u = a * torch.sigmoid(s)
-        h = torch.relu(torch.nn.functional.conv2d(u, model.regularizer_in.weight[:, :, None, None],
-                                                  model.regularizer_in.bias))
+        h = torch.relu(
+            torch.nn.functional.conv2d(u, model.regularizer_in.weight[:, :, None, None], model.regularizer_in.bias)
+        )
         h = torch.relu(model.regularizer[1](h))
         h = torch.relu(model.regularizer[3](h)).flatten(1)  # (2, 8): one value per filter
         regularized = h @ model.regularizer_fc.weight.T + model.regularizer_fc.bias
@@ -56,8 +58,9 @@ def test_new_regulariser_inputs_start_at_zero():
 def test_loss_weights():
     torch.manual_seed(0)
     x, y = torch.randn(2, 3, 32, 32), torch.tensor([[1.0, 0, 1], [0, 1, 0]])
-    model = make_model("srn", backbone="test_resnet", num_classes=3, image_size=32, main_weight=2.0,
-                         attention_weight=0.0, **SMALL)
+    model = make_model(
+        "srn", backbone="test_resnet", num_classes=3, image_size=32, main_weight=2.0, attention_weight=0.0, **SMALL
+    )
     with torch.no_grad():
         out = model(x, full=True)
         terms = model.loss_terms(out, y, masked_bce)
@@ -77,21 +80,32 @@ def test_backbone_without_stride16_stage():
         stride16_stage(NoStride16(), "x")
 
 
-@pytest.mark.parametrize("overrides,message", [
-    (["model.backbone=test_vit3"], r"data.image_size: 32 px input cannot go through 'test_vit3' to its stride-16 "
-                                   r"stage \(AssertionError: Input height \(32\) doesn't match model \(160\)"),
-])
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (
+            ["model.backbone=test_vit3"],
+            r"data.image_size: 32 px input cannot go through 'test_vit3' to its stride-16 "
+            r"stage \(AssertionError: Input height \(32\) doesn't match model \(160\)",
+        ),
+    ],
+)
 def test_bad_input_is_one_clear_error(overrides, message):
     cfg = load_config(None, ["model.name=srn", "model.backbone=test_resnet", "data.image_size=32"] + overrides)
     with pytest.raises(UserError, match=message):
         build_model(cfg)
 
 
-@pytest.mark.parametrize("overrides,message", [
-    (["model.options={regularizer_filters: 100}"], "model.options.regularizer_filters: 100 is not a multiple of "
-                                                    "regularizer_width 512"),
-    (["model.options={image_size: 64}"], "unknown key 'model.options.image_size'"),
-])
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (
+            ["model.options={regularizer_filters: 100}"],
+            "model.options.regularizer_filters: 100 is not a multiple of regularizer_width 512",
+        ),
+        (["model.options={image_size: 64}"], "unknown key 'model.options.image_size'"),
+    ],
+)
 def test_bad_options_are_refused_with_the_config(overrides, message):
     with pytest.raises(UserError, match=message):
         load_config(None, ["model.name=srn", "model.backbone=test_resnet", "data.image_size=32"] + overrides)

@@ -6,10 +6,10 @@ import re
 import pytest
 import timm
 import torch
-
-from cml.errors import UserError
-from cml.models._parts import create_backbone
 from tests_helpers import make_model
+
+from cml.core.errors import UserError
+from cml.models._parts import create_backbone
 
 
 def asl_layout(timm_state: dict) -> dict:
@@ -36,8 +36,9 @@ def test_tresnet_from_an_asl_checkpoint(tmp_path, entry):
     assert "body.conv1.0.weight" in asl and "body.layer1.0.conv1.1.weight" in asl
     asl.update({"head.fc.weight": torch.zeros(80, 2048), "head.fc.bias": torch.zeros(80)})
     torch.save({entry: asl, "epoch": 40}, tmp_path / "MS_COCO_TRresNet_M_224_81.8.pth")
-    model = make_model("linear", "tresnet_m", pretrained=str(tmp_path / "MS_COCO_TRresNet_M_224_81.8.pth"),
-                       num_classes=3)
+    model = make_model(
+        "linear", "tresnet_m", pretrained=str(tmp_path / "MS_COCO_TRresNet_M_224_81.8.pth"), num_classes=3
+    )
     loaded = model.backbone.state_dict()
     for name, value in source.state_dict().items():
         want = value.float() + 1e-5 if name.endswith("bn.weight") else value.float()

@@ -7,11 +7,11 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from cml.models._parts import GrowingLinear
-from cml.models._base import input_stats
-from cml.scenarios.images import normalize
 from cml.losses.bce.loss import masked_bce
+from cml.models._base import input_stats
+from cml.models._parts import GrowingLinear
 from cml.plugins.ewc.plugin import ElasticWeightConsolidation, FlatTerms, empirical_fisher, ewc_penalty
+from cml.scenarios.images import normalize
 
 
 def head(rows):
@@ -23,8 +23,10 @@ def head(rows):
 
 def term(weight_fisher, weight_anchor, bias_fisher, bias_anchor):
     t = torch.tensor
-    return {"fisher": {"weight": t(weight_fisher), "bias": t(bias_fisher)},
-            "anchor": {"weight": t(weight_anchor), "bias": t(bias_anchor)}}
+    return {
+        "fisher": {"weight": t(weight_fisher), "bias": t(bias_fisher)},
+        "anchor": {"weight": t(weight_anchor), "bias": t(bias_anchor)},
+    }
 
 
 def test_zero_penalty_and_gradient_at_the_anchor():
@@ -94,15 +96,21 @@ def test_empirical_fisher_is_the_mean_squared_batch_gradient_of_the_masked_loss(
     y = torch.tensor([[1, 0, -1], [0, 1, -1], [1, 1, -1], [0, 0, -1], [1, 0, -1.0]])  # class 2 left out
     dataset = TensorDataset(x, y, torch.arange(5))
     stats = input_stats(model)  # ImageNet's: a plain Sequential has no pretrained_cfg
-    strategy = SimpleNamespace(core_model=model, train_mb_size=2, device="cpu", autocast=contextlib.nullcontext,
-                               _criterion=masked_bce, prepare_images=lambda images: normalize(images, stats))
+    strategy = SimpleNamespace(
+        core_model=model,
+        train_mb_size=2,
+        device="cpu",
+        autocast=contextlib.nullcontext,
+        _criterion=masked_bce,
+        prepare_images=lambda images: normalize(images, stats),
+    )
     fisher = empirical_fisher(strategy, dataset)
     expected = {n: torch.zeros_like(p) for n, p in model.named_parameters()}
     for batch in ((0, 2), (2, 4), (4, 5)):  # a plain reference loop over the same batches
         model.zero_grad()
         masked_bce(model(normalize(x[slice(*batch)], stats)), y[slice(*batch)]).backward()
         for n, p in model.named_parameters():
-            expected[n] += p.grad ** 2 / 3
+            expected[n] += p.grad**2 / 3
     for n in expected:
         assert torch.allclose(fisher[n], expected[n], atol=1e-7)
     # the left-out class never enters the loss, so its row has no importance
@@ -123,6 +131,7 @@ def test_fused_penalty_gradient_equals_the_per_name_form_bit_for_bit():
     model[2].grow(5)
     x = torch.randn(4, 5)
     for k in (1, 2):
+
         def by_name():
             params, total = dict(model.named_parameters()), torch.zeros(())
             for t in terms[:k]:

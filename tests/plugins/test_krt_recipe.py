@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from cml.config import load_config
+from cml.core.registry import LOSSES
 from cml.losses.asl.loss import asymmetric_loss
 from cml.plugins.herding.plugin import HerdingBuffer
 from cml.plugins.pseudo.plugin import PseudoLabels, calibrate_threshold
-from cml.registry import LOSSES
 from cml.strategies._base import MultiLabelStrategy, build_criterion
 
 
@@ -50,13 +50,20 @@ def test_plugin_weight_is_a_per_image_ratio_whichever_the_criterion(loss):
     train_cfg = load_config(None, [f"train.loss={loss}"]).train
     logits = torch.tensor([[1.0, -2.0], [0.5, 0.3], [-1.0, 2.0]])
     y = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
-    strategy = SimpleNamespace(_criterion=build_criterion(train_cfg), mb_output=logits, mb_y=y, is_training=True,
-                               train_cfg=train_cfg, mb_outputs={}, core_model=SimpleNamespace(loss_terms=lambda *a: {}),
-                               loss_sums_images=LOSSES.get(loss).reduction == "sum")
+    strategy = SimpleNamespace(
+        _criterion=build_criterion(train_cfg),
+        mb_output=logits,
+        mb_y=y,
+        is_training=True,
+        train_cfg=train_cfg,
+        mb_outputs={},
+        core_model=SimpleNamespace(loss_terms=lambda *a: {}),
+        loss_sums_images=LOSSES.get(loss).reduction == "sum",
+    )
     criterion = MultiLabelStrategy.criterion(strategy)
     per_image_terms = torch.tensor([0.2, 0.4, 0.9])
     term = MultiLabelStrategy.plugin_term(strategy, per_image_terms.mean())
-    per_image_losses = torch.stack([build_criterion(train_cfg)(logits[i:i + 1], y[i:i + 1]) for i in range(3)])
+    per_image_losses = torch.stack([build_criterion(train_cfg)(logits[i : i + 1], y[i : i + 1]) for i in range(3)])
     reduce = torch.sum if loss == "asl" else torch.mean
     assert criterion.item() == pytest.approx(reduce(per_image_losses).item(), rel=1e-6)
     assert term.item() == pytest.approx(reduce(per_image_terms).item(), rel=1e-6)
@@ -91,10 +98,16 @@ def test_dynamic_threshold_reaches_the_target_on_a_score_matrix():
 def fake_strategy(scores_by_image, step):
     logits = torch.logit(torch.tensor(scores_by_image))
     dataset = [(torch.tensor([i]), torch.zeros(3), i) for i in range(len(logits))]
-    return SimpleNamespace(previous_model=lambda x: logits[x[:, 0]], adapted_dataset=dataset, eval_mb_size=3,
-                           prepare_images=lambda x: x, autocast=contextlib.nullcontext,
-                           pass_loader_args=lambda dataset: {},  # a pass loads as training does: here, plainly
-                           clock=SimpleNamespace(train_exp_epochs=0), experience=SimpleNamespace(step=step))
+    return SimpleNamespace(
+        previous_model=lambda x: logits[x[:, 0]],
+        adapted_dataset=dataset,
+        eval_mb_size=3,
+        prepare_images=lambda x: x,
+        autocast=contextlib.nullcontext,
+        pass_loader_args=lambda dataset: {},  # a pass loads as training does: here, plainly
+        clock=SimpleNamespace(train_exp_epochs=0),
+        experience=SimpleNamespace(step=step),
+    )
 
 
 def test_plugin_calibrates_each_step_from_the_last_and_labels_strictly_above(capsys):
@@ -116,8 +129,9 @@ def test_plugin_calibrates_each_step_from_the_last_and_labels_strictly_above(cap
 def test_dynamic_pseudo_labels_are_strictly_above_the_threshold():
     for dynamic, want in ((True, [[0, 1, 0]]), (False, [[1, 1, 0]])):
         targets = torch.zeros(1, 3)
-        strategy = SimpleNamespace(mbatch=[None, targets, None], mb_y=targets,
-                                   previous_outputs=lambda: {"logits": torch.tensor([[0.0, 0.1]])})  # 0.5, 0.525
+        strategy = SimpleNamespace(
+            mbatch=[None, targets, None], mb_y=targets, previous_outputs=lambda: {"logits": torch.tensor([[0.0, 0.1]])}
+        )  # 0.5, 0.525
         PseudoLabels(0.5, dynamic=dynamic).after_forward(strategy)
         assert strategy.mbatch[1].tolist() == want
 
@@ -134,8 +148,11 @@ class Step:
 def herding_buffer(monkeypatch, repeats):
     buffer = HerdingBuffer(per_class=2, num_classes=4, seed=0, repeats=repeats)
     # features that make herding pick the rows in a known order: the first two holders of a class
-    monkeypatch.setattr(HerdingBuffer, "step_features",
-                        lambda self, strategy, scenario, step: torch.eye(len(step.train_rows), 8)[:, :8] + 1)
+    monkeypatch.setattr(
+        HerdingBuffer,
+        "step_features",
+        lambda self, strategy, scenario, step: torch.eye(len(step.train_rows), 8)[:, :8] + 1,
+    )
     return buffer
 
 
@@ -146,9 +163,9 @@ def test_herding_storage_rules(monkeypatch, repeats):
     buffer.end_of_step(None, None, Step([0, 1], [10, 11, 12], [{0, 1}, {0, 1}, set()]), first=0, batch_size=4)
     # step 1: image 10 comes back (it holds class 2 too) with image 13
     buffer.end_of_step(None, None, Step([2, 3], [10, 13], [{2, 3}, {2, 3}]), first=2, batch_size=4)
-    rows = buffer.rows[:buffer.size].tolist()
+    rows = buffer.rows[: buffer.size].tolist()
     if repeats == "never":  # COCO: one set of stored images across steps
         assert rows == [10, 11, 13]
     else:  # VOC: once per class chosen, in class order
         assert rows == [10, 11, 10, 11, 10, 13, 10, 13]
-    assert buffer.first_class[:buffer.size].tolist() == ([0, 0, 2] if repeats == "never" else [0] * 4 + [2] * 4)
+    assert buffer.first_class[: buffer.size].tolist() == ([0, 0, 2] if repeats == "never" else [0] * 4 + [2] * 4)

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from cml.config import load_config
-from cml.errors import UserError
+from cml.core.errors import UserError
 from cml.models.linear.model import LinearModel
-from cml.strategies._base import frozen_copy
 from cml.plugins.lwf.plugin import MultiLabelLwF, distillation_loss, feature_distillation_loss
+from cml.strategies._base import frozen_copy
 
 
 def sigmoid(v):
@@ -22,9 +22,13 @@ def bernoulli_kl(t, p):
 
 
 def fake_strategy(new_outputs, old_outputs):
-    return SimpleNamespace(mb_outputs=new_outputs, previous_outputs=lambda: old_outputs,
-                           loss=torch.tensor(0.5), core_model=torch.nn.Identity(),
-                           plugin_term=lambda term: term)
+    return SimpleNamespace(
+        mb_outputs=new_outputs,
+        previous_outputs=lambda: old_outputs,
+        loss=torch.tensor(0.5),
+        core_model=torch.nn.Identity(),
+        plugin_term=lambda term: term,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +67,10 @@ def test_hand_computed_value_and_gradient():
     new = torch.tensor([[0.0, 1.0, 5.0], [-2.0, 0.5, 3.0]], requires_grad=True)  # 3rd column: a new class
     old = torch.tensor([[2.0, -1.0], [0.0, 0.5]])
     T = 2.0
-    terms = [bernoulli_kl(sigmoid(old[i, c].item() / T), sigmoid(new[i, c].item() / T)) for i in range(2) for c in range(2)]
-    expected = T ** 2 * sum(terms) / 4
+    terms = [
+        bernoulli_kl(sigmoid(old[i, c].item() / T), sigmoid(new[i, c].item() / T)) for i in range(2) for c in range(2)
+    ]
+    expected = T**2 * sum(terms) / 4
     loss = distillation_loss(new, old, T)
     assert loss.item() == pytest.approx(expected, rel=1e-6)
     loss.backward()

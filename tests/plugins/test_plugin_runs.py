@@ -8,17 +8,16 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from cml import checkpoint
-from cml.cli import main
-from cml.config import load_config
-from cml.errors import UserError
-from cml.registry import DATASETS, MODELS, PLUGINS
 from tests_helpers import model_overrides, tiny
 
+from cml.commands.cli import main
+from cml.config import load_config
+from cml.core.errors import UserError
+from cml.core.registry import DATASETS, MODELS, PLUGINS
+from cml.runtime import checkpoint
+
 DEMO = str(Path(__file__).resolve().parents[2] / "configs" / "demo.yaml")
-TWO_STEPS = tiny() + ["data.synthetic.num_classes=4", "data.synthetic.train_images=40",
-                      "data.synthetic.test_images=24"]
+TWO_STEPS = tiny() + ["data.synthetic.num_classes=4", "data.synthetic.train_images=40", "data.synthetic.test_images=24"]
 REPLAY = ["none", "prs", "reservoir"]
 # threshold 0: every old class at 0 becomes a positive, so the plugin visibly acts at this tiny scale
 OPTIONS = ["strategy.pseudo.threshold=0.0"]
@@ -34,18 +33,27 @@ def two_step_data(tmp_path_factory):
 @pytest.fixture(scope="module")
 def run_case(two_step_data):
     """Runs one plugin list in-process (the dataset parsed once); results and checkpoint, cached."""
-    from cml.run import run
+    from cml.commands.run import run
 
     root, data = two_step_data
     done = {}
 
     def run_plugins(model: str, plugins: tuple[str, ...], dynamic: bool = False):
         if (model, plugins, dynamic) not in done:
-            cfg = load_config(DEMO, TWO_STEPS + OPTIONS + [f"data.root={root / 'data'}", f"model.name={model}",
-                                                           f"strategy.plugins=[{','.join(plugins)}]",
-                                                           f"strategy.pseudo.dynamic={dynamic}",
-                                                           f"strategy.pseudo.threshold={0.8 if dynamic else 0.0}",
-                                                           "strategy.replay.per_class=2", *model_overrides(model)])
+            cfg = load_config(
+                DEMO,
+                TWO_STEPS
+                + OPTIONS
+                + [
+                    f"data.root={root / 'data'}",
+                    f"model.name={model}",
+                    f"strategy.plugins=[{','.join(plugins)}]",
+                    f"strategy.pseudo.dynamic={dynamic}",
+                    f"strategy.pseudo.threshold={0.8 if dynamic else 0.0}",
+                    "strategy.replay.per_class=2",
+                    *model_overrides(model),
+                ],
+            )
             out = root / "-".join([model, *plugins, "dynamic" * dynamic])
             out.mkdir()
             with contextlib.redirect_stdout(io.StringIO()):
@@ -57,8 +65,9 @@ def run_case(two_step_data):
 
 
 @pytest.mark.parametrize("model", MODELS.names())  # every registered model
-@pytest.mark.parametrize("replay,lwf,ewc,pseudo", list(itertools.product(REPLAY, ["none", "lwf"], ["none", "ewc"],
-                                                                        ["none", "pseudo"])))
+@pytest.mark.parametrize(
+    "replay,lwf,ewc,pseudo", list(itertools.product(REPLAY, ["none", "lwf"], ["none", "ewc"], ["none", "pseudo"]))
+)
 def test_every_combination_runs(run_case, model, replay, lwf, ewc, pseudo):
     plugins = tuple(p for p in (replay, lwf, ewc, pseudo) if p != "none")
     summary, state = run_case(model, plugins)
@@ -104,8 +113,9 @@ def test_every_plugin_alone_keeps_its_declared_state(run_case, name):
 
 # KRT's recipe on every model where it applies: herding, dynamic pseudo-labels and pod on every
 # model whose backbone's stages are exposed; tdl on the models with task tokens (krt)
-KRT_RECIPE = ([(m, ("herding", "pod", "pseudo")) for m in MODELS.names(backbone_stages=True)]
-              + [(m, ("herding", "tdl", "pseudo")) for m in MODELS.names(task_tokens=True)])
+KRT_RECIPE = [(m, ("herding", "pod", "pseudo")) for m in MODELS.names(backbone_stages=True)] + [
+    (m, ("herding", "tdl", "pseudo")) for m in MODELS.names(task_tokens=True)
+]
 
 
 @pytest.mark.parametrize("model,plugins", KRT_RECIPE)
@@ -126,17 +136,29 @@ def cli(tmp_path, out, overrides, *extra):
     return main(args + list(extra))
 
 
-KRT_R = ["model.name=krt", "strategy.plugins=[herding,tdl,pseudo]", "strategy.pseudo.dynamic=true",
-         "strategy.pseudo.threshold=0.8",
-         "strategy.replay.per_class=2", "strategy.replay.relabel=true", "strategy.replay.mix=concat"]
+KRT_R = [
+    "model.name=krt",
+    "strategy.plugins=[herding,tdl,pseudo]",
+    "strategy.pseudo.dynamic=true",
+    "strategy.pseudo.threshold=0.8",
+    "strategy.replay.per_class=2",
+    "strategy.replay.relabel=true",
+    "strategy.replay.mix=concat",
+]
 
 
-CSC_R = ["model.name=csc", "model.options.embed_dim=16", "strategy.plugins=[herding,csc]",
-         "strategy.replay.per_class=2", "train.loss=multilabel_soft_margin"]  # CSC with its replay
+CSC_R = [
+    "model.name=csc",
+    "model.options.embed_dim=16",
+    "strategy.plugins=[herding,csc]",
+    "strategy.replay.per_class=2",
+    "train.loss=multilabel_soft_margin",
+]  # CSC with its replay
 
 
-@pytest.mark.parametrize("plugins", [["strategy.plugins=[lwf,ewc,pseudo]"], KRT_R, CSC_R], ids=["lwf-ewc-pseudo",
-                                                                                               "krt-r", "csc-r"])
+@pytest.mark.parametrize(
+    "plugins", [["strategy.plugins=[lwf,ewc,pseudo]"], KRT_R, CSC_R], ids=["lwf-ewc-pseudo", "krt-r", "csc-r"]
+)
 def test_resume_after_any_step_equals_the_uninterrupted_run(tmp_path, monkeypatch, capsys, plugins):
     overrides = tiny() + OPTIONS + plugins
     full = tmp_path / "full"
@@ -170,33 +192,43 @@ def test_resume_after_any_step_equals_the_uninterrupted_run(tmp_path, monkeypatc
         assert [s["pseudo_threshold"] is None for s in results["steps"]] == [True, False, False]
 
 
-@pytest.mark.parametrize("override,key", [
-    ("strategy.lwf.temperature=0", "strategy.lwf.temperature"),
-    ("strategy.lwf.weight=-1", "strategy.lwf.weight"),
-    ("strategy.lwf.tempreature=2", "strategy.lwf.tempreature"),
-    ("strategy.ewc.mode=sum", "strategy.ewc.mode"),
-    ("strategy.ewc.decay=1.5", "strategy.ewc.decay"),
-    ("strategy.ewc.weight=lots", "strategy.ewc.weight"),
-    ("strategy.pseudo.threshold=2", "strategy.pseudo.threshold"),
-])
+@pytest.mark.parametrize(
+    "override,key",
+    [
+        ("strategy.lwf.temperature=0", "strategy.lwf.temperature"),
+        ("strategy.lwf.weight=-1", "strategy.lwf.weight"),
+        ("strategy.lwf.tempreature=2", "strategy.lwf.tempreature"),
+        ("strategy.ewc.mode=sum", "strategy.ewc.mode"),
+        ("strategy.ewc.decay=1.5", "strategy.ewc.decay"),
+        ("strategy.ewc.weight=lots", "strategy.ewc.weight"),
+        ("strategy.pseudo.threshold=2", "strategy.pseudo.threshold"),
+    ],
+)
 def test_bad_plugin_options_exit_2_naming_the_key(tmp_path, capsys, override, key):
     assert cli(tmp_path, tmp_path / "run", ["strategy.plugins=[lwf,ewc,pseudo]", override]) == 2
     err = capsys.readouterr().err
     assert key in err and err.count("\n") == 1 and "Traceback" not in err
 
 
-@pytest.mark.parametrize("overrides", [["strategy.plugins=[tdl]"], ["strategy.plugins=[pod]", "strategy.pod.stages=[]"]])
+@pytest.mark.parametrize(
+    "overrides", [["strategy.plugins=[tdl]"], ["strategy.plugins=[pod]", "strategy.pod.stages=[]"]]
+)
 def test_a_plugin_that_does_not_apply_is_refused_with_the_config(overrides):
     """Refused by the declaration's check, in load_config: before torch is imported."""
     with pytest.raises(UserError, match="strategy.p"):
         load_config(DEMO, TWO_STEPS + overrides)
 
 
-@pytest.mark.parametrize("overrides,message", [
-    (["strategy.plugins=[tdl]"], "strategy.plugins: tdl does not apply to model 'linear': it distils per-step"),
-    (["strategy.plugins=[pod]", "model.backbone=test_vit"], "strategy.pod.stages: the backbone VisionTransformer "
-                                                            "has no stage of stride 4"),
-])
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (["strategy.plugins=[tdl]"], "strategy.plugins: tdl does not apply to model 'linear': it distils per-step"),
+        (
+            ["strategy.plugins=[pod]", "model.backbone=test_vit"],
+            "strategy.pod.stages: the backbone VisionTransformer has no stage of stride 4",
+        ),
+    ],
+)
 def test_a_plugin_that_does_not_apply_is_refused_before_training(tmp_path, capsys, overrides, message):
     assert cli(tmp_path, tmp_path / "run", tiny() + overrides) == 2
     captured = capsys.readouterr()

@@ -6,12 +6,12 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from tests_helpers import make_model
 
 from cml.config import load_config
-from cml.errors import UserError
+from cml.core.errors import UserError
 from cml.plugins.pod.plugin import PodDistillation, pod_flat, pod_spatial, stage_modules
 from cml.strategies._base import frozen_copy
-from tests_helpers import make_model
 
 
 def test_spatial_term_by_hand():
@@ -33,8 +33,11 @@ def test_spatial_term_averages_over_images_and_flat_term_by_hand():
     old = torch.ones(2, 1, 1, 2)
     new = torch.stack([torch.ones(1, 1, 2), torch.tensor([[[1.0, 0.0]]])])
     # image 0 identical; image 1: rows (1), columns (1, 0) -> (1, 1, 0)/sqrt(2) vs (2, 1, 1)/sqrt(6)
-    d1 = math.sqrt((1 / math.sqrt(2) - 2 / math.sqrt(6)) ** 2 + (1 / math.sqrt(2) - 1 / math.sqrt(6)) ** 2
-                   + (1 / math.sqrt(6)) ** 2)
+    d1 = math.sqrt(
+        (1 / math.sqrt(2) - 2 / math.sqrt(6)) ** 2
+        + (1 / math.sqrt(2) - 1 / math.sqrt(6)) ** 2
+        + (1 / math.sqrt(6)) ** 2
+    )
     assert pod_spatial([new], [old]).item() == pytest.approx(d1 / 2, rel=1e-6)
     a, b = torch.tensor([[1.0, 0.0], [1.0, 1.0]]), torch.tensor([[0.0, 1.0], [2.0, 2.0]])
     assert pod_flat(a, b).item() == pytest.approx((1 + 0) / 2, abs=1e-7)
@@ -48,8 +51,13 @@ def test_plugin_distils_the_stages_of_both_models():
         for p in model.parameters():
             p.add_(0.05 * torch.randn_like(p))
     x = torch.randn(2, 3, 64, 64)
-    strategy = SimpleNamespace(core_model=model, previous_model=previous, loss=torch.tensor(0.0),
-                               experience=SimpleNamespace(step=1), plugin_term=lambda term: term)
+    strategy = SimpleNamespace(
+        core_model=model,
+        previous_model=previous,
+        loss=torch.tensor(0.0),
+        experience=SimpleNamespace(step=1),
+        plugin_term=lambda term: term,
+    )
     strategy.previous_outputs = lambda: previous(x, full=True)
     scenario = SimpleNamespace(steps=[None, SimpleNamespace(n_seen=8, classes=[6, 7])])
     plugin = PodDistillation(0.5, 2.0, [1, 2], scenario)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from cml.config import load_config
-from cml.errors import UserError
+from cml.core.errors import UserError
 from cml.plugins.pseudo.plugin import PseudoLabels, pseudo_labelled
 
 LOGIT = math.log(0.7 / 0.3)  # sigmoid = 0.7 exactly (up to rounding: the test uses a margin)
@@ -15,16 +15,16 @@ LOGIT = math.log(0.7 / 0.3)  # sigmoid = 0.7 exactly (up to rounding: the test u
 
 def test_only_confident_old_zeros_become_positive():
     # classes 0-2 are old (the previous model's outputs), 3-4 new, 5 not seen yet
-    targets = torch.tensor([[0, 0, 1, 0, 1, 0],
-                            [-1, 0, 0, 1, 0, 0],
-                            [0, 1, -1, 0, 0, 0.0]])
-    old_logits = torch.tensor([[3.0, -3.0, -3.0],      # confident 0 -> 1; unsure 0 stays; positive stays
-                               [3.0, LOGIT + 1e-4, LOGIT - 1e-2],  # -1 stays -1 however sure; threshold inclusive
-                               [0.0, -5.0, 5.0]])     # low score never removes a real positive; -1 kept
+    targets = torch.tensor([[0, 0, 1, 0, 1, 0], [-1, 0, 0, 1, 0, 0], [0, 1, -1, 0, 0, 0.0]])
+    old_logits = torch.tensor(
+        [
+            [3.0, -3.0, -3.0],  # confident 0 -> 1; unsure 0 stays; positive stays
+            [3.0, LOGIT + 1e-4, LOGIT - 1e-2],  # -1 stays -1 however sure; threshold inclusive
+            [0.0, -5.0, 5.0],
+        ]
+    )  # low score never removes a real positive; -1 kept
     out = pseudo_labelled(targets, old_logits, threshold=0.7)
-    assert out.tolist() == [[1, 0, 1, 0, 1, 0],
-                            [-1, 1, 0, 1, 0, 0],
-                            [0, 1, -1, 0, 0, 0]]
+    assert out.tolist() == [[1, 0, 1, 0, 1, 0], [-1, 1, 0, 1, 0, 0], [0, 1, -1, 0, 0, 0]]
     assert targets[0, 0].item() == 0  # the input is not modified
 
 
@@ -38,8 +38,10 @@ def test_threshold_bounds():
 
 def test_plugin_replaces_the_batch_targets():
     targets = torch.tensor([[0.0, 0.0, 1.0]])
-    strategy = SimpleNamespace(mbatch=[torch.zeros(1), targets, torch.zeros(1)],
-                               previous_outputs=lambda: {"logits": torch.tensor([[4.0, -4.0]])})
+    strategy = SimpleNamespace(
+        mbatch=[torch.zeros(1), targets, torch.zeros(1)],
+        previous_outputs=lambda: {"logits": torch.tensor([[4.0, -4.0]])},
+    )
     strategy.mb_y = strategy.mbatch[1]
     PseudoLabels(0.7).after_forward(strategy)
     assert strategy.mbatch[1].tolist() == [[1.0, 0.0, 1.0]]

@@ -81,8 +81,12 @@ def test_prs_sample_out_class_choice_by_hand():
     e = np.exp([2 / 3, 2 / 3, -4 / 3])
     cumulative = np.cumsum(e / e.sum())
     delta = np.array([2 / 3, 2 / 3, -4 / 3])
-    for u, expected in ((cumulative[0] - 1e-4, 0), (cumulative[0] + 1e-4, 1), (cumulative[1] - 1e-4, 1),
-                        (cumulative[1] + 1e-4, 2)):
+    for u, expected in (
+        (cumulative[0] - 1e-4, 0),
+        (cumulative[0] + 1e-4, 1),
+        (cumulative[1] - 1e-4, 1),
+        (cumulative[1] + 1e-4, 2),
+    ):
         buffer = full_prs_buffer()
         buffer.rng = FixedDraws(u)
         assert buffer.choose_class(delta) == expected
@@ -142,7 +146,7 @@ def test_ocdm_greedy_matches_a_plain_recomputation():
     buffer = OCDMBuffer(12, 6, seed=0, rho=-0.5)
     buffer.offer(np.arange(12), labels[:12])
     for start in range(12, 40, 4):
-        batch = labels[start:start + 4]
+        batch = labels[start : start + 4]
         items = np.concatenate([buffer.held[: buffer.size], batch == 1]).astype(np.float64)
         p = target_partition(buffer.stream_counts + batch.sum(0), -0.5)
         for _ in range(4):  # the plain greedy: the count vector it ends with
@@ -166,12 +170,15 @@ def test_reservoir_keeps_a_uniform_sample():
 @pytest.fixture(scope="module")
 def long_tail_buffers():
     labels = long_tailed_stream(50_000, 80, seed=0)
-    buffers = {"prs": PRSBuffer(2000, 80, 0, -0.03), "ocdm": OCDMBuffer(2000, 80, 0, -0.03),
-               "reservoir": ReservoirBuffer(2000, 80, 0)}
+    buffers = {
+        "prs": PRSBuffer(2000, 80, 0, -0.03),
+        "ocdm": OCDMBuffer(2000, 80, 0, -0.03),
+        "reservoir": ReservoirBuffer(2000, 80, 0),
+    }
     rows = np.arange(len(labels))
     for buffer in buffers.values():
         for start in range(0, len(labels), 10):
-            buffer.offer(rows[start:start + 10], labels[start:start + 10])
+            buffer.offer(rows[start : start + 10], labels[start : start + 10])
     return buffers
 
 
@@ -223,6 +230,7 @@ def test_herding_matches_a_direct_computation():
 def test_herding_step_end_with_multi_label_images(monkeypatch):
     """Each new class picks its own exemplars among the images holding it; an image picked for two
     classes is stored once, with the label vector it had in the step."""
+
     class Step:
         classes = [2, 3]
         train_rows = np.array([10, 11, 12, 13, 14, 15])
@@ -246,14 +254,17 @@ def test_herding_step_end_with_multi_label_images(monkeypatch):
 
 def test_buffer_state_round_trip_continues_identically():
     labels = long_tailed_stream(3000, 12, seed=1)
-    for make in (lambda: PRSBuffer(100, 12, 5, 0.02), lambda: OCDMBuffer(100, 12, 5, 0.02),
-                 lambda: ReservoirBuffer(100, 12, 5)):
+    for make in (
+        lambda: PRSBuffer(100, 12, 5, 0.02),
+        lambda: OCDMBuffer(100, 12, 5, 0.02),
+        lambda: ReservoirBuffer(100, 12, 5),
+    ):
         a, b = make(), make()
         a.offer(np.arange(1500), labels[:1500])
         b.load_state_dict(a.state_dict())
         for buffer in (a, b):
             for start in range(1500, 3000, 10):
-                buffer.offer(np.arange(start, start + 10), labels[start:start + 10])
+                buffer.offer(np.arange(start, start + 10), labels[start : start + 10])
         assert a.rows.tolist() == b.rows.tolist() and a.counts.tolist() == b.counts.tolist()
 
 

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from cml.config import load_config
-from cml.registry import DATASETS
-from cml.plan import plan_summary
-from cml.scenarios.steps import plan_steps
 from coco_fixture import COCO_CATEGORIES, write_coco
+
+from cml.commands.plan import plan_summary
+from cml.config import load_config
+from cml.core.registry import DATASETS
+from cml.protocols.steps import plan_steps
 
 REPO = Path(__file__).resolve().parents[2]
 NAME = dict(COCO_CATEGORIES)
@@ -61,19 +61,26 @@ def test_krt_selection_and_labels(coco, config, sizes):
     info = plan_summary(cfg, plan, config)
     start, without_positive = 0, 0
     for t, (step, size) in enumerate(zip(plan.steps, sizes)):
-        block, seen = set(ALPHABETICAL[start:start + size]), set(ALPHABETICAL[:start + size])
+        block, seen = set(ALPHABETICAL[start : start + size]), set(ALPHABETICAL[: start + size])
         train, test = by_the_rule(splits["train2014"], block), by_the_rule(splits["val2014"], seen)
-        got_train = {plan.data.train.ids[r]: {names[c] for c in np.flatnonzero(y == 1)}
-                     for r, y in zip(step.train_rows, step.train_targets)}
-        got_test = {plan.data.test.ids[r]: {names[c] for c in np.flatnonzero(y == 1)}
-                    for r, y in zip(step.test_rows, step.test_targets)}
+        got_train = {
+            plan.data.train.ids[r]: {names[c] for c in np.flatnonzero(y == 1)}
+            for r, y in zip(step.train_rows, step.train_targets)
+        }
+        got_test = {
+            plan.data.test.ids[r]: {names[c] for c in np.flatnonzero(y == 1)}
+            for r, y in zip(step.test_rows, step.test_targets)
+        }
         assert got_train == train and got_test == test
-        counts = [sum(name in labels for labels in train.values()) for name in ALPHABETICAL[start:start + size]]
+        counts = [sum(name in labels for labels in train.values()) for name in ALPHABETICAL[start : start + size]]
         assert info["steps"][t]["n_train"] == len(train) and info["steps"][t]["n_test"] == len(test)
         assert info["steps"][t]["train_without_positive"] == sum(not labels for labels in train.values())
         assert info["steps"][t]["test_without_positive"] == sum(not labels for labels in test.values())
         assert info["steps"][t]["train_positives_per_class"] == {
-            "min": min(counts), "median": float(np.median(counts)), "max": max(counts)}
+            "min": min(counts),
+            "median": float(np.median(counts)),
+            "max": max(counts),
+        }
         without_positive += info["steps"][t]["train_without_positive"]
         start += size
     assert without_positive > 0  # crowd-only images are in their step with no positive label
@@ -87,16 +94,40 @@ def test_crowd_modes_differ(coco):
         cfg = load_config(REPO / "configs" / "coco_b0_c10.yaml", [f"data.root={root}", f"data.coco.crowd={mode}"])
         plan = plan_steps(cfg, DATASETS.get("coco").build(cfg.data))
         step = plan.steps[0]
-        want = {i: {NAME[c] for c, crowd in anns if crowd in labelled_by and NAME[c] in block}
-                for i, anns in splits["train2014"].items()
-                if any(NAME[c] in block and crowd in selected_by for c, crowd in anns)}
-        got = {plan.data.train.ids[r]: {plan.data.class_names[c] for c in np.flatnonzero(y == 1)}
-               for r, y in zip(step.train_rows, step.train_targets)}
+        want = {
+            i: {NAME[c] for c, crowd in anns if crowd in labelled_by and NAME[c] in block}
+            for i, anns in splits["train2014"].items()
+            if any(NAME[c] in block and crowd in selected_by for c, crowd in anns)
+        }
+        got = {
+            plan.data.train.ids[r]: {plan.data.class_names[c] for c in np.flatnonzero(y == 1)}
+            for r, y in zip(step.train_rows, step.train_targets)
+        }
         assert got == want and all(got.values())
 
 
-VOC = ["aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
-       "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor"]
+VOC = [
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
+]
 
 
 def test_voc_selection_and_labels_from_non_difficult_objects(tmp_path):

@@ -8,10 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from cml.cli import main
-from cml.evaluation.per_task import relative
 from tests_helpers import tiny
+
+from cml.commands.cli import main
+from cml.evaluation.per_task import relative
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = str(REPO / "configs" / "demo.yaml")
@@ -35,8 +35,9 @@ def test_plan_numbers_are_the_run_numbers(per_task_run, capsys):
     tmp, overrides, results = per_task_run
     assert main(with_sets(["plan", DEMO, "--json", str(tmp / "plan.json")], overrides)) == 0
     plan = json.loads((tmp / "plan.json").read_text())
-    assert [(s["classes"], s["n_train"], s["n_test"]) for s in plan["steps"]] == \
-        [(s["classes"], s["n_train"], s["n_test"]) for s in results["steps"]]
+    assert [(s["classes"], s["n_train"], s["n_test"]) for s in plan["steps"]] == [
+        (s["classes"], s["n_train"], s["n_test"]) for s in results["steps"]
+    ]
     assert plan["class_order"] == results["class_order"]
     assert plan["class_groups"] == results["class_groups"]
     text = capsys.readouterr().out
@@ -73,12 +74,19 @@ def test_per_task_scalars_in_tensorboard(per_task_run):
 
 def test_plan_imports_neither_torch_nor_avalanche(per_task_run):
     tmp, overrides, _ = per_task_run
-    code = ("import sys; from cml.cli import main; "
-            f"rc = main({with_sets(['plan', DEMO], overrides)!r}); "
-            "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'avalanche', 'timm')); "
-            "print('LOADED', loaded); sys.exit(rc)")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
-                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "CML_CACHE": str(tmp / "cache")})
+    code = (
+        "import sys; from cml.commands.cli import main; "
+        f"rc = main({with_sets(['plan', DEMO], overrides)!r}); "
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'avalanche', 'timm')); "
+        "print('LOADED', loaded); sys.exit(rc)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "CML_CACHE": str(tmp / "cache")},
+    )
     assert proc.returncode == 0, proc.stderr
     assert "LOADED []" in proc.stdout and "step 0 classes:" in proc.stdout
 

@@ -4,12 +4,12 @@ steps it makes from a dataset hold each class in exactly one step."""
 from pathlib import Path
 
 import pytest
+from tests_helpers import tiny
 
 from cml.config import load_config
-from cml.errors import UserError
-from cml.registry import DATASETS, PROTOCOLS
-from cml.scenarios.steps import plan_steps
-from tests_helpers import tiny
+from cml.core.errors import UserError
+from cml.core.registry import DATASETS, PROTOCOLS
+from cml.protocols.steps import plan_steps
 
 DEMO = str(Path(__file__).resolve().parents[2] / "configs" / "demo.yaml")
 

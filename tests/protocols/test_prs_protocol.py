@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from cml.cli import main
 from coco_fixture import COCO_CATEGORIES, write_coco
+
+from cml.commands.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = str(REPO / "configs" / "cocoseq_prs.yaml")
@@ -87,12 +87,21 @@ def test_cocoseq_labels_include_crowd(tmp_path, capsys):
     for mode, counted in (("positive", {0, 1}), ("ignore", {0})):
         info, _ = plan(tmp_path, overrides + [f"data.coco.crowd={mode}"], capsys)
         for t, task in enumerate(ORDER):
-            counts = [sum(any(c == CAT[name] and crowd in counted for c, crowd in annotations[i])
-                          for i in lists["train"][task] if i in annotations) for name in sorted(TASKS[task])]
+            counts = [
+                sum(
+                    any(c == CAT[name] and crowd in counted for c, crowd in annotations[i])
+                    for i in lists["train"][task]
+                    if i in annotations
+                )
+                for name in sorted(TASKS[task])
+            ]
             p = info["steps"][t]["train_positives_per_class"]
             assert (p["min"], p["median"], p["max"]) == (min(counts), float(np.median(counts)), max(counts))
-            no_label = sum(not any(crowd in counted for _, crowd in annotations[i])
-                           for i in lists["train"][task] if i in annotations)
+            no_label = sum(
+                not any(crowd in counted for _, crowd in annotations[i])
+                for i in lists["train"][task]
+                if i in annotations
+            )
             assert info["steps"][t]["train_without_positive"] == no_label
         if mode == "positive":
             assert all(s["train_without_positive"] == 0 for s in info["steps"])
@@ -100,18 +109,35 @@ def test_cocoseq_labels_include_crowd(tmp_path, capsys):
             assert sum(s["train_without_positive"] for s in info["steps"]) > 0
 
 
-@pytest.mark.parametrize("file, content, message", [
-    ("ids/train_task2_id_coco.json", [100001, {"id": 3}],
-     r'train_task2_id_coco.json: entry 1: {"id": 3} is not an image id'),
-    ("ids/test_task0_id_coco.json", {"ids": [1]}, r"test_task0_id_coco.json: expected a JSON list of image ids"),
-    ("multihot_map.json", {"apple": 0, "book": 1, "bus": 3},
-     r"multihot_map.json: entry 'bus': index 3 is out of range"),
-    ("multihot_map.json", {"apple": 0, "book": 0}, r"multihot_map.json: entry 'book': index 0 is also that of 'apple'"),
-    ("multihot_map.json", {"apple": "0"}, r"multihot_map.json: entry 'apple': index '0' is not an integer"),
-    ("minor_cats.json", ["vase", "tie", "pizzza"], r"minor_cats.json: entry 2: 'pizzza' is not a class of the dataset; "
-                                                   r"closest dataset class: 'pizza'"),
-    ("moderate_cats.json", ["apple"], r"moderate_cats.json: entry 0: 'apple' is already in the majority list"),
-])
+@pytest.mark.parametrize(
+    "file, content, message",
+    [
+        (
+            "ids/train_task2_id_coco.json",
+            [100001, {"id": 3}],
+            r'train_task2_id_coco.json: entry 1: {"id": 3} is not an image id',
+        ),
+        ("ids/test_task0_id_coco.json", {"ids": [1]}, r"test_task0_id_coco.json: expected a JSON list of image ids"),
+        (
+            "multihot_map.json",
+            {"apple": 0, "book": 1, "bus": 3},
+            r"multihot_map.json: entry 'bus': index 3 is out of range",
+        ),
+        (
+            "multihot_map.json",
+            {"apple": 0, "book": 0},
+            r"multihot_map.json: entry 'book': index 0 is also that of 'apple'",
+        ),
+        ("multihot_map.json", {"apple": "0"}, r"multihot_map.json: entry 'apple': index '0' is not an integer"),
+        (
+            "minor_cats.json",
+            ["vase", "tie", "pizzza"],
+            r"minor_cats.json: entry 2: 'pizzza' is not a class of the dataset; "
+            r"closest dataset class: 'pizza'",
+        ),
+        ("moderate_cats.json", ["apple"], r"moderate_cats.json: entry 0: 'apple' is already in the majority list"),
+    ],
+)
 def test_bad_split_files_exit_2_with_one_line(tmp_path, capsys, file, content, message):
     overrides, _, _, _, split_dir = build(tmp_path)
     (split_dir / file).write_text(json.dumps(content))
@@ -137,8 +163,9 @@ def test_cocoseq_config_runs_with_prs_evaluation(tmp_path, capsys):
     found = {part: [[i for i in ids if i in annotations] for ids in per_task] for part, per_task in lists.items()}
     for t, step in enumerate(results["steps"]):
         assert step["n_train"] == len(found["train"][ORDER[t]])
-        assert [(r["task"], r["n_test"]) for r in step["per_task"]["tasks"]] == \
-            [(k, len(found["test"][k])) for k in ORDER[: t + 1]]
+        assert [(r["task"], r["n_test"]) for r in step["per_task"]["tasks"]] == [
+            (k, len(found["test"][k])) for k in ORDER[: t + 1]
+        ]
         # each task's test set is scored on the classes present in it: its own (COCOseq-style data)
         assert [r["n_classes"] for r in step["per_task"]["tasks"]] == [len(TASKS[k]) for k in ORDER[: t + 1]]
     assert {g: sorted(names) for g, names in results["class_groups"].items()} == groups

@@ -3,9 +3,9 @@ recipe of the authors' code (one optimizer for the stream, nn.Linear's head init
 KRT replay configs are checked with the other KRT method configs (test_krt_configs.py)."""
 
 import pytest
+from test_protocols import REPO
 
 from cml.config import load_config
-from test_protocols import REPO
 
 
 @pytest.mark.parametrize("config, rho", [("cocoseq_prs.yaml", -0.03), ("nuswideseq_prs.yaml", 0.02)])

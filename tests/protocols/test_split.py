@@ -3,24 +3,30 @@
 import numpy as np
 import pytest
 
-from cml.errors import UserError
-from cml.scenarios.split import IGNORE, class_order, joint_rows_and_targets, make_steps, step_sizes
+from cml.core.errors import UserError
+from cml.protocols.split import IGNORE, class_order, joint_rows_and_targets, make_steps, step_sizes
 
 # classes in alphabetical order already: a b c d e f
-TRAIN = np.array([
-    [1, 0, 0, 0, 0, 0],  # 0: a
-    [0, 1, 1, 0, 0, 0],  # 1: b c
-    [1, 0, 0, 1, 0, 0],  # 2: a d
-    [0, 0, 0, 0, 1, 1],  # 3: e f
-    [0, 0, 0, 0, 0, 0],  # 4: no label
-    [0, 0, 1, 0, 0, 1],  # 5: c f
-], dtype=np.uint8)
-TEST = np.array([
-    [0, 0, 0, 1, 0, 0],  # 0: d
-    [1, 1, 0, 0, 0, 0],  # 1: a b
-    [0, 0, 0, 0, 0, 1],  # 2: f
-    [0, 0, 0, 0, 0, 0],  # 3: none
-], dtype=np.uint8)
+TRAIN = np.array(
+    [
+        [1, 0, 0, 0, 0, 0],  # 0: a
+        [0, 1, 1, 0, 0, 0],  # 1: b c
+        [1, 0, 0, 1, 0, 0],  # 2: a d
+        [0, 0, 0, 0, 1, 1],  # 3: e f
+        [0, 0, 0, 0, 0, 0],  # 4: no label
+        [0, 0, 1, 0, 0, 1],  # 5: c f
+    ],
+    dtype=np.uint8,
+)
+TEST = np.array(
+    [
+        [0, 0, 0, 1, 0, 0],  # 0: d
+        [1, 1, 0, 0, 0, 0],  # 1: a b
+        [0, 0, 0, 0, 0, 1],  # 2: f
+        [0, 0, 0, 0, 0, 0],  # 3: none
+    ],
+    dtype=np.uint8,
+)
 
 
 def test_step_sizes():

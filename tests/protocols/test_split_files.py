@@ -4,31 +4,46 @@ import json
 
 import numpy as np
 import pytest
+from coco_fixture import write_coco
 
 from cml.config import load_config
-from cml.registry import DATASETS
-from cml.errors import UserError
-from cml.scenarios.split_files import split_file_steps
-from coco_fixture import write_coco
+from cml.core.errors import UserError
+from cml.core.registry import DATASETS
+from cml.protocols.split_file_reader import split_file_steps
 
 # dataset columns follow ascending category id: bird cat dog fish horse zebra
 CATS = [(9, "dog"), (2, "bird"), (17, "horse"), (5, "cat"), (20, "zebra"), (11, "fish")]
 BIRD, CAT, DOG, FISH, HORSE, ZEBRA = 2, 5, 9, 11, 17, 20
-TRAIN = {101: [BIRD], 102: [BIRD, CAT], 103: [CAT], 104: [DOG], 105: [DOG, ZEBRA], 106: [FISH],
-         107: [FISH, HORSE], 108: [HORSE], 109: [BIRD], 110: [CAT, DOG], 111: [], 112: [HORSE]}
-TEST = {201: [BIRD], 202: [CAT], 203: [DOG], 204: [DOG, CAT], 205: [HORSE], 206: [FISH, ZEBRA],
-        207: [FISH], 208: [CAT]}
+TRAIN = {
+    101: [BIRD],
+    102: [BIRD, CAT],
+    103: [CAT],
+    104: [DOG],
+    105: [DOG, ZEBRA],
+    106: [FISH],
+    107: [FISH, HORSE],
+    108: [HORSE],
+    109: [BIRD],
+    110: [CAT, DOG],
+    111: [],
+    112: [HORSE],
+}
+TEST = {201: [BIRD], 202: [CAT], 203: [DOG], 204: [DOG, CAT], 205: [HORSE], 206: [FISH, ZEBRA], 207: [FISH], 208: [CAT]}
 # zebra is not in the map; map order: dog cat bird horse fish
 MAP = {"dog": 0, "cat": 1, "bird": 2, "horse": 3, "fish": 4}
 # 112 is missing on disk, 999 is no image; 207 is a val2014 image listed for training; "103" a string id
-TASKS = {"train": [[101, 102, "103"], [104, 105, 110], [106, 107, 108, 112, 207]],
-         "test": [[201, 202], [203, 204, 999], [205, 206]]}
+TASKS = {
+    "train": [[101, 102, "103"], [104, 105, 110], [106, 107, 108, 112, 207]],
+    "test": [[201, 202], [203, 204, 999], [205, 206]],
+}
 
 
 @pytest.fixture
 def coco(tmp_path):
-    splits = {"train2014": {i: [(c, 0) for c in cats] for i, cats in TRAIN.items()},
-              "val2014": {i: [(c, 0) for c in cats] for i, cats in TEST.items()}}
+    splits = {
+        "train2014": {i: [(c, 0) for c in cats] for i, cats in TRAIN.items()},
+        "val2014": {i: [(c, 0) for c in cats] for i, cats in TEST.items()},
+    }
     return write_coco(tmp_path / "coco", splits, CATS, missing=("COCO_train2014_000000000112.jpg",))
 
 
@@ -72,8 +87,7 @@ def test_classes_images_and_partial_labels(coco, split_dir):
     assert steps[1].test_targets[3].tolist() == [1, 0, 1, 0, 0]  # 204: dog cat
     assert steps[2].test_targets[5].tolist() == [0, 0, 0, 0, 1]  # 206: fish (zebra unmapped)
     assert all(s.train_targets.dtype == s.test_targets.dtype == np.float32 for s in steps)
-    assert data.skipped == {"train_missing_files": 1, "split_train_ids_not_found": 1,
-                            "split_test_ids_not_found": 1}
+    assert data.skipped == {"train_missing_files": 1, "split_train_ids_not_found": 1, "split_test_ids_not_found": 1}
 
 
 def test_full_labels(coco, split_dir):
@@ -133,8 +147,16 @@ def test_task_without_a_new_class(coco, split_dir):
 def test_avalanche_benchmark(coco, split_dir):
     from cml.scenarios.builder import build_scenario
 
-    cfg = load_config(None, ["data.dataset=coco", f"data.root={coco}", "scenario.protocol=split-files",
-                             f"scenario.split_dir={split_dir}", "data.image_size=8"])
+    cfg = load_config(
+        None,
+        [
+            "data.dataset=coco",
+            f"data.root={coco}",
+            "scenario.protocol=split-files",
+            f"scenario.split_dir={split_dir}",
+            "data.image_size=8",
+        ],
+    )
     bench = build_scenario(cfg, load(coco)).benchmark
     assert len(bench.train_stream) == len(bench.test_stream) == 3
     assert [e.classes_in_this_experience for e in bench.train_stream] == [[0, 1], [2], [3, 4]]
@@ -148,7 +170,10 @@ def test_test_images_of_each_task(coco, split_dir):
     assert [s.task for s in steps] == [2, 0, 1]
     # after the last step the test rows are 201..206; task 2 lists 205 206, task 0 201 202, task 1 203 204
     ids = [data.test.ids[r] for r in steps[2].test_rows]
-    assert [(task, [ids[i] for i in at]) for task, at in steps[2].test_tasks] == \
-        [(2, [205, 206]), (0, [201, 202]), (1, [203, 204])]
+    assert [(task, [ids[i] for i in at]) for task, at in steps[2].test_tasks] == [
+        (2, [205, 206]),
+        (0, [201, 202]),
+        (1, [203, 204]),
+    ]
     ids = [data.test.ids[r] for r in steps[1].test_rows]
     assert [(task, [ids[i] for i in at]) for task, at in steps[1].test_tasks] == [(2, [205, 206]), (0, [201, 202])]

@@ -1,7 +1,7 @@
 import pytest
-
-from cml.cli import main
 from run_helpers import argv
+
+from cml.commands.cli import main
 
 
 @pytest.fixture(scope="module")

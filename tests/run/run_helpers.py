@@ -5,10 +5,11 @@ import os
 import signal
 from pathlib import Path
 
-from cml import checkpoint
-from cml.rundir import LOCK_FILE
-from cml.strategies._base import MultiLabelStrategy
 from tests_helpers import tiny
+
+from cml.runtime import checkpoint
+from cml.runtime.lock import LOCK_FILE
+from cml.strategies._base import MultiLabelStrategy
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = str(ROOT / "configs" / "demo.yaml")

@@ -3,23 +3,18 @@ refused before training, caches are written only where allowed, and the cases th
 a traceback end in one line and exit 2."""
 
 import json
-import os
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
-
-from cml import cli
-from cml.cli import main
-from cml.registry import DATASETS
-from cml.datasets.coco import load_coco_folder
-from cml.datasets.synthetic import generate
-from cml.errors import UserError
-from cml.scenarios.groups import read_class_list
-from cml.imagefiles import check_images
-from cml.scenarios.split_files import read_ids
 from tests_helpers import data_config, tiny
+
+from cml.commands.cli import main
+from cml.core.errors import UserError
+from cml.core.registry import DATASETS
+from cml.datasets.imagefiles import check_images
+from cml.protocols.groups import read_class_list
+from cml.protocols.split_file_reader import read_ids
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = str(ROOT / "configs" / "demo.yaml")
@@ -40,15 +35,44 @@ def one_error_line(capsys, start: str = "error: ") -> str:
 
 # ---------------------------------------------------------------- findings 3 and 4
 
+
 def test_seeds_resume_refuses_a_changed_config_for_a_finished_seed(tmp_path, capsys):
     parent = tmp_path / "seeds"
-    assert main(words("run", tmp_path / "data", ["scenario.base=3", "scenario.increment=3"],
-                      "--out", str(parent), "--seeds", "0")) == 0
+    assert (
+        main(
+            words(
+                "run",
+                tmp_path / "data",
+                ["scenario.base=3", "scenario.increment=3"],
+                "--out",
+                str(parent),
+                "--seeds",
+                "0",
+            )
+        )
+        == 0
+    )
     capsys.readouterr()
-    assert main(words("run", tmp_path / "data", ["scenario.base=3", "scenario.increment=3", "train.lr=0.02"],
-                      "--out", str(parent), "--seeds", "0", "1", "--resume")) == 2
-    assert one_error_line(capsys) == (f"error: --resume: the config differs from the one {parent / 'seed0'} was "
-                                      "started with: train.lr (0.01 in the run, 0.02 now)")
+    assert (
+        main(
+            words(
+                "run",
+                tmp_path / "data",
+                ["scenario.base=3", "scenario.increment=3", "train.lr=0.02"],
+                "--out",
+                str(parent),
+                "--seeds",
+                "0",
+                "1",
+                "--resume",
+            )
+        )
+        == 2
+    )
+    assert one_error_line(capsys) == (
+        f"error: --resume: the config differs from the one {parent / 'seed0'} was "
+        "started with: train.lr (0.01 in the run, 0.02 now)"
+    )
     assert not (parent / "seed1").exists()
 
 
@@ -56,9 +80,13 @@ def test_online_step_smaller_than_the_batch_is_refused_before_training(tmp_path,
     out = tmp_path / "run"
     assert main(words("run", tmp_path / "data", ["train.online=true", "train.batch_size=64"], "--out", str(out))) == 2
     err = one_error_line(capsys)
-    assert err.startswith("error: scenario: step 0 (") and " training images: fewer than train.batch_size 64; " \
-        "online mode (train.online) drops the last incomplete batch, so it would train on nothing; " \
-        "set train.batch_size to at most " in err
+    assert (
+        err.startswith("error: scenario: step 0 (")
+        and " training images: fewer than train.batch_size 64; "
+        "online mode (train.online) drops the last incomplete batch, so it would train on nothing; "
+        "set train.batch_size to at most "
+        in err
+    )
     assert not (out / "results.json").exists()
 
 
@@ -71,6 +99,7 @@ def test_online_results_report_the_images_trained_on(tmp_path):
 
 
 # ---------------------------------------------------------------- finding 5 and list paths
+
 
 def files_under(folder: Path) -> set[str]:
     return {str(p.relative_to(folder)) for p in folder.rglob("*")}
@@ -85,8 +114,9 @@ def two_disk_list(tmp_path: Path) -> dict:
     lists = tmp_path / "lists"
     lists.mkdir()
     (lists / "classes.txt").write_text("cat\ndog\n")
-    rows = "".join(f"{tmp_path / d / 'img' / n},cat\n" for d, n in (("disk1", "a.jpg"), ("disk2", "b.jpg"),
-                                                                    ("disk2", "c.jpg")))
+    rows = "".join(
+        f"{tmp_path / d / 'img' / n},cat\n" for d, n in (("disk1", "a.jpg"), ("disk2", "b.jpg"), ("disk2", "c.jpg"))
+    )
     (lists / "train.csv").write_text("path,labels\n" + rows)
     (lists / "test.csv").write_text(f"path,labels\n{tmp_path / 'disk1' / 'img' / 'a.jpg'},dog\n")
     return {k: str(lists / f"{k}.{'txt' if k == 'classes' else 'csv'}") for k in ("classes", "train", "test")}
@@ -125,17 +155,22 @@ def test_list_paths_outside_data_root_are_noted(tmp_path, capsys):
     files = two_disk_list(tmp_path)
     DATASETS.get("list").build(data_config(dataset="list", root=str(tmp_path / "lists"), list=files))
     out = capsys.readouterr().out.splitlines()
-    assert out[0] == (f"data.list.train: 3 images outside data.root {tmp_path / 'lists'} "
-                      f"(e.g. {tmp_path / 'disk1' / 'img' / 'a.jpg'}), read from there")
+    assert out[0] == (
+        f"data.list.train: 3 images outside data.root {tmp_path / 'lists'} "
+        f"(e.g. {tmp_path / 'disk1' / 'img' / 'a.jpg'}), read from there"
+    )
 
 
 # ---------------------------------------------------------------- tracebacks turned into one line
 
+
 def test_plan_json_into_a_missing_folder_or_onto_a_folder(tmp_path, capsys):
     (tmp_path / "folder").mkdir()
     assert main(words("plan", tmp_path / "data", (), "--json", str(tmp_path / "absent" / "p.json"))) == 2
-    assert one_error_line(capsys) == f"error: --json: {tmp_path / 'absent'} is not an existing folder; " \
-                                     "create it or write elsewhere"
+    assert (
+        one_error_line(capsys) == f"error: --json: {tmp_path / 'absent'} is not an existing folder; "
+        "create it or write elsewhere"
+    )
     assert main(words("plan", tmp_path / "data", (), "--json", str(tmp_path / "folder"))) == 2
     assert one_error_line(capsys).startswith(f"error: --json: {tmp_path / 'folder'} is a folder; expected a file")
 
@@ -150,14 +185,16 @@ def test_plan_with_an_unusable_cml_cache(tmp_path, monkeypatch, capsys):
     assert one_error_line(capsys).startswith(f"error: {tmp_path / 'file'}")
 
 
-@pytest.mark.parametrize("content, expected", [
-    (b"[\"caf\xe9\"]", "not UTF-8 text (byte 0xe9 at offset 5); save it as UTF-8"),
-    (None, "a folder; expected "),
-    (b"[" * 100_000 + b"]" * 100_000, "nested too deeply to read; expected "),
-])
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        (b'["caf\xe9"]', "not UTF-8 text (byte 0xe9 at offset 5); save it as UTF-8"),
+        (None, "a folder; expected "),
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply to read; expected "),
+    ],
+)
 def test_split_and_group_files_that_are_not_utf8_a_folder_or_too_deep(tmp_path, content, expected):
-    for name, read in (("train_task0_id_x.json", read_ids),
-                       ("major.json", lambda p: read_class_list(p, ["a"]))):
+    for name, read in (("train_task0_id_x.json", read_ids), ("major.json", lambda p: read_class_list(p, ["a"]))):
         path = tmp_path / name
         if content is None:
             path.mkdir()
@@ -172,8 +209,10 @@ def test_seeds_resume_with_a_results_file_lacking_keys_or_a_long_name(tmp_path, 
     (tmp_path / "p" / "seed0").mkdir(parents=True)
     (tmp_path / "p" / "seed0" / "results.json").write_text('{"n_steps": 2}')
     assert main(words("run", tmp_path / "data", (), "--out", str(tmp_path / "p"), "--seeds", "0", "--resume")) == 2
-    assert one_error_line(capsys) == f"error: --out: {tmp_path / 'p' / 'seed0'} already holds a run; add --resume " \
-                                     "to continue it, or choose another directory"
+    assert (
+        one_error_line(capsys) == f"error: --out: {tmp_path / 'p' / 'seed0'} already holds a run; add --resume "
+        "to continue it, or choose another directory"
+    )
     long = tmp_path / ("n" * 300)
     assert main(words("run", tmp_path / "data", (), "--out", str(long), "--seeds", "0", "--resume")) == 2
     assert "(File name too long [ENAMETOOLONG])" in one_error_line(capsys)
@@ -184,80 +223,9 @@ def test_world_size_without_torchrun(tmp_path, monkeypatch, capsys):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("WORLD_SIZE", "2")
     assert main(words("run", tmp_path / "data", (), "--out", str(tmp_path / "run"))) == 2
-    assert one_error_line(capsys) == ("error: WORLD_SIZE=2 is set but RANK, LOCAL_RANK, MASTER_ADDR, MASTER_PORT are "
-                                      "not: start several processes with torchrun --nproc_per_node N -m cml run ..., "
-                                      "or unset WORLD_SIZE for one process")
+    assert one_error_line(capsys) == (
+        "error: WORLD_SIZE=2 is set but RANK, LOCAL_RANK, MASTER_ADDR, MASTER_PORT are "
+        "not: start several processes with torchrun --nproc_per_node N -m cml run ..., "
+        "or unset WORLD_SIZE for one process"
+    )
     assert not (tmp_path / "run").exists()
-
-
-def test_absurd_replay_size_is_refused_before_training(tmp_path, capsys):
-    out = tmp_path / "run"
-    assert main(words("run", tmp_path / "data", ["strategy.plugins=[reservoir]", "strategy.replay.size=1000000000000000"],
-                      "--out", str(out))) == 2
-    assert one_error_line(capsys).startswith("error: strategy.replay.size: 1,000,000,000,000,000 slots for 6 classes "
-                                             "need ")
-    assert not (out / "checkpoint.pt").exists()
-
-
-def test_backbone_that_rejects_the_input_size(tmp_path, capsys):
-    assert main(words("run", tmp_path / "data", ["model.backbone=vit_tiny_patch16_224"],
-                      "--out", str(tmp_path / "run"))) == 2
-    assert one_error_line(capsys) == ("error: data.image_size: 32 is not an input size backbone "
-                                      "'vit_tiny_patch16_224' accepts (Input height (32) doesn't match model (224).); "
-                                      "set data.image_size to one it does (e.g. its default, often 224)")
-
-
-def test_rank_zero_reports_a_lost_process_with_the_resume_line(tmp_path, monkeypatch, capsys):
-    run_dir = tmp_path / "run"
-    run_dir.mkdir()
-    (run_dir / "checkpoint.pt").write_bytes(b"")
-
-    def lost(args, session):
-        session.run_dir = run_dir
-        raise RuntimeError("[../third_party/gloo/gloo/transport/tcp/pair.cc:534] Connection closed by peer "
-                           "[127.0.0.1]:29500")
-
-    monkeypatch.setattr(cli, "_start", lost)
-    monkeypatch.setattr("cml.launch.launched", lambda: True)
-    monkeypatch.setattr(cli, "launched", lambda: True)
-    monkeypatch.setattr("cml.distributed.shutdown", lambda: None)
-    assert main(["run", DEMO, "--out", str(run_dir)]) == 2
-    err = one_error_line(capsys, "error (rank 0): another process of this torchrun job stopped ([../third_party")
-    assert err.endswith(f"; the completed steps are saved in {run_dir}; continue with: python -m cml run {DEMO} "
-                        f"--out {run_dir} --resume")
-
-
-# ---------------------------------------------------------------- minor items
-
-def test_pseudo_with_all_labels_is_refused_like_full(tmp_path, capsys):
-    assert main(words("plan", tmp_path / "data", ["strategy.plugins=[pseudo]", "scenario.labels=all"])) == 2
-    assert "strategy.plugins: pseudo needs scenario.labels: partial, got 'all'" in one_error_line(capsys)
-
-
-def test_plan_leaves_out_the_images_a_run_skips(tmp_path, capsys):
-    assert main(words("plan", tmp_path / "data", (), "--json", str(tmp_path / "before.json"))) == 0
-    folder = next((tmp_path / "data").glob("synthetic-*"))
-    sorted((folder / "train").glob("*.jpg"))[0].write_bytes(b"")
-    assert main(words("plan", tmp_path / "data", (), "--json", str(tmp_path / "after.json"))) == 0
-    before, after = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("before", "after"))
-    assert after["skipped"] == {**before["skipped"], "train_bad_images": 1}
-    assert sum(s["n_train"] for s in after["steps"]) < sum(s["n_train"] for s in before["steps"])
-
-
-def test_coco_categories_sharing_a_name_stay_apart(tmp_path):
-    from cml.datasets.coco import unique_names
-
-    assert unique_names(["cup", "dog", "cup"], [47, 18, 90]) == ["cup (id 47)", "dog", "cup (id 90)"]
-    root = tmp_path / "coco"
-    generate(root, 4, 12, 8, 16, 0)
-    for name in ("instances_train.json", "instances_val.json"):
-        path = root / "annotations" / name
-        doc = json.loads(path.read_text())
-        doc["categories"][1]["name"] = doc["categories"][0]["name"]
-        path.write_text(json.dumps(doc))
-    data = load_coco_folder(root, ("train", "val"), ("instances_train.json", "instances_val.json"), "ignore",
-                            str(tmp_path / "cache"), "synthetic", "")
-    assert len(set(data.class_names)) == 4
-    ids = [c["id"] for c in doc["categories"]]
-    assert data.class_names[:2] == [f"{doc['categories'][0]['name']} (id {ids[0]})",
-                                    f"{doc['categories'][0]['name']} (id {ids[1]})"]

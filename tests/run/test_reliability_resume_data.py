@@ -7,16 +7,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-from cml import checkpoint
-from cml.cli import main
-from cml.datasets._types import MultiLabelData, Split
 from tests_helpers import interrupt_after_step, tiny
+
+from cml.commands.cli import main
+from cml.datasets._types import MultiLabelData, Split
+from cml.runtime import checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = str(ROOT / "configs" / "demo.yaml")
-TWO_STEPS = tiny() + ["scenario.base=3", "scenario.increment=3", "strategy.plugins=[reservoir]",
-                      "strategy.replay.size=20"]
+TWO_STEPS = tiny() + [
+    "scenario.base=3",
+    "scenario.increment=3",
+    "strategy.plugins=[reservoir]",
+    "strategy.replay.size=20",
+]
 
 
 def argv(data: Path, out: Path, *extra) -> list[str]:
@@ -43,8 +47,10 @@ def test_resume_after_an_image_became_unreadable_is_refused(tmp_path, monkeypatc
     assert main(argv(tmp_path / "data", out, "--resume")) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "Traceback" not in err
-    assert err.startswith(f"error: --resume: {out / 'checkpoint.pt'}: the training images differ from those it "
-                          "was made with: 57 of 60 rows differ (row 3 is ")  # rows 3..58 moved, row 59 gone
+    assert err.startswith(
+        f"error: --resume: {out / 'checkpoint.pt'}: the training images differ from those it "
+        "was made with: 57 of 60 rows differ (row 3 is "
+    )  # rows 3..58 moved, row 59 gone
     assert "1 of its images or their labels are no longer in the data" in err
     assert err.endswith("restore the data it was made with, or start a new run")
     assert checkpoint.load(out, 2)["step"] == 0  # step 0 kept
@@ -62,8 +68,10 @@ def test_resume_after_a_class_rename_is_refused(tmp_path, monkeypatch, capsys):
     capsys.readouterr()
     assert main(argv(tmp_path / "data", out, "--resume")) == 2
     err = capsys.readouterr().err.strip()
-    assert err == (f"error: --resume: {out / 'checkpoint.pt'}: class 0 is {old + 'x'!r} now but {old!r} in the "
-                   "checkpoint (renamed or reordered); restore the data it was made with, or start a new run")
+    assert err == (
+        f"error: --resume: {out / 'checkpoint.pt'}: class 0 is {old + 'x'!r} now but {old!r} in the "
+        "checkpoint (renamed or reordered); restore the data it was made with, or start a new run"
+    )
 
 
 def _data(ids, labels, classes=("a", "b")) -> MultiLabelData:
@@ -75,16 +83,22 @@ def test_data_problem_names_the_change():
     saved = checkpoint.data_identity(_data(["x", "y", "z"], [[1, 0], [0, 1], [1, 1]]))
     assert checkpoint.data_problem(saved, _data(["x", "y", "z"], [[1, 0], [0, 1], [1, 1]])) is None
     relabelled = checkpoint.data_problem(saved, _data(["x", "y", "z"], [[1, 0], [1, 1], [1, 1]]))
-    assert relabelled.startswith("the training images differ from those it was made with: 1 of 3 rows differ "
-                                 "(row 1 is /d/y.jpg (id y) now")
-    assert relabelled.endswith("1 of its images or their labels are no longer in the data (unreadable now, "
-                               "removed or relabelled?)")
+    assert relabelled.startswith(
+        "the training images differ from those it was made with: 1 of 3 rows differ (row 1 is /d/y.jpg (id y) now"
+    )
+    assert relabelled.endswith(
+        "1 of its images or their labels are no longer in the data (unreadable now, removed or relabelled?)"
+    )
     shorter = checkpoint.data_problem(saved, _data(["x", "y"], [[1, 0], [0, 1]]))
     assert "1 of 3 rows differ (rows from 2 on are gone)" in shorter
-    assert checkpoint.data_problem(saved, _data(["x", "y", "z"], [[1, 0], [0, 1], [1, 1]], ("b", "a"))) == \
-        "class 0 is 'b' now but 'a' in the checkpoint (renamed or reordered)"
-    assert checkpoint.data_problem(saved, _data(["x"], [[1, 0, 0]], ("a", "b", "c"))) == \
-        "the data have 3 classes, the checkpoint 2: another dataset?"
+    assert (
+        checkpoint.data_problem(saved, _data(["x", "y", "z"], [[1, 0], [0, 1], [1, 1]], ("b", "a")))
+        == "class 0 is 'b' now but 'a' in the checkpoint (renamed or reordered)"
+    )
+    assert (
+        checkpoint.data_problem(saved, _data(["x"], [[1, 0, 0]], ("a", "b", "c")))
+        == "the data have 3 classes, the checkpoint 2: another dataset?"
+    )
 
 
 def test_old_checkpoint_without_data_identity_is_accepted_with_a_warning(tmp_path, monkeypatch, capsys):
@@ -94,5 +108,7 @@ def test_old_checkpoint_without_data_identity_is_accepted_with_a_warning(tmp_pat
     torch.save(state, out / "checkpoint.pt")
     capsys.readouterr()
     assert main(argv(tmp_path / "data", out, "--resume")) == 0
-    assert (f"warning: {out / 'checkpoint.pt'} does not record the data it was made with (an older cml)"
-            in capsys.readouterr().err)
+    assert (
+        f"warning: {out / 'checkpoint.pt'} does not record the data it was made with (an older cml)"
+        in capsys.readouterr().err
+    )

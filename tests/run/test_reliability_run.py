@@ -13,16 +13,16 @@ import threading
 
 import pytest
 import torch
-
-from cml import checkpoint, rundir
-from cml.cli import main
-from cml.errors import UserError
-from cml.rundir import LOCK_FILE, RunLock
-from cml.strategies._base import MultiLabelStrategy
 from run_helpers import DEMO, ROOT, TWO_STEPS, argv, leftovers, poison_loss, results, saved_step, signal_once
 
+from cml.commands.cli import main
+from cml.core.errors import UserError
+from cml.runtime import signals
+from cml.runtime.lock import LOCK_FILE, RunLock
+from cml.strategies._base import MultiLabelStrategy
 
 # --------------------------------------------------------------------------- numerics
+
 
 def test_nonfinite_loss_stops_naming_the_batch(reference, tmp_path, monkeypatch, capsys):
     data, ref = reference
@@ -31,9 +31,11 @@ def test_nonfinite_loss_stops_naming_the_batch(reference, tmp_path, monkeypatch,
     assert main(argv(data, out)) == 3
     err = capsys.readouterr().err
     n = math.ceil(results(ref)["steps"][1]["n_train"] / 16)
-    assert err == (f"error: step 1, epoch 1/1, batch 2/{n}: the loss is nan; training stopped (train.nonfinite: "
-                   "stop); lower train.lr, or set train.nonfinite=skip to skip such batches; the completed steps "
-                   f"are saved in {out}\n")
+    assert err == (
+        f"error: step 1, epoch 1/1, batch 2/{n}: the loss is nan; training stopped (train.nonfinite: "
+        "stop); lower train.lr, or set train.nonfinite=skip to skip such batches; the completed steps "
+        f"are saved in {out}\n"
+    )
     assert saved_step(out) == 0 and results(out)["steps"] == results(ref)["steps"][:1]
     assert leftovers(out) == []
 
@@ -61,15 +63,17 @@ def test_weights_made_nonfinite_by_the_last_update(reference, tmp_path, monkeypa
     monkeypatch.setattr(MultiLabelStrategy, "optimizer_step", step)
     assert main(argv(data, tmp_path / "run")) == 3
     n = math.ceil(results(ref)["steps"][0]["n_train"] / 16)
-    assert capsys.readouterr().err.startswith(f"error: step 0, epoch 1/1, batch {n}/{n}: the weights became "
-                                              "non-finite after this batch's update; training stopped")
+    assert capsys.readouterr().err.startswith(
+        f"error: step 0, epoch 1/1, batch {n}/{n}: the weights became "
+        "non-finite after this batch's update; training stopped"
+    )
 
 
 def test_skip_policies_for_nonfinite_batches_and_bad_images(tmp_path, monkeypatch, capsys):
     from cml.config import load_config
-    from cml.registry import DATASETS
+    from cml.core.registry import DATASETS
     from cml.datasets.synthetic import dataset_folder
-    from cml.scenarios.split import class_order, reorder
+    from cml.protocols.split import class_order, reorder
 
     cfg = load_config(DEMO, [*TWO_STEPS, f"data.root={tmp_path / 'data'}"])
     data = DATASETS.get("synthetic").build(cfg.data)
@@ -87,20 +91,32 @@ def test_skip_policies_for_nonfinite_batches_and_bad_images(tmp_path, monkeypatc
     ordered = reorder(data, class_order(data.class_names, "alphabetical", 0))
     good = [p not in {str(jpegs[0]), str(jpegs[1])} for p in ordered.train.paths]
     for t, s in enumerate(summary["steps"]):
-        assert s["n_train"] == int((ordered.train.labels[:, 3 * t:3 * t + 3].any(1) & good).sum())
+        assert s["n_train"] == int((ordered.train.labels[:, 3 * t : 3 * t + 3].any(1) & good).sum())
 
 
 # --------------------------------------------------------------------------- one run per directory
 
+
 def test_lock_names_the_holder_and_is_stale_once_it_is_gone(tmp_path):
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from cml.rundir import RunLock; RunLock(sys.argv[1]); "
-                               "print('locked', flush=True); time.sleep(60)", str(tmp_path)],
-        cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from cml.runtime.lock import RunLock; RunLock(sys.argv[1]); "
+            "print('locked', flush=True); time.sleep(60)",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline() == "locked\n"
-        with pytest.raises(UserError, match=rf"^--out: {tmp_path} is in use by another cml run "
-                                            rf"\(pid {holder.pid} on .+\); wait for it to end"):
+        with pytest.raises(
+            UserError,
+            match=rf"^--out: {tmp_path} is in use by another cml run "
+            rf"\(pid {holder.pid} on .+\); wait for it to end",
+        ):
             RunLock(tmp_path)
     finally:
         holder.kill()  # SIGKILL: no clean-up in the holder
@@ -117,8 +133,13 @@ def test_second_process_and_sigterm_then_resume(reference, tmp_path, capsys):
     pid; SIGTERM then stops it with exit 143 and the resume command, which completes the run."""
     data, ref = reference
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "cml", *argv(data, out)], cwd=ROOT, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cml", *argv(data, out)],
+        cwd=ROOT,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     watchdog = threading.Timer(300, proc.kill)  # a hung child fails the test instead of hanging it
     watchdog.start()
     try:
@@ -126,8 +147,10 @@ def test_second_process_and_sigterm_then_resume(reference, tmp_path, capsys):
         for extra in ((), ("--resume",)):
             assert main(argv(data, out, (), *extra)) == 2
             err = capsys.readouterr().err
-            assert err == (f"error: --out: {out} is in use by another cml run (pid {proc.pid} on "
-                           f"{socket.gethostname()}); wait for it to end, or choose another directory\n")
+            assert err == (
+                f"error: --out: {out} is in use by another cml run (pid {proc.pid} on "
+                f"{socket.gethostname()}); wait for it to end, or choose another directory\n"
+            )
         line = proc.stdout.readline()
         while line and not line.startswith("   0 "):  # the row of step 0: it is saved
             line = proc.stdout.readline()
@@ -155,7 +178,7 @@ def test_sigterm_during_training_then_resume_equals_an_undisturbed_run(reference
     assert main(argv(data, out)) == 143
     err = capsys.readouterr().err
     assert err.startswith(f"interrupted by SIGTERM; the completed steps are saved in {out}; continue with: ")
-    assert err.count("\n") == 1 and signal.getsignal(signal.SIGTERM) is not rundir._handler  # restored
+    assert err.count("\n") == 1 and signal.getsignal(signal.SIGTERM) is not signals._handler  # restored
     assert saved_step(out) == 0 and results(out)["steps"] == results(ref)["steps"][:1] and leftovers(out) == []
     assert main(shlex.split(err.split("continue with: ")[1])[3:]) == 0
     assert results(out) == results(ref)

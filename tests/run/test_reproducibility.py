@@ -8,28 +8,35 @@ import os
 
 import pytest
 import torch
-
-from cml import checkpoint
-from cml.cli import main
-from cml.run import set_determinism
-from cml.strategies._base import MultiLabelStrategy
 from run_helpers import argv
+
+from cml.commands.cli import main
+from cml.commands.run import set_determinism
+from cml.runtime import checkpoint
+from cml.strategies._base import MultiLabelStrategy
 
 
 @pytest.fixture
 def torch_switches(monkeypatch):
     """The global switches as they were, put back after the test."""
     monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)  # restored by monkeypatch
-    before = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic,
-              torch.backends.cudnn.benchmark)
+    before = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.backends.cudnn.deterministic,
+        torch.backends.cudnn.benchmark,
+    )
     yield
     torch.use_deterministic_algorithms(before[0])
     torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = before[1:]
 
 
 def switches() -> tuple:
-    return (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic,
-            torch.backends.cudnn.benchmark, os.environ.get("CUBLAS_WORKSPACE_CONFIG"))
+    return (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.backends.cudnn.deterministic,
+        torch.backends.cudnn.benchmark,
+        os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
+    )
 
 
 def test_default_autotunes_and_deterministic_turns_every_switch(torch_switches):

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-from cml import checkpoint
-from cml.cli import main
-from cml.config import load_config
-from cml.registry import DATASETS
-from cml.scenarios.split import class_order, joint_rows_and_targets, reorder
 from tests_helpers import interrupt_after_step, tiny
+
+from cml.commands.cli import main
+from cml.config import load_config
+from cml.core.registry import DATASETS
+from cml.protocols.split import class_order, joint_rows_and_targets, reorder
+from cml.runtime import checkpoint
 
 DEMO = str(Path(__file__).resolve().parents[2] / "configs" / "demo.yaml")
 
@@ -39,8 +39,20 @@ def test_outputs(finetune_run, capsys):
     steps = results["steps"]
     assert len(steps) == 3 and [len(s["classes"]) for s in steps] == [2, 2, 2]
     for s in steps:
-        assert set(s) >= {"classes", "n_train", "n_test", "map", "cp", "cr", "cf1", "op", "or", "of1",
-                          "per_class_ap", "macro_f1"}
+        assert set(s) >= {
+            "classes",
+            "n_train",
+            "n_test",
+            "map",
+            "cp",
+            "cr",
+            "cf1",
+            "op",
+            "or",
+            "of1",
+            "per_class_ap",
+            "macro_f1",
+        }
     # alphabetical class order over the 6 generated classes
     names = [c for s in steps for c in s["classes"]]
     assert names == sorted(names)

@@ -14,25 +14,41 @@ per epoch. Per-step passes (calibration, herding, the EWC Fisher, evaluation) ar
 import json
 
 import pytest
-
-from cml.strategies._nonfinite import CHECK_EVERY
 from device_emulation import meta_device
 from tests_helpers import interrupt_after_step, model_overrides, run_cli, tiny
+
+from cml.strategies._nonfinite import CHECK_EVERY
 
 READS_PER_EPOCH = 4
 CASES = {
     "krt-r": ("demo_krt", []),
-    "pod-r": ("demo", ["strategy.plugins=[herding,pod]", "strategy.replay.per_class=2",
-                       "strategy.replay.relabel=true", "strategy.replay.mix=concat"]),
+    "pod-r": (
+        "demo",
+        [
+            "strategy.plugins=[herding,pod]",
+            "strategy.replay.per_class=2",
+            "strategy.replay.relabel=true",
+            "strategy.replay.mix=concat",
+        ],
+    ),
     "csc": ("demo_csc", []),
     "l3a": ("demo_l3a", []),
     "multilane": ("demo_multilane", model_overrides("multilane")),
-    "prs-online-stream": ("demo", ["strategy.plugins=[prs,lwf,ewc,pseudo]", "strategy.replay.size=20",
-                                   "train.online=true", "train.optimizer_scope=stream"]),
+    "prs-online-stream": (
+        "demo",
+        [
+            "strategy.plugins=[prs,lwf,ewc,pseudo]",
+            "strategy.replay.size=20",
+            "train.online=true",
+            "train.optimizer_scope=stream",
+        ],
+    ),
     # the other models, each with another replay buffer and regulariser
     "dlfl-ocdm-lwf": ("demo", ["model.name=dlfl", "strategy.plugins=[ocdm,lwf]", "strategy.replay.size=20"]),
-    "srn-reservoir-pseudo": ("demo", ["model.name=srn", "strategy.plugins=[reservoir,pseudo]",
-                                      "strategy.replay.size=20"]),
+    "srn-reservoir-pseudo": (
+        "demo",
+        ["model.name=srn", "strategy.plugins=[reservoir,pseudo]", "strategy.replay.size=20"],
+    ),
     "dr-ewc": ("demo", ["model.name=dr", "strategy.plugins=[ewc]"]),  # dr: the discriminative loss on
 }
 
@@ -54,13 +70,18 @@ def test_fresh_and_resumed_runs_on_a_stand_in_device(case, data_root, tmp_path, 
     """Step 0 trained afresh and checkpointed, the run stopped, step 1 resumed from the checkpoint:
     the restored model, previous model, optimizer and plugin state meet the device's tensors."""
     config, extra = CASES[case]
-    overrides = tiny() + [f"data.root={data_root}", "scenario.base=3", "scenario.increment=3", "train.batch_size=4",
-                          *extra]
+    overrides = tiny() + [
+        f"data.root={data_root}",
+        "scenario.base=3",
+        "scenario.increment=3",
+        "train.batch_size=4",
+        *extra,
+    ]
     config = f"configs/{config}.yaml"
     with meta_device(monkeypatch) as (reads, window):
         real_save = interrupt_after_step(monkeypatch, 0)
         assert run_cli(config, tmp_path, overrides) == 130
-        monkeypatch.setattr("cml.checkpoint.save", real_save)
+        monkeypatch.setattr("cml.runtime.checkpoint.save", real_save)
         assert run_cli(config, tmp_path, overrides, "--resume") == 0
         _assert_within_budget(reads, window)
     results = json.loads((tmp_path / "results.json").read_text())

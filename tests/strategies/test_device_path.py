@@ -6,22 +6,27 @@ import pytest
 import torch
 from avalanche.core import SupervisedPlugin
 from avalanche.training.plugins import EvaluationPlugin
+from tests_helpers import tiny
 
 from cml.config import load_config
-from cml.registry import DATASETS
+from cml.core.registry import DATASETS
 from cml.evaluation.progress import ProgressLogger
 from cml.models.linear.model import LinearModel
-from cml.scenarios.builder import build_scenario
 from cml.scenarios.augment import Augment, augment_batch, cutout
+from cml.scenarios.builder import build_scenario
 from cml.scenarios.images import MultiLabelImages
 from cml.strategies._base import MultiLabelStrategy
-from tests_helpers import tiny
 
 
 def _losses(cfg, scenario) -> list[float]:
     torch.manual_seed(0)
-    strategy = MultiLabelStrategy(model=LinearModel("test_resnet"), train_cfg=cfg.train, eval_batch_size=32,
-                                  device="cpu", evaluator=EvaluationPlugin(loggers=[ProgressLogger(io.StringIO())]))
+    strategy = MultiLabelStrategy(
+        model=LinearModel("test_resnet"),
+        train_cfg=cfg.train,
+        eval_batch_size=32,
+        device="cpu",
+        evaluator=EvaluationPlugin(loggers=[ProgressLogger(io.StringIO())]),
+    )
     losses = []
 
     class Losses(SupervisedPlugin):
@@ -42,11 +47,15 @@ def test_compile_failure_falls_back_to_eager_with_one_warning(tmp_path, monkeypa
     def broken_compile(model):
         def call(*args, **kwargs):
             raise RuntimeError("inductor: no working C compiler\nmore details")
+
         return call
 
     monkeypatch.setattr(torch, "compile", broken_compile)
-    with pytest.warns(UserWarning, match="train.compile: torch.compile failed .RuntimeError: inductor: no working "
-                                         "C compiler.; training continues without compiling") as caught:
+    with pytest.warns(
+        UserWarning,
+        match="train.compile: torch.compile failed .RuntimeError: inductor: no working "
+        "C compiler.; training continues without compiling",
+    ) as caught:
         compiled = _losses(load_config(None, overrides + ["train.compile=true"]), scenario)
     assert sum("train.compile" in str(w.message) for w in caught) == 1
     assert compiled == eager and len(eager) > 1
@@ -59,8 +68,14 @@ def test_device_flip_matches_the_loader_flip():
     image = torch.randint(0, 256, (3, 8, 8), dtype=torch.uint8)
     n = 4000
     flip_only = Augment(load_config(None, []).train, 8)
-    loader = MultiLabelImages(["x"] * n, torch.zeros(n, 2).numpy(), 8, flip_only,
-                              pixels=image.permute(1, 2, 0).numpy()[None].repeat(1, 0), rows=[0] * n)
+    loader = MultiLabelImages(
+        ["x"] * n,
+        torch.zeros(n, 2).numpy(),
+        8,
+        flip_only,
+        pixels=image.permute(1, 2, 0).numpy()[None].repeat(1, 0),
+        rows=[0] * n,
+    )
     from_loader = torch.stack([loader[i][0] for i in range(n)])
     on_device = augment_batch(flip_only, image.expand(n, -1, -1, -1).clone())
     for batch in (from_loader, on_device):
@@ -78,12 +93,18 @@ def test_cutout_paints_one_clipped_rectangle_of_one_colour():
     torch.manual_seed(3)
     out = cutout(image, 0.5)
     expected = image.clone()  # by hand: half of 5 = 2 pixels each side of the centre, clipped
-    expected[:, max(cy - 2, 0):cy + 2, max(cx - 2, 0):cx + 2] = colour
+    expected[:, max(cy - 2, 0) : cy + 2, max(cx - 2, 0) : cx + 2] = colour
     assert torch.equal(out, expected) and image.sum() == 0
 
 
-@pytest.mark.parametrize("options", [["train.crop_scale=0.3"], ["train.cutout=0.5", "train.randaugment=true"],
-                                     ["train.crop_scale=0.5", "train.cutout=0.5", "train.randaugment=true"]])
+@pytest.mark.parametrize(
+    "options",
+    [
+        ["train.crop_scale=0.3"],
+        ["train.cutout=0.5", "train.randaugment=true"],
+        ["train.crop_scale=0.5", "train.cutout=0.5", "train.randaugment=true"],
+    ],
+)
 def test_augmentations_in_the_loader_and_on_the_device(options):
     """uint8 images of the same size from both paths; seeded draws repeat; the images change."""
     augment = Augment(load_config(None, options).train, 16)
@@ -111,6 +132,7 @@ def _counting_compile(executed: list, compiles: list):
         def run(*args):
             executed.append(1)
             return graph.forward(*args)
+
         return run
 
     return lambda model: real_compile(model, backend=backend)
@@ -132,11 +154,13 @@ def test_compile_runs_every_step_compiled_or_says_why_not(limit, tmp_path, monke
         def after_training_iteration(self, strategy, **kwargs):
             iterations.append(1)
 
-    from cml import run
+    from cml.commands import run
+
     real_build = run.build_plugins
     monkeypatch.setattr(run, "build_plugins", lambda cfg, scenario: [Count(), *real_build(cfg, scenario)])
     overrides = tiny() + [f"data.root={tmp_path / 'data'}", "train.compile=true", "train.batch_size=8"]
     import warnings
+
     with warnings.catch_warnings(record=True) as caught, torch._dynamo.config.patch(recompile_limit=limit):
         warnings.simplefilter("always")
         assert run_cli("configs/demo.yaml", tmp_path / "run", overrides) == 0

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from cml import distributed
-from cml.config import load_config
-from cml.registry import DATASETS
-from cml.strategies._batches import StepBatches
 from tests_helpers import tiny
+
+from cml.config import load_config
+from cml.core.registry import DATASETS
+from cml.runtime import distributed
+from cml.strategies._batches import StepBatches
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = str(ROOT / "configs" / "demo.yaml")
@@ -38,9 +38,19 @@ def _free_port() -> int:
 
 
 def _start(out: Path, overrides: list[str], processes: int, *extra: str) -> subprocess.Popen:
-    launcher = ([sys.executable] if processes == 1 else
-                [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes),
-                 "--master_port", str(_free_port())])
+    launcher = (
+        [sys.executable]
+        if processes == 1
+        else [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            str(processes),
+            "--master_port",
+            str(_free_port()),
+        ]
+    )
     args = launcher + ["-m", "cml", "run", DEMO, "--out", str(out), *extra]
     for item in overrides:
         args += ["--set", item]
@@ -88,8 +98,13 @@ def _outputs_of_one_run(run_dir: Path, output: str, starts: int = 1) -> None:
     """Rank 0 alone prints and writes: one table, one set of files, nothing left behind, one
     TensorBoard event file per start of the run."""
     assert output.count("Avg mAP") == 1 and "2 processes" in output
-    assert sorted(p.name for p in run_dir.iterdir()) == ["checkpoint.pt", "config.yaml", "metrics.csv",
-                                                         "results.json", "tb"]
+    assert sorted(p.name for p in run_dir.iterdir()) == [
+        "checkpoint.pt",
+        "config.yaml",
+        "metrics.csv",
+        "results.json",
+        "tb",
+    ]
     assert len(list((run_dir / "tb").iterdir())) == starts
 
 
@@ -113,9 +128,14 @@ def test_online_replay_lwf_ewc_match_one_process(tmp_path):
 def test_krt_token_distillation_and_dynamic_pseudo_labels_match_one_process(tmp_path):
     """The krt model's frozen tokens and heads under DDP, tdl, and the pseudo-label threshold
     calibrated on scores gathered from both ranks."""
-    overrides = _overrides(tmp_path, "model.name=krt", "model.options={embed_dim: 16, heads: 2}",
-                           "strategy.plugins=[tdl,pseudo]", "strategy.pseudo.dynamic=true",
-                           "strategy.pseudo.threshold=0.8")
+    overrides = _overrides(
+        tmp_path,
+        "model.name=krt",
+        "model.options={embed_dim: 16, heads: 2}",
+        "strategy.plugins=[tdl,pseudo]",
+        "strategy.pseudo.dynamic=true",
+        "strategy.pseudo.threshold=0.8",
+    )
     one, two = _one_and_two_processes(tmp_path, overrides)
     _assert_same_results(one, two)
     thresholds = [s["pseudo_threshold"] for s in json.loads((two / "results.json").read_text())["steps"]]
@@ -124,8 +144,12 @@ def test_krt_token_distillation_and_dynamic_pseudo_labels_match_one_process(tmp_
 
 def test_multilane_matches_one_process(tmp_path):
     """MULTI-LANE on timm's test ViT (LayerNorm): one lane per step, the old lanes frozen under DDP."""
-    overrides = _overrides(tmp_path, "model.name=multilane", "model.backbone=test_vit",
-                           "model.options={patch_size: 8, selectors: 2, prompts: 2, prompt_layers: 1}")
+    overrides = _overrides(
+        tmp_path,
+        "model.name=multilane",
+        "model.backbone=test_vit",
+        "model.options={patch_size: 8, selectors: 2, prompts: 2, prompt_layers: 1}",
+    )
     one, two = _one_and_two_processes(tmp_path, overrides)
     _assert_same_results(one, two)
 
@@ -135,8 +159,13 @@ def test_csc_label_graph_is_counted_from_the_whole_step(tmp_path):
     so they equal one process's exactly. The results themselves differ a little: CSC's graph
     convolution has a BatchNorm1d, which on the CPU normalises over each rank's slice (no
     SyncBatchNorm there; on CUDA `train.sync_batchnorm` makes it the global batch)."""
-    overrides = _overrides(tmp_path, "model.name=csc", "model.options.embed_dim=16", "strategy.plugins=[csc]",
-                           "train.loss=multilabel_soft_margin")
+    overrides = _overrides(
+        tmp_path,
+        "model.name=csc",
+        "model.options.embed_dim=16",
+        "strategy.plugins=[csc]",
+        "train.loss=multilabel_soft_margin",
+    )
     one, two = _one_and_two_processes(tmp_path, overrides)
     states = [torch.load(d / "checkpoint.pt", weights_only=True)["model"] for d in (one, two)]
     for key in ("cooccurrence.counts", "cooccurrence.joint"):
@@ -151,8 +180,9 @@ def test_killed_and_resumed_under_torchrun(tmp_path):
     """Epoch mode (the last incomplete batch split unevenly), herding and pseudo-labels; the
     2-process run is stopped by SIGTERM after a step and resumed under torchrun: every rank loads
     the checkpoint, and the results are the uninterrupted one-process run's."""
-    overrides = _overrides(tmp_path, "train.epochs=2", "strategy.replay.per_class=2",
-                           "strategy.plugins=[herding,pseudo]")
+    overrides = _overrides(
+        tmp_path, "train.epochs=2", "strategy.replay.per_class=2", "strategy.plugins=[herding,pseudo]"
+    )
     _generate(overrides)
     one, two = tmp_path / "one", tmp_path / "two"
     reference, stopped = _start(one, overrides, 1), _start(two, overrides, 2)
@@ -191,7 +221,7 @@ def test_host_tensors_are_gathered_over_the_host_group_under_nccl(monkeypatch):
     gloo group: no copy to the GPU and back, so the host does not wait for the GPU each batch."""
     import torch.distributed as dist
 
-    from cml import distributed
+    from cml.runtime import distributed
 
     host_group, calls = object(), []
 

@@ -10,8 +10,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from cml import distributed
 from cml.models._analytic import AnalyticClassifier, class_weights
+from cml.runtime import distributed
 from cml.strategies._l3a import learn_global_batch
 
 OPTIONS = SimpleNamespace(pseudo_labels=True, threshold=0.55, weighted=True)

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from protocols.test_protocols import coco_root, voc_root  # noqa: F401
+from test_distributed import _assert_same_results, _one_and_two_processes, _overrides
+from tests_helpers import interrupt_after_step, run_cli, run_full_and_resumed, tiny
 
 from cml.strategies._frozen import FeatureCache
-from test_distributed import _assert_same_results, _one_and_two_processes, _overrides
-from protocols.test_protocols import coco_root, voc_root  # noqa: F401
-from tests_helpers import interrupt_after_step, run_cli, run_full_and_resumed, tiny
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO_L3A = str(REPO / "configs" / "demo_l3a.yaml")
@@ -29,9 +29,17 @@ def test_l3a_resumes_exactly(tmp_path, monkeypatch):
 @pytest.mark.parametrize("config", ["coco_b40_c10_l3a.yaml", "coco_b0_c10_l3a.yaml", "voc_b0_c4_l3a.yaml"])
 def test_protocol_configs_run_a_step(tmp_path, monkeypatch, coco_root, voc_root, config):  # noqa: F811
     root = coco_root if config.startswith("coco") else voc_root
-    overrides = [f"data.root={root}", "data.image_size=32", "data.num_workers=0", "model.backbone=test_resnet",
-                 "model.pretrained=false", "model.options.hidden=32", "train.batch_size=32", "train.amp=none",
-                 "eval.batch_size=64"]
+    overrides = [
+        f"data.root={root}",
+        "data.image_size=32",
+        "data.num_workers=0",
+        "model.backbone=test_resnet",
+        "model.pretrained=false",
+        "model.options.hidden=32",
+        "train.batch_size=32",
+        "train.amp=none",
+        "eval.batch_size=64",
+    ]
     interrupt_after_step(monkeypatch, 0)
     assert run_cli(REPO / "configs" / config, tmp_path / "run", overrides) == 130
     steps = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["steps"]
@@ -39,8 +47,9 @@ def test_protocol_configs_run_a_step(tmp_path, monkeypatch, coco_root, voc_root,
 
 
 def test_l3a_two_processes_equal_one(tmp_path):
-    overrides = _overrides(tmp_path, "model.name=l3a", "strategy.name=l3a", "model.options.hidden=64",
-                           "strategy.l3a.base_epochs=1")
+    overrides = _overrides(
+        tmp_path, "model.name=l3a", "strategy.name=l3a", "model.options.hidden=64", "strategy.l3a.base_epochs=1"
+    )
     _assert_same_results(*_one_and_two_processes(tmp_path, overrides))
 
 

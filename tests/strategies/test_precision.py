@@ -6,11 +6,11 @@ import json
 
 import pytest
 import torch
+from tests_helpers import interrupt_after_step, run_cli, tiny
 
 from cml.strategies import _precision
 from cml.strategies._base import MultiLabelStrategy
 from cml.strategies._nonfinite import PERSISTENT_SKIPS
-from tests_helpers import interrupt_after_step, run_cli, tiny
 
 DEMO = "configs/demo.yaml"
 
@@ -93,10 +93,11 @@ def test_the_scaler_state_is_checkpointed_and_a_resume_continues_it(cpu_amp, tmp
     assert run_cli(DEMO, tmp_path / "resumed", overrides) == 130
     saved = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)["strategy"]["scaler"]
     assert saved["scale"] <= 65536 / 8 and saved["_growth_tracker"] >= 0
-    monkeypatch.setattr("cml.checkpoint.save", real_save)
+    monkeypatch.setattr("cml.runtime.checkpoint.save", real_save)
     assert run_cli(DEMO, tmp_path / "resumed", overrides, "--resume") == 0
-    full, resumed = (torch.load(tmp_path / d / "checkpoint.pt", weights_only=True)["strategy"]["scaler"]
-                     for d in ("full", "resumed"))
+    full, resumed = (
+        torch.load(tmp_path / d / "checkpoint.pt", weights_only=True)["strategy"]["scaler"] for d in ("full", "resumed")
+    )
     assert resumed == full
     assert _results(tmp_path / "resumed")["steps"] == _results(tmp_path / "full")["steps"]
     assert _results(tmp_path / "full")["steps"][0]["skipped_updates"] >= 3
@@ -108,9 +109,9 @@ def test_fisher_is_computed_in_fp32_under_fp16(cpu_amp, tmp_path):
     from avalanche.training.plugins import EvaluationPlugin
 
     from cml.config import load_config
+    from cml.core.registry import DATASETS
     from cml.models.linear.model import LinearModel
     from cml.plugins.ewc.plugin import empirical_fisher
-    from cml.registry import DATASETS
     from cml.scenarios.builder import build_scenario
 
     fishers = []
@@ -119,8 +120,9 @@ def test_fisher_is_computed_in_fp32_under_fp16(cpu_amp, tmp_path):
         scenario = build_scenario(cfg, DATASETS.get("synthetic").build(cfg.data))
         torch.manual_seed(0)
         model = LinearModel("test_resnet", num_classes=3)
-        strategy = MultiLabelStrategy(model=model, train_cfg=cfg.train, eval_batch_size=32, device="cpu",
-                                      evaluator=EvaluationPlugin(loggers=[]))
+        strategy = MultiLabelStrategy(
+            model=model, train_cfg=cfg.train, eval_batch_size=32, device="cpu", evaluator=EvaluationPlugin(loggers=[])
+        )
         assert strategy.precision.dtype == (torch.float16 if amp == "fp16" else None)
         fishers.append(empirical_fisher(strategy, scenario.benchmark.train_stream[0].dataset))
     assert fishers[0].keys() == fishers[1].keys()

@@ -6,12 +6,12 @@ import math
 from pathlib import Path
 
 import torch
+from tests_helpers import interrupt_after_step, make_model, tiny
 from torch import nn
 
-from cml.cli import main
+from cml.commands.cli import main
 from cml.models._parts import GrowingLinear
 from cml.strategies._batches import StepBatches
-from tests_helpers import interrupt_after_step, make_model, tiny
 
 DEMO = str(Path(__file__).resolve().parents[2] / "configs" / "demo.yaml")
 
@@ -32,8 +32,13 @@ def test_default_head_init_is_nn_linear():
 
 def run(tmp_path, out, *extra, overrides=()):
     args = ["run", DEMO, "--out", str(out)]
-    for item in tiny() + ["model.outputs=all", "train.optimizer_scope=stream",
-                          "model.options={head_init: default}", f"data.root={tmp_path / 'data'}", *overrides]:
+    for item in tiny() + [
+        "model.outputs=all",
+        "train.optimizer_scope=stream",
+        "model.options={head_init: default}",
+        f"data.root={tmp_path / 'data'}",
+        *overrides,
+    ]:
         args += ["--set", item]
     return main(args + list(extra))
 
@@ -49,6 +54,6 @@ def test_one_optimizer_for_the_stream_continues_through_a_resume(tmp_path, monke
     real_save = interrupt_after_step(monkeypatch, 0)
     killed = tmp_path / "killed"
     assert run(tmp_path, killed) == 130
-    monkeypatch.setattr("cml.checkpoint.save", real_save)
+    monkeypatch.setattr("cml.runtime.checkpoint.save", real_save)
     assert run(tmp_path, killed, "--resume") == 0
     assert json.loads((full / "results.json").read_text()) == json.loads((killed / "results.json").read_text())

@@ -7,15 +7,15 @@ import io
 import pytest
 import torch
 from avalanche.training.plugins import EvaluationPlugin
+from tests_helpers import tiny
 
 from cml.config import load_config
-from cml.registry import DATASETS
+from cml.core.registry import DATASETS
 from cml.evaluation.progress import ProgressLogger
 from cml.models.linear.model import LinearModel
 from cml.plugins._base import CmlPlugin
 from cml.scenarios.builder import build_scenario
 from cml.strategies._base import MultiLabelStrategy
-from tests_helpers import tiny
 
 
 class ModelWithExtraTerm(LinearModel):
@@ -39,8 +39,17 @@ class Probe(CmlPlugin):
         if previous is not None:
             with torch.no_grad():
                 expected = strategy.previous_model(strategy.mb_x)
-        self.records.append((strategy.experience.step, float(strategy.loss.detach()), base, previous, again, expected,
-                             strategy.mb_rows.clone()))
+        self.records.append(
+            (
+                strategy.experience.step,
+                float(strategy.loss.detach()),
+                base,
+                previous,
+                again,
+                expected,
+                strategy.mb_rows.clone(),
+            )
+        )
         self.counter += 1
 
     def checkpoint_state(self):
@@ -56,9 +65,14 @@ def trained(tmp_path_factory):
     scenario = build_scenario(cfg, DATASETS.get("synthetic").build(cfg.data))
     torch.manual_seed(0)
     probe = Probe()
-    strategy = MultiLabelStrategy(model=ModelWithExtraTerm("test_resnet"), train_cfg=cfg.train, eval_batch_size=32,
-                                  device="cpu", plugins=[probe],
-                                  evaluator=EvaluationPlugin(loggers=[ProgressLogger(io.StringIO())]))
+    strategy = MultiLabelStrategy(
+        model=ModelWithExtraTerm("test_resnet"),
+        train_cfg=cfg.train,
+        eval_batch_size=32,
+        device="cpu",
+        plugins=[probe],
+        evaluator=EvaluationPlugin(loggers=[ProgressLogger(io.StringIO())]),
+    )
     for t in range(2):
         strategy.train(scenario.benchmark.train_stream[t], eval_streams=[])
     return scenario, strategy, probe
@@ -94,9 +108,14 @@ def test_checkpoint_state_round_trip(trained):
     state = strategy.checkpoint_state()
     assert state["plugins"] == {"probe": {"counter": probe.counter}}  # under the registered name
     fresh_probe = Probe()
-    fresh = MultiLabelStrategy(model=ModelWithExtraTerm("test_resnet"), train_cfg=strategy.train_cfg,
-                               eval_batch_size=32, device="cpu", plugins=[fresh_probe],
-                               evaluator=EvaluationPlugin(loggers=[ProgressLogger(io.StringIO())]))
+    fresh = MultiLabelStrategy(
+        model=ModelWithExtraTerm("test_resnet"),
+        train_cfg=strategy.train_cfg,
+        eval_batch_size=32,
+        device="cpu",
+        plugins=[fresh_probe],
+        evaluator=EvaluationPlugin(loggers=[ProgressLogger(io.StringIO())]),
+    )
     fresh.model.head.grow(strategy.model.num_classes)  # as resume regrows the head before loading
     fresh.model.load_state_dict(strategy.model.state_dict())
     fresh.load_checkpoint_state(state)

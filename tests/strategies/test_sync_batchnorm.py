@@ -11,7 +11,7 @@ import timm
 import torch
 from timm.layers import BatchNormAct2d
 
-from cml.distributed import sync_batchnorm
+from cml.runtime.distributed import sync_batchnorm
 
 
 @pytest.fixture

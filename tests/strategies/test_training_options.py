@@ -8,16 +8,16 @@ import pytest
 import torch
 from avalanche.core import SupervisedPlugin
 from avalanche.training.plugins import EvaluationPlugin
+from tests_helpers import tiny
 
 from cml.config import load_config
-from cml.registry import DATASETS
+from cml.core.registry import DATASETS
 from cml.evaluation.progress import ProgressLogger
+from cml.losses.bce.loss import masked_bce
 from cml.models.linear.model import LinearModel
 from cml.scenarios.builder import build_scenario
-from cml.losses.bce.loss import masked_bce
 from cml.strategies._base import MultiLabelStrategy, build_criterion
 from cml.strategies._optim import build_optimizer, build_scheduler
-from tests_helpers import tiny
 
 
 def test_multilabel_soft_margin_equals_torch():
@@ -35,20 +35,29 @@ def test_multilabel_soft_margin_equals_torch():
     # -1 entries leave their image's mean: each image's loss over its valid classes only
     targets[0, 1] = targets[3, :4] = -1
     valid = targets >= 0
-    per_image = [torch.nn.MultiLabelSoftMarginLoss()(logits[i, valid[i]][None], targets[i, valid[i]][None])
-                 for i in range(6)]
+    per_image = [
+        torch.nn.MultiLabelSoftMarginLoss()(logits[i, valid[i]][None], targets[i, valid[i]][None]) for i in range(6)
+    ]
     assert torch.allclose(build_criterion(cfg)(logits, targets), torch.stack(per_image).mean(), atol=1e-6)
 
 
 def strategy_for(cfg, plugins=(), seed=0):
     evaluator = EvaluationPlugin(loggers=[ProgressLogger(io.StringIO())])
-    return MultiLabelStrategy(model=LinearModel("test_resnet"), train_cfg=cfg.train, eval_batch_size=32, device="cpu",
-                              plugins=list(plugins), evaluator=evaluator, seed=seed)
+    return MultiLabelStrategy(
+        model=LinearModel("test_resnet"),
+        train_cfg=cfg.train,
+        eval_batch_size=32,
+        device="cpu",
+        plugins=list(plugins),
+        evaluator=evaluator,
+        seed=seed,
+    )
 
 
 def test_gradients_are_clipped_by_value(tmp_path):
-    cfg = load_config(None, tiny() + ["train.optimizer=sgd", "train.lr=1", "train.momentum=0",
-                                      "train.clip_grad_value=0.01"])
+    cfg = load_config(
+        None, tiny() + ["train.optimizer=sgd", "train.lr=1", "train.momentum=0", "train.clip_grad_value=0.01"]
+    )
     strategy = strategy_for(cfg)
     params = [p for p in strategy.model.parameters() if p.requires_grad]
     torch.manual_seed(1)
@@ -73,8 +82,15 @@ class Batches(SupervisedPlugin):
 
 @pytest.fixture(scope="module")
 def online(tmp_path_factory):
-    overrides = tiny() + [f"data.root={tmp_path_factory.mktemp('data')}", "train.online=true", "train.batch_size=10",
-                          "train.epochs=3", "model.outputs=all", "train.hflip=false", "data.image_size=16"]
+    overrides = tiny() + [
+        f"data.root={tmp_path_factory.mktemp('data')}",
+        "train.online=true",
+        "train.batch_size=10",
+        "train.epochs=3",
+        "model.outputs=all",
+        "train.hflip=false",
+        "data.image_size=16",
+    ]
     cfg = load_config(None, overrides)
     scenario = build_scenario(cfg, DATASETS.get("synthetic").build(cfg.data))
 
@@ -104,8 +120,8 @@ def test_online_one_pass_random_order_last_batch_dropped(online):
 
 def test_default_metrics_cover_the_seen_classes_with_all_outputs(online):
     """With every output from the start, the default values still score the seen classes only."""
+    from cml.evaluation.metric_plugin import MultiLabelMetrics
     from cml.evaluation.metrics import multilabel_metrics
-    from cml.evaluation.plugin import MultiLabelMetrics
 
     scenario, _ = online
     metric = MultiLabelMetrics(scenario.class_names, [s.classes for s in scenario.steps], 0.5)
@@ -115,9 +131,14 @@ def test_default_metrics_cover_the_seen_classes_with_all_outputs(online):
         def after_eval_iteration(self, strategy, **kwargs):
             scores.append(torch.sigmoid(strategy.mb_output.detach()))
 
-    strategy = MultiLabelStrategy(model=LinearModel("test_resnet"), train_cfg=load_config(None, tiny()).train,
-                                  eval_batch_size=32, device="cpu", plugins=[Scores()],
-                                  evaluator=EvaluationPlugin(metric, loggers=[ProgressLogger(io.StringIO())]))
+    strategy = MultiLabelStrategy(
+        model=LinearModel("test_resnet"),
+        train_cfg=load_config(None, tiny()).train,
+        eval_batch_size=32,
+        device="cpu",
+        plugins=[Scores()],
+        evaluator=EvaluationPlugin(metric, loggers=[ProgressLogger(io.StringIO())]),
+    )
     strategy.model.head.grow(6)  # every output, as model.outputs: all makes it
     strategy.eval([scenario.benchmark.test_stream[0]])
     scores = torch.cat(scores)
@@ -129,11 +150,13 @@ def test_default_metrics_cover_the_seen_classes_with_all_outputs(online):
 
 
 def test_first_step_lr_and_no_decay_on_1d_parameters_as_krt():
-    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Flatten(),
-                                torch.nn.LazyLinear(2))
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Flatten(), torch.nn.LazyLinear(2)
+    )
     model(torch.zeros(1, 3, 5, 5))
-    cfg = load_config(None, ["train.lr=1e-4", "train.first_step_lr=4e-5", "train.weight_decay=1e-4",
-                             "train.decay_1d=false"]).train
+    cfg = load_config(
+        None, ["train.lr=1e-4", "train.first_step_lr=4e-5", "train.weight_decay=1e-4", "train.decay_1d=false"]
+    ).train
     first, later = build_optimizer(model, cfg, 0), build_optimizer(model, cfg, 1)
     assert [g["lr"] for g in first.param_groups] == [4e-5, 4e-5] and later.param_groups[0]["lr"] == 1e-4
     decayed, free = first.param_groups

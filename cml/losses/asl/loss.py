@@ -10,9 +10,15 @@ import torch
 from cml.losses._masked import masked_targets
 
 
-def asymmetric_loss(logits: torch.Tensor, targets: torch.Tensor, gamma_neg: float = 4.0,
-                    gamma_pos: float = 0.0, clip: float = 0.05, eps: float = 1e-8,
-                    focal_grad: bool = False) -> torch.Tensor:
+def asymmetric_loss(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    gamma_neg: float = 4.0,
+    gamma_pos: float = 0.0,
+    clip: float = 0.05,
+    eps: float = 1e-8,
+    focal_grad: bool = False,
+) -> torch.Tensor:
     y, valid = masked_targets(logits, targets)
     p = torch.sigmoid(logits.float())
     p_neg = (1 - p + clip).clamp(max=1) if clip > 0 else 1 - p

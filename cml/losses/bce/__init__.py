@@ -1,6 +1,6 @@
 """bce: BCE-with-logits, the mean over the labels that count."""
 
-from cml.registry import Loss
+from cml.core.registry import Loss
 
 
 def build(options):

@@ -1,6 +1,6 @@
 """multilabel_soft_margin: torch's MultiLabelSoftMarginLoss, PRS's loss."""
 
-from cml.registry import Loss
+from cml.core.registry import Loss
 
 
 def build(options):

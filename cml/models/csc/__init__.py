@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cml.registry import Model
-from cml.schema import option
+from cml.core.registry import Model
+from cml.core.schema import option
 
 
 @dataclass
@@ -20,5 +20,6 @@ def build(backbone: str, pretrained, options: CscModelOptions, num_classes: int 
     return CSCModel(backbone, pretrained, num_classes, options.embed_dim)
 
 
-DECLARATION = Model(build=build, options=CscModelOptions,
-                    help="class-specific features + growing label graph convolution (CSC)")
+DECLARATION = Model(
+    build=build, options=CscModelOptions, help="class-specific features + growing label graph convolution (CSC)"
+)

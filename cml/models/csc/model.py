@@ -22,8 +22,14 @@ from torch import nn
 
 from cml.models._base import MultiLabelModel
 from cml.models._label_graph import ClassIncrementalGCN, LabelCooccurrence
-from cml.models._parts import (GrowingConv1x1, PerLabelLinear, create_backbone, feature_dim, feature_map,
-                              freeze_unused_by_map)
+from cml.models._parts import (
+    GrowingConv1x1,
+    PerLabelLinear,
+    create_backbone,
+    feature_dim,
+    feature_map,
+    freeze_unused_by_map,
+)
 
 
 class CSCModel(MultiLabelModel):

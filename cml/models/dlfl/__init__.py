@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+from cml.core.registry import Model
+from cml.core.schema import option
 from cml.models._options import DiscriminativeOptions, divides
-from cml.registry import Model
-from cml.schema import option
 
 
 @dataclass
@@ -19,7 +19,9 @@ class DlflOptions:
     ffn_dim: int = option(512, low=1, help="dlfl: hidden width of each block's feed-forward")
     dropout: float = option(0.1, low=0, below=1, help="dlfl: dropout in the blocks")
     deep_supervision: bool = option(True, help="dlfl: a classifier and a loss per block, not the last only")
-    discriminative: Optional[DiscriminativeOptions] = option(None, help="dlfl: the discriminative regulariser; null = off")
+    discriminative: Optional[DiscriminativeOptions] = option(
+        None, help="dlfl: the discriminative regulariser; null = off"
+    )
 
 
 def check(cfg, o: DlflOptions) -> str | None:
@@ -33,9 +35,25 @@ def build(backbone: str, pretrained, options: DlflOptions, num_classes: int = 0,
     from cml.models.dlfl.model import DLFL
 
     o = options
-    return DLFL(backbone, pretrained, num_classes, o.embed_dim, o.blocks, o.heads, o.ffn_dim, o.dropout,
-                o.deep_supervision, discriminative_loss(o.discriminative))
+    return DLFL(
+        backbone,
+        pretrained,
+        num_classes,
+        o.embed_dim,
+        o.blocks,
+        o.heads,
+        o.ffn_dim,
+        o.dropout,
+        o.deep_supervision,
+        discriminative_loss(o.discriminative),
+    )
 
 
-DECLARATION = Model(build=build, options=DlflOptions, check=check, label_features=True, backbone_stages=True,
-                    help="label queries cross-attending the feature map")
+DECLARATION = Model(
+    build=build,
+    options=DlflOptions,
+    check=check,
+    label_features=True,
+    backbone_stages=True,
+    help="label queries cross-attending the feature map",
+)

@@ -18,7 +18,7 @@ from torch.nn import functional as F
 
 from cml.models._base import MultiLabelModel
 from cml.models._discriminative import DiscriminativeLoss
-from cml.models._parts import GrowingVectors, PerLabelLinear, create_backbone, freeze_unused_by_map, feature_map
+from cml.models._parts import GrowingVectors, PerLabelLinear, create_backbone, feature_map, freeze_unused_by_map
 
 # Small queries (timm's std for learned tokens): they reach the attention through a LayerNorm,
 # so their scale matters only in the residual stream, where the attended content then dominates.
@@ -64,9 +64,19 @@ class SSCABlock(nn.Module):
 
 
 class DLFL(MultiLabelModel):
-    def __init__(self, backbone: str, pretrained: bool | str = False, num_classes: int = 0,
-                 embed_dim: int = 256, blocks: int = 2, heads: int = 4, ffn_dim: int = 512,
-                 dropout: float = 0.1, deep_supervision: bool = True, discriminative: DiscriminativeLoss | None = None):
+    def __init__(
+        self,
+        backbone: str,
+        pretrained: bool | str = False,
+        num_classes: int = 0,
+        embed_dim: int = 256,
+        blocks: int = 2,
+        heads: int = 4,
+        ffn_dim: int = 512,
+        dropout: float = 0.1,
+        deep_supervision: bool = True,
+        discriminative: DiscriminativeLoss | None = None,
+    ):
         """Options as declared and checked in `cml/models/dlfl/__init__.py`."""
         super().__init__()
         self.deep_supervision = deep_supervision
@@ -111,7 +121,7 @@ class DLFL(MultiLabelModel):
 
     def forward_outputs(self, x: torch.Tensor) -> dict:
         per_block = self.label_features(self.forward_features(x))
-        scored = per_block[-len(self.classifiers):]
+        scored = per_block[-len(self.classifiers) :]
         logits = [classifier(f) for classifier, f in zip(self.classifiers, scored)]
         return {"logits": logits[-1], "label_features": per_block[-1], "block_logits": logits[:-1]}
 

@@ -5,16 +5,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cml.core.registry import Model
+from cml.core.schema import option
 from cml.models._options import DiscriminativeOptions
-from cml.registry import Model
-from cml.schema import option
 
 
 @dataclass
 class DrOptions:
     embed_dim: int = option(256, low=1, help="dr: width of the per-label features")
-    discriminative: DiscriminativeOptions = option(DiscriminativeOptions(), help="dr: the discriminative "
-                                                   "regulariser (on by default; weight 0 = off)")
+    discriminative: DiscriminativeOptions = option(
+        DiscriminativeOptions(), help="dr: the discriminative regulariser (on by default; weight 0 = off)"
+    )
 
 
 def build(backbone: str, pretrained, options: DrOptions, num_classes: int = 0, image_size=None):
@@ -24,5 +25,10 @@ def build(backbone: str, pretrained, options: DrOptions, num_classes: int = 0, i
     return DR(backbone, pretrained, num_classes, options.embed_dim, discriminative_loss(options.discriminative))
 
 
-DECLARATION = Model(build=build, options=DrOptions, label_features=True, backbone_stages=True,
-                    help="label attention + discriminative regulariser")
+DECLARATION = Model(
+    build=build,
+    options=DrOptions,
+    label_features=True,
+    backbone_stages=True,
+    help="label attention + discriminative regulariser",
+)

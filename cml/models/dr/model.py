@@ -21,12 +21,18 @@ from torch import nn
 
 from cml.models._base import MultiLabelModel
 from cml.models._discriminative import DiscriminativeLoss
-from cml.models._parts import GrowingVectors, PerLabelLinear, create_backbone, freeze_unused_by_map, feature_map
+from cml.models._parts import GrowingVectors, PerLabelLinear, create_backbone, feature_map, freeze_unused_by_map
 
 
 class DR(MultiLabelModel):
-    def __init__(self, backbone: str, pretrained: bool | str = False, num_classes: int = 0,
-                 embed_dim: int = 256, discriminative: DiscriminativeLoss | None = None):
+    def __init__(
+        self,
+        backbone: str,
+        pretrained: bool | str = False,
+        num_classes: int = 0,
+        embed_dim: int = 256,
+        discriminative: DiscriminativeLoss | None = None,
+    ):
         """Options as declared in `cml/models/dr/__init__.py` (the regulariser is on by default)."""
         super().__init__()
         self.embed_dim = embed_dim

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cml.core.registry import Model
+from cml.core.schema import option
 from cml.models._options import divides
-from cml.registry import Model
-from cml.schema import option
 
 
 @dataclass
@@ -28,5 +28,12 @@ def build(backbone: str, pretrained, options: KrtOptions, num_classes: int = 0, 
 
 
 # the positional embedding is sized from the configured input
-DECLARATION = Model(build=build, options=KrtOptions, check=check, uses_image_size=True, task_tokens=True,
-                    backbone_stages=True, help="KRT's class attention: a task token and a head per step")
+DECLARATION = Model(
+    build=build,
+    options=KrtOptions,
+    check=check,
+    uses_image_size=True,
+    task_tokens=True,
+    backbone_stages=True,
+    help="KRT's class attention: a task token and a head per step",
+)

@@ -87,14 +87,22 @@ class TaskTokensAndHeads(DynamicModule):
 
 
 class KrtModel(MultiLabelModel):
-    def __init__(self, backbone: str, pretrained: bool | str = False, num_classes: int = 0,
-                 image_size: int = 224, embed_dim: int = 384, heads: int = 8):
+    def __init__(
+        self,
+        backbone: str,
+        pretrained: bool | str = False,
+        num_classes: int = 0,
+        image_size: int = 224,
+        embed_dim: int = 384,
+        heads: int = 8,
+    ):
         super().__init__()
         self.backbone = create_backbone(backbone, pretrained)
         fmap = freeze_unused_by_map(self.backbone, image_size)  # the map's shape sizes the positions
         self.proj = nn.Conv2d(fmap.shape[1], embed_dim, 1)
-        self.pos_embed = nn.Parameter(nn.init.trunc_normal_(torch.zeros(1, fmap.shape[2] * fmap.shape[3],
-                                                                        embed_dim), std=0.02))
+        self.pos_embed = nn.Parameter(
+            nn.init.trunc_normal_(torch.zeros(1, fmap.shape[2] * fmap.shape[3], embed_dim), std=0.02)
+        )
         self.cls = nn.Parameter(nn.init.trunc_normal_(torch.zeros(1, 1, embed_dim), std=0.02))
         self.block = ClassAttentionBlock(embed_dim, heads)
         self.tasks = TaskTokensAndHeads(embed_dim)
@@ -112,8 +120,12 @@ class KrtModel(MultiLabelModel):
         patches = self.proj(feature_map(self.backbone, self.forward_features(x))).flatten(2).transpose(1, 2)
         patches = patches + self.pos_embed
         cls = self.cls.expand(len(x), -1, -1)
-        tokens = [self.block(torch.cat([cls, task.expand(len(x), -1, -1), patches], dim=1))
-                  for task in self.tasks.tokens]
+        tokens = [
+            self.block(torch.cat([cls, task.expand(len(x), -1, -1), patches], dim=1)) for task in self.tasks.tokens
+        ]
         logits = [head(token) for head, token in zip(self.tasks.heads, tokens)]
-        return {"logits": torch.cat(logits, dim=1) if logits else patches.new_zeros(len(x), 0),
-                "label_features": None, "tokens": torch.stack(tokens, dim=1) if tokens else None}
+        return {
+            "logits": torch.cat(logits, dim=1) if logits else patches.new_zeros(len(x), 0),
+            "label_features": None,
+            "tokens": torch.stack(tokens, dim=1) if tokens else None,
+        }

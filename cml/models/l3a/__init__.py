@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cml.registry import Model
-from cml.schema import option
+from cml.core.registry import Model
+from cml.core.schema import option
 
 
 @dataclass
@@ -21,5 +21,6 @@ def build(backbone: str, pretrained, options: L3aModelOptions, num_classes: int 
     return L3AModel(backbone, pretrained, num_classes, options.hidden, options.ridge)
 
 
-DECLARATION = Model(build=build, options=L3aModelOptions,
-                    help="frozen backbone + random buffer layer + closed-form classifier (L3A)")
+DECLARATION = Model(
+    build=build, options=L3aModelOptions, help="frozen backbone + random buffer layer + closed-form classifier (L3A)"
+)

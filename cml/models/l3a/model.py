@@ -30,8 +30,14 @@ from cml.models._parts import GrowingLinear, create_backbone, feature_dim
 
 
 class L3AModel(MultiLabelModel):
-    def __init__(self, backbone: str, pretrained: bool | str = False, num_classes: int = 0,
-                 hidden: int = 4096, ridge: float = 1000.0):
+    def __init__(
+        self,
+        backbone: str,
+        pretrained: bool | str = False,
+        num_classes: int = 0,
+        hidden: int = 4096,
+        ridge: float = 1000.0,
+    ):
         super().__init__()
         self.backbone = create_backbone(backbone, pretrained)
         dim = feature_dim(self.backbone)

@@ -5,15 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from cml.registry import Model
-from cml.schema import option
+from cml.core.registry import Model
+from cml.core.schema import option
 
 
 @dataclass
 class LinearOptions:
     head_init: Literal["prior", "default"] = option(
-        "prior", help="linear: a new class's bias: prior = logit(0.05); default = nn.Linear's own "
-                      "initialisation (PRS's code)")
+        "prior",
+        help="linear: a new class's bias: prior = logit(0.05); default = nn.Linear's own initialisation (PRS's code)",
+    )
 
 
 def build(backbone: str, pretrained, options: LinearOptions, num_classes: int = 0, image_size=None):
@@ -22,5 +23,6 @@ def build(backbone: str, pretrained, options: LinearOptions, num_classes: int = 
     return LinearModel(backbone, pretrained, num_classes, options.head_init)
 
 
-DECLARATION = Model(build=build, options=LinearOptions, backbone_stages=True,
-                    help="pooled backbone feature, one logit per class")
+DECLARATION = Model(
+    build=build, options=LinearOptions, backbone_stages=True, help="pooled backbone feature, one logit per class"
+)

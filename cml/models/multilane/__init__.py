@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from cml.registry import Model
-from cml.schema import option
+from cml.core.registry import Model
+from cml.core.schema import option
 
 
 @dataclass
@@ -29,10 +29,17 @@ def build(backbone: str, pretrained, options: MultiLaneOptions, num_classes: int
     from cml.models.multilane.model import MultiLane
 
     o = options
-    return MultiLane(backbone, pretrained, num_classes, image_size, o.selectors, o.prompts, o.prompt_layers,
-                     o.patch_size, o.depth)
+    return MultiLane(
+        backbone, pretrained, num_classes, image_size, o.selectors, o.prompts, o.prompt_layers, o.patch_size, o.depth
+    )
 
 
-DECLARATION = Model(build=build, options=MultiLaneOptions, check=check, uses_image_size=True, vit_backbone=True,
-                    frozen_old_outputs=True,
-                    help="frozen ViT, one prompted lane per step (MULTI-LANE)")
+DECLARATION = Model(
+    build=build,
+    options=MultiLaneOptions,
+    check=check,
+    uses_image_size=True,
+    vit_backbone=True,
+    frozen_old_outputs=True,
+    help="frozen ViT, one prompted lane per step (MULTI-LANE)",
+)

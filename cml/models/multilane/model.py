@@ -38,7 +38,7 @@ from avalanche.models import DynamicModule
 from torch import nn
 from torch.nn import functional as F
 
-from cml.errors import UserError
+from cml.core.errors import UserError
 from cml.models._base import MultiLabelModel
 from cml.models._parts import Fp32Linear, create_backbone, head_size
 
@@ -51,7 +51,7 @@ class Lane(nn.Module):
         self.heads = heads
         self.head = Fp32Linear(dim, num_classes)
 
-    def continue_from(self, previous: "Lane") -> None:
+    def continue_from(self, previous: Lane) -> None:
         with torch.no_grad():
             self.selectors.copy_(previous.selectors)
             self.prompts.copy_(previous.prompts)
@@ -63,8 +63,9 @@ def lane_attention(attn: nn.Module, tokens: torch.Tensor, prompts: torch.Tensor 
     q, k, v = attn.qkv(tokens).reshape(b, n, 3, attn.num_heads, d // attn.num_heads).permute(2, 0, 3, 1, 4)
     q, k = attn.q_norm(q), attn.k_norm(k)
     if prompts is not None:  # (2, P, D) -> keys and values of shape (B, heads, P, head_dim)
-        pk, pv = (p.reshape(1, -1, attn.num_heads, d // attn.num_heads).transpose(1, 2).expand(b, -1, -1, -1)
-                  for p in prompts)
+        pk, pv = (
+            p.reshape(1, -1, attn.num_heads, d // attn.num_heads).transpose(1, 2).expand(b, -1, -1, -1) for p in prompts
+        )
         k, v = torch.cat([pk, k], dim=2), torch.cat([pv, v], dim=2)
     out = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, d)
     return attn.proj(attn.norm(out))
@@ -96,9 +97,18 @@ class Lanes(DynamicModule):
 
 
 class MultiLane(MultiLabelModel):
-    def __init__(self, backbone: str, pretrained: bool | str = False, num_classes: int = 0, image_size: int = 224,
-                 selectors: int = 20, prompts: int = 20, prompt_layers: int = 5, patch_size: int | None = None,
-                 depth: int | None = None):
+    def __init__(
+        self,
+        backbone: str,
+        pretrained: bool | str = False,
+        num_classes: int = 0,
+        image_size: int = 224,
+        selectors: int = 20,
+        prompts: int = 20,
+        prompt_layers: int = 5,
+        patch_size: int | None = None,
+        depth: int | None = None,
+    ):
         super().__init__()
         shape = {k: v for k, v in (("patch_size", patch_size), ("depth", depth)) if v is not None}
         not_a_vit = UserError(f"model.backbone: multilane needs a timm VisionTransformer, got {backbone!r}")
@@ -110,10 +120,13 @@ class MultiLane(MultiLabelModel):
             raise not_a_vit
         self.backbone.requires_grad_(False)
         if prompt_layers > len(self.backbone.blocks):
-            raise UserError(f"model.options.prompt_layers: {prompt_layers} is more than the ViT's "
-                            f"{len(self.backbone.blocks)} blocks")
-        self.lanes = Lanes(self.backbone.embed_dim, self.backbone.blocks[0].attn.num_heads, selectors,
-                           prompts, prompt_layers)
+            raise UserError(
+                f"model.options.prompt_layers: {prompt_layers} is more than the ViT's "
+                f"{len(self.backbone.blocks)} blocks"
+            )
+        self.lanes = Lanes(
+            self.backbone.embed_dim, self.backbone.blocks[0].attn.num_heads, selectors, prompts, prompt_layers
+        )
 
     @property
     def num_classes(self) -> int:
@@ -137,7 +150,9 @@ class MultiLane(MultiLabelModel):
                 lanes[j] = self._lane_block(block, lane, lanes[j], context, i)
             with torch.no_grad():
                 x = block(x)
-        logits = [lane.head(F.normalize(vit.norm(tokens[:, 0]), dim=-1)) for lane, tokens in zip(self.lanes.lanes, lanes)]
+        logits = [
+            lane.head(F.normalize(vit.norm(tokens[:, 0]), dim=-1)) for lane, tokens in zip(self.lanes.lanes, lanes)
+        ]
         return {"logits": torch.cat(logits, dim=1) if logits else x.new_zeros(len(x), 0), "label_features": None}
 
     @staticmethod

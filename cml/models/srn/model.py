@@ -18,51 +18,72 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from cml.errors import UserError
+from cml.core.errors import UserError
 from cml.models._base import MultiLabelModel
 from cml.models._discriminative import DiscriminativeLoss
-from cml.models._parts import (GrowingConv1x1, GrowingInputConv1x1, GrowingLinear, create_backbone,
-                               feature_dim)
+from cml.models._parts import GrowingConv1x1, GrowingInputConv1x1, GrowingLinear, create_backbone, feature_dim
 
 
 def stride16_stage(backbone: nn.Module, name: str) -> int:
     """Index (in timm's `feature_info`, which `forward_intermediates` follows) of the last stage
     with reduction 16: ResNet's res4; for a ViT, whose blocks are all at 16, the last block."""
     if not hasattr(backbone, "forward_intermediates") or not getattr(backbone, "feature_info", None):
-        raise UserError(f"model.backbone: {name!r} has no forward_intermediates/feature_info in timm; "
-                        f"srn needs a backbone that gives its stride-16 feature map")
+        raise UserError(
+            f"model.backbone: {name!r} has no forward_intermediates/feature_info in timm; "
+            f"srn needs a backbone that gives its stride-16 feature map"
+        )
     reductions = [info["reduction"] for info in backbone.feature_info]
     if 16 not in reductions:
-        raise UserError(f"model.backbone: {name!r} has no stride-16 stage (stage reductions: "
-                        f"{', '.join(map(str, reductions))}); srn needs one")
+        raise UserError(
+            f"model.backbone: {name!r} has no stride-16 stage (stage reductions: "
+            f"{', '.join(map(str, reductions))}); srn needs one"
+        )
     return len(reductions) - 1 - reductions[::-1].index(16)
 
 
 class SRN(MultiLabelModel):
-    def __init__(self, backbone: str, pretrained: bool | str = False, num_classes: int = 0,
-                 image_size: int | None = None, attention_width: int = 512, regularizer_width: int = 512,
-                 regularizer_filters: int = 2048, main_weight: float = 1.0, attention_weight: float = 1.0,
-                 discriminative: DiscriminativeLoss | None = None):
+    def __init__(
+        self,
+        backbone: str,
+        pretrained: bool | str = False,
+        num_classes: int = 0,
+        image_size: int | None = None,
+        attention_width: int = 512,
+        regularizer_width: int = 512,
+        regularizer_filters: int = 2048,
+        main_weight: float = 1.0,
+        attention_weight: float = 1.0,
+        discriminative: DiscriminativeLoss | None = None,
+    ):
         """Options as declared and checked in `cml/models/srn/__init__.py`."""
         super().__init__()
         self.filters = regularizer_filters
         self.main_weight, self.attention_weight = main_weight, attention_weight
         self.discriminative = discriminative
         if image_size is None:
-            raise UserError("srn: image_size is required (data.image_size): the regulariser's kernel "
-                            "covers the whole stride-16 map")
+            raise UserError(
+                "srn: image_size is required (data.image_size): the regulariser's kernel covers the whole stride-16 map"
+            )
         self.backbone = create_backbone(backbone, pretrained)
         self.stage = stride16_stage(self.backbone, backbone)
         self.image_size = image_size
         self.map_size = self._map_size(backbone, image_size)
         self.map_channels = self.backbone.feature_info[self.stage]["num_chs"]
-        self.attention = nn.Sequential(nn.Conv2d(self.map_channels, attention_width, 1), nn.ReLU(),
-                                       nn.Conv2d(attention_width, attention_width, 3, padding=1), nn.ReLU())
+        self.attention = nn.Sequential(
+            nn.Conv2d(self.map_channels, attention_width, 1),
+            nn.ReLU(),
+            nn.Conv2d(attention_width, attention_width, 3, padding=1),
+            nn.ReLU(),
+        )
         self.attention_width, self.regularizer_width = attention_width, regularizer_width
         self.regularizer = nn.Sequential(
-            nn.ReLU(), nn.Conv2d(regularizer_width, regularizer_width, 1), nn.ReLU(),
-            nn.Conv2d(regularizer_width, self.filters, self.map_size, groups=regularizer_width), nn.ReLU(),
-            nn.Flatten())
+            nn.ReLU(),
+            nn.Conv2d(regularizer_width, regularizer_width, 1),
+            nn.ReLU(),
+            nn.Conv2d(regularizer_width, self.filters, self.map_size, groups=regularizer_width),
+            nn.ReLU(),
+            nn.Flatten(),
+        )
         self.reset_classifier(num_classes)
 
     def _map_size(self, name: str, image_size: int) -> tuple[int, int]:
@@ -70,13 +91,18 @@ class SRN(MultiLabelModel):
         self.backbone.eval()
         try:
             with torch.no_grad():
-                mid = self.backbone.forward_intermediates(torch.zeros(1, 3, image_size, image_size),
-                                                          indices=[self.stage], intermediates_only=True,
-                                                          stop_early=True)[0]
+                mid = self.backbone.forward_intermediates(
+                    torch.zeros(1, 3, image_size, image_size),
+                    indices=[self.stage],
+                    intermediates_only=True,
+                    stop_early=True,
+                )[0]
         except Exception as err:
-            raise UserError(f"data.image_size: {image_size} px input cannot go through {name!r} to its stride-16 "
-                            f"stage ({type(err).__name__}: {str(err).splitlines()[0][:160]}); srn needs a "
-                            f"size the backbone accepts") from None
+            raise UserError(
+                f"data.image_size: {image_size} px input cannot go through {name!r} to its stride-16 "
+                f"stage ({type(err).__name__}: {str(err).splitlines()[0][:160]}); srn needs a "
+                f"size the backbone accepts"
+            ) from None
         finally:
             self.backbone.train(was_training)
         return tuple(mid.shape[-2:])
@@ -98,8 +124,10 @@ class SRN(MultiLabelModel):
         """(final features as timm's forward_features gives them, the stride-16 map (B, C, H, W))."""
         final, (mid,) = self.backbone.forward_intermediates(x, indices=[self.stage])
         if tuple(mid.shape[-2:]) != self.map_size:
-            raise ValueError(f"srn was built for {self.image_size} px inputs (a {self.map_size} stride-16 map); "
-                             f"this input of {tuple(x.shape[-2:])} gives {tuple(mid.shape[-2:])}")
+            raise ValueError(
+                f"srn was built for {self.image_size} px inputs (a {self.map_size} stride-16 map); "
+                f"this input of {tuple(x.shape[-2:])} gives {tuple(mid.shape[-2:])}"
+            )
         return final, mid
 
     def branches(self, features: tuple[torch.Tensor, torch.Tensor]) -> dict:
@@ -113,8 +141,13 @@ class SRN(MultiLabelModel):
         regularized = self.regularizer_fc(self.regularizer(self.regularizer_in(weighted))).float()
         # each label's feature: its attention-weighted stride-16 feature (B, C, channels)
         label_features = torch.einsum("bcn,bkn->bck", attention, mid.flatten(2).float())
-        return {"logits": 0.5 * main + 0.5 * regularized, "label_features": label_features, "main_logits": main,
-                "attention_logits": attention_logits, "regularized_logits": regularized}
+        return {
+            "logits": 0.5 * main + 0.5 * regularized,
+            "label_features": label_features,
+            "main_logits": main,
+            "attention_logits": attention_logits,
+            "regularized_logits": regularized,
+        }
 
     def forward_head(self, features: tuple[torch.Tensor, torch.Tensor], pre_logits: bool = False) -> torch.Tensor:
         outputs = self.branches(features)

@@ -5,16 +5,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cml.registry import Plugin
-from cml.schema import option
+from cml.core.registry import Plugin
+from cml.core.schema import option
 
 
 @dataclass
 class CscOptions:
-    alpha: float = option(0.5, low=0, high=1, help="csc: weight of the current classes' loss; 1 - alpha weighs "
-                                                   "the distillation of the old classes (CSC: 0.5)")
-    entropy_weight: float = option(0.04, low=0, help="csc: weight of the max-entropy term on the seen classes' "
-                                                     "sigmoids (CSC's beta -0.04)")
+    alpha: float = option(
+        0.5,
+        low=0,
+        high=1,
+        help="csc: weight of the current classes' loss; 1 - alpha weighs "
+        "the distillation of the old classes (CSC: 0.5)",
+    )
+    entropy_weight: float = option(
+        0.04, low=0, help="csc: weight of the max-entropy term on the seen classes' sigmoids (CSC's beta -0.04)"
+    )
 
 
 def build(cfg, scenario):
@@ -23,6 +29,10 @@ def build(cfg, scenario):
     return ConfidenceSelfCalibration(scenario.steps, cfg.strategy.csc.alpha, cfg.strategy.csc.entropy_weight)
 
 
-DECLARATION = Plugin(build=build, options=CscOptions, uses_previous_model=True,
-                     requires={"model.name": "csc"},
-                     help="CSC's current-class loss, distillation and max-entropy terms (needs model csc)")
+DECLARATION = Plugin(
+    build=build,
+    options=CscOptions,
+    uses_previous_model=True,
+    requires={"model.name": "csc"},
+    help="CSC's current-class loss, distillation and max-entropy terms (needs model csc)",
+)

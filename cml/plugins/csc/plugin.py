@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from cml.errors import UserError
+from cml.core.errors import UserError
 from cml.plugins._base import CmlPlugin
 
 
@@ -43,8 +43,7 @@ class ConfidenceSelfCalibration(CmlPlugin):
     def before_training_exp(self, strategy, **kwargs):
         model = strategy.core_model
         if not hasattr(model, "cooccurrence"):
-            raise UserError(f"strategy.plugins: csc needs model csc (its label graph), got "
-                            f"{type(model).__name__}")
+            raise UserError(f"strategy.plugins: csc needs model csc (its label graph), got {type(model).__name__}")
         step = self.steps[strategy.experience.step]
         model.cooccurrence.add(torch.from_numpy(step.train_targets).to(model.cooccurrence.joint.device))
         model.gcn.general.seed_new(model.cooccurrence.graph(), min(step.classes))
@@ -63,5 +62,6 @@ class ConfidenceSelfCalibration(CmlPlugin):
         logits = strategy.mb_outputs["logits"]
         n_old = old["logits"].shape[1]
         kd = F.binary_cross_entropy_with_logits(logits[:, :n_old].float(), torch.sigmoid(old["logits"].float()))
-        strategy.loss = self.alpha * strategy.loss + (1 - self.alpha) * kd \
-            + self.entropy_weight * max_entropy_term(logits)
+        strategy.loss = (
+            self.alpha * strategy.loss + (1 - self.alpha) * kd + self.entropy_weight * max_entropy_term(logits)
+        )

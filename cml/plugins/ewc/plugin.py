@@ -46,8 +46,8 @@ import torch
 from torch._utils import _flatten_dense_tensors
 from torch.utils.data import DataLoader
 
-from cml import distributed
 from cml.plugins._base import CmlPlugin
+from cml.runtime import distributed
 
 Tensors = dict[str, torch.Tensor]
 
@@ -99,8 +99,10 @@ class FlatTerms:
         self.vectors = []
         for term in terms:
             fisher = _flatten_dense_tensors([flat(term["fisher"], n, p) for n, p in named])
-            self.vectors += [fisher * scale if scale != 1.0 else fisher,
-                             _flatten_dense_tensors([flat(term["anchor"], n, p) for n, p in named])]
+            self.vectors += [
+                fisher * scale if scale != 1.0 else fisher,
+                _flatten_dense_tensors([flat(term["anchor"], n, p) for n, p in named]),
+            ]
 
     def penalty(self) -> torch.Tensor:
         """scale * sum_k sum_i F_k,i (theta_i - theta*_k,i)^2."""
@@ -122,8 +124,11 @@ def empirical_fisher(strategy, dataset, loader_args: dict | None = None) -> Tens
     fisher = {n: torch.zeros_like(p) for n, p in params.items()}
     size = strategy.train_mb_size
     batches = [range(s, min(s + size, len(dataset))) for s in range(0, len(dataset), size)]
-    loader = DataLoader(dataset, batch_sampler=batches[distributed.rank()::distributed.world()],
-                        **(loader_args or {"collate_fn": getattr(dataset, "collate_fn", None)}))
+    loader = DataLoader(
+        dataset,
+        batch_sampler=batches[distributed.rank() :: distributed.world()],
+        **(loader_args or {"collate_fn": getattr(dataset, "collate_fn", None)}),
+    )
     was_training = model.training
     model.eval()
     for x, y, *_ in loader:
@@ -150,8 +155,10 @@ class ElasticWeightConsolidation(CmlPlugin):
 
     def before_training_exp(self, strategy, **kwargs):
         # state loaded from a checkpoint lives on the CPU
-        self.terms = [{key: {n: t.to(strategy.device) for n, t in part.items()} for key, part in term.items()}
-                      for term in self.terms]
+        self.terms = [
+            {key: {n: t.to(strategy.device) for n, t in part.items()} for key, part in term.items()}
+            for term in self.terms
+        ]
         self.flat = None  # the heads may have grown
 
     def before_backward(self, strategy, **kwargs):
@@ -169,8 +176,9 @@ class ElasticWeightConsolidation(CmlPlugin):
     def add_term(self, fisher: Tensors, anchor: Tensors) -> None:
         if self.mode == "online" and self.terms:
             previous = self.terms[0]["fisher"]
-            fisher = {n: f + self.decay * _pad_to(previous[n], f.shape) if n in previous else f
-                      for n, f in fisher.items()}
+            fisher = {
+                n: f + self.decay * _pad_to(previous[n], f.shape) if n in previous else f for n, f in fisher.items()
+            }
             self.terms = []
         self.terms.append({"fisher": fisher, "anchor": anchor})
         self.flat = None

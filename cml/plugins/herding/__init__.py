@@ -1,9 +1,10 @@
-"""herding: a replay buffer, iCaRL's herding exemplars per class (Rebuffi et al., CVPR 2017) (plugin.py has the details and deviations)."""
+"""herding: a replay buffer, iCaRL's herding exemplars per class (Rebuffi et al., CVPR 2017)
+(plugin.py has the details and deviations)."""
 
 from __future__ import annotations
 
+from cml.core.registry import Plugin
 from cml.plugins._replay_options import ReplayOptions
-from cml.registry import Plugin
 
 
 def build(cfg, scenario):
@@ -15,5 +16,10 @@ def build(cfg, scenario):
     return replay_plugin(cfg, scenario, buffer)
 
 
-DECLARATION = Plugin(build=build, options=ReplayOptions, section="replay", kind="replay",
-                     help="replay buffer: iCaRL's herding exemplars per class (Rebuffi et al., CVPR 2017)")
+DECLARATION = Plugin(
+    build=build,
+    options=ReplayOptions,
+    section="replay",
+    kind="replay",
+    help="replay buffer: iCaRL's herding exemplars per class (Rebuffi et al., CVPR 2017)",
+)

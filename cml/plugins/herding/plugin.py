@@ -24,8 +24,8 @@ import torch
 from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
-from cml import distributed
 from cml.plugins._replay_buffer import ReplayBuffer
+from cml.runtime import distributed
 
 
 def herding_selection(features: torch.Tensor, m: int) -> list[int]:
@@ -41,7 +41,7 @@ def herding_selection(features: torch.Tensor, m: int) -> list[int]:
     chosen: list[int] = []
     for k in range(1, min(m, len(f)) + 1):
         # ||mu - (S + f)/k||^2 without the constant ||mu||^2
-        distance = -2 / k * (s_mu + f_mu) + (s_norm + 2 * f_s + f_norm) / k ** 2
+        distance = -2 / k * (s_mu + f_mu) + (s_norm + 2 * f_s + f_norm) / k**2
         i = int(torch.where(available, distance, torch.inf).argmin())
         chosen.append(i)
         available[i] = False
@@ -92,7 +92,7 @@ class HerdingBuffer(ReplayBuffer):
             holders = np.flatnonzero(step.train_targets[:, c] == 1)
             picks += holders[herding_selection(features[holders], self.per_class)].tolist()
         if self.repeats == "never":
-            stored = set(self.rows[:self.size].tolist())
+            stored = set(self.rows[: self.size].tolist())
             picks = [j for j in sorted(set(picks)) if step.train_rows[j] not in stored]
         for j in picks:
             target = step.train_targets[j]

@@ -5,23 +5,29 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cml.registry import MODELS, Plugin
-from cml.schema import option
+from cml.core.registry import MODELS, Plugin
+from cml.core.schema import option
 
 
 @dataclass
 class LwfOptions:
     weight: float = option(1.0, low=0, help="lwf: weight of the distillation loss on the old classes' logits")
-    temperature: float = option(2.0, positive=True, help="lwf: temperature T of the old and new sigmoids "
-                                                         "(loss scaled by T^2)")
-    feature_weight: float = option(0.0, low=0, help="lwf: weight of distilling the old classes' per-label "
-                                                    "features (models that emit label_features)")
+    temperature: float = option(
+        2.0, positive=True, help="lwf: temperature T of the old and new sigmoids (loss scaled by T^2)"
+    )
+    feature_weight: float = option(
+        0.0,
+        low=0,
+        help="lwf: weight of distilling the old classes' per-label features (models that emit label_features)",
+    )
 
 
 def check(cfg, options: LwfOptions) -> str | None:
     if options.feature_weight and not MODELS.get(cfg.model.name).label_features:
-        return (f"strategy.lwf.feature_weight: the model {cfg.model.name!r} has no per-label features to "
-                f"distil; set it to 0")
+        return (
+            f"strategy.lwf.feature_weight: the model {cfg.model.name!r} has no per-label features to "
+            f"distil; set it to 0"
+        )
     return None
 
 
@@ -32,5 +38,10 @@ def build(cfg, scenario):
     return MultiLabelLwF(o.weight, o.temperature, o.feature_weight)
 
 
-DECLARATION = Plugin(build=build, options=LwfOptions, uses_previous_model=True, check=check,
-                     help="distil the previous step's model, one Bernoulli per old class")
+DECLARATION = Plugin(
+    build=build,
+    options=LwfOptions,
+    uses_previous_model=True,
+    check=check,
+    help="distil the previous step's model, one Bernoulli per old class",
+)

@@ -38,9 +38,10 @@ def distillation_loss(new_logits: torch.Tensor, old_logits: torch.Tensor, temper
     student = new_logits[:, : old_logits.shape[1]].float() / temperature
     teacher = old_logits.float() / temperature
     target = torch.sigmoid(teacher)
-    kl = (F.binary_cross_entropy_with_logits(student, target, reduction="none")
-          - F.binary_cross_entropy_with_logits(teacher, target, reduction="none"))
-    return temperature ** 2 * kl.mean()
+    kl = F.binary_cross_entropy_with_logits(student, target, reduction="none") - F.binary_cross_entropy_with_logits(
+        teacher, target, reduction="none"
+    )
+    return temperature**2 * kl.mean()
 
 
 def feature_distillation_loss(new_features: torch.Tensor, old_features: torch.Tensor) -> torch.Tensor:
@@ -62,6 +63,5 @@ class MultiLabelLwF(CmlPlugin):
             return
         loss = self.weight * distillation_loss(new["logits"], old["logits"], self.temperature)
         if self.feature_weight:
-            loss = loss + self.feature_weight * feature_distillation_loss(new["label_features"],
-                                                                          old["label_features"])
+            loss = loss + self.feature_weight * feature_distillation_loss(new["label_features"], old["label_features"])
         strategy.loss += strategy.plugin_term(loss)

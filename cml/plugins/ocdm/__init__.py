@@ -1,9 +1,10 @@
-"""ocdm: a replay buffer, Optimizing Class Distribution in Memory (Liang et al., 2022) (plugin.py has the details and deviations)."""
+"""ocdm: a replay buffer, Optimizing Class Distribution in Memory (Liang et al., 2022)
+(plugin.py has the details and deviations)."""
 
 from __future__ import annotations
 
+from cml.core.registry import Plugin
 from cml.plugins._replay_options import ReplayOptions
-from cml.registry import Plugin
 
 
 def build(cfg, scenario):
@@ -14,5 +15,10 @@ def build(cfg, scenario):
     return replay_plugin(cfg, scenario, OCDMBuffer(r.size, len(scenario.class_names), cfg.seed, r.rho))
 
 
-DECLARATION = Plugin(build=build, options=ReplayOptions, section="replay", kind="replay",
-                     help="replay buffer: Optimizing Class Distribution in Memory (Liang et al., 2022)")
+DECLARATION = Plugin(
+    build=build,
+    options=ReplayOptions,
+    section="replay",
+    kind="replay",
+    help="replay buffer: Optimizing Class Distribution in Memory (Liang et al., 2022)",
+)

@@ -64,7 +64,7 @@ class OCDMBuffer(ReplayBuffer):
         incoming = np.arange(fill, len(held))
         kept = self.select(held[incoming])
         free = np.flatnonzero(~kept[: self.capacity])
-        for slot, j in zip(free, incoming[kept[self.capacity:]]):
+        for slot, j in zip(free, incoming[kept[self.capacity :]]):
             self.store(int(slot), rows[j], targets[j], held[j], first)
 
     def select(self, incoming: np.ndarray) -> np.ndarray:
@@ -73,7 +73,7 @@ class OCDMBuffer(ReplayBuffer):
         if self.columns.shape[1] < n_items:
             self.columns = np.concatenate([self.columns[:, : self.capacity], incoming.T.astype(np.float32)], 1)
         columns = self.columns[:, :n_items]
-        columns[:, self.capacity:] = incoming.T
+        columns[:, self.capacity :] = incoming.T
         sizes = np.concatenate([self.sizes, incoming.sum(1)])
         counts = self.counts + incoming.sum(0)
         total = int(counts.sum())

@@ -6,24 +6,34 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cml.registry import MODELS, Plugin
-from cml.schema import option
+from cml.core.registry import MODELS, Plugin
+from cml.core.schema import option
 
 
 @dataclass
 class PodOptions:
-    spatial_weight: float = option(0.078125, low=0, help="pod: weight of the spatial term, per image (KRT's POD "
-                                                        "baseline: 5 over 64 images per GPU)")
-    flat_weight: float = option(2.8125, low=0, help="pod: weight of the pooled-embedding term, per image (KRT's "
-                                                    "POD baseline: 180 over 64 images per GPU)")
-    stages: list[int] = option([1, 2, 3], help="pod: backbone stages distilled spatially; stage k has stride "
-                                               "2^(k+1) (KRT: 1-3, TResNet-M's layer1-3)")
+    spatial_weight: float = option(
+        0.078125,
+        low=0,
+        help="pod: weight of the spatial term, per image (KRT's POD baseline: 5 over 64 images per GPU)",
+    )
+    flat_weight: float = option(
+        2.8125,
+        low=0,
+        help="pod: weight of the pooled-embedding term, per image (KRT's POD baseline: 180 over 64 images per GPU)",
+    )
+    stages: list[int] = option(
+        [1, 2, 3],
+        help="pod: backbone stages distilled spatially; stage k has stride 2^(k+1) (KRT: 1-3, TResNet-M's layer1-3)",
+    )
 
 
 def check(cfg, options: PodOptions) -> str | None:
     if not MODELS.get(cfg.model.name).backbone_stages:
-        return (f"strategy.plugins: pod does not apply to model {cfg.model.name!r}: it distils the stages of a "
-                f"timm backbone, which only models declaring backbone_stages expose")
+        return (
+            f"strategy.plugins: pod does not apply to model {cfg.model.name!r}: it distils the stages of a "
+            f"timm backbone, which only models declaring backbone_stages expose"
+        )
     if not options.stages or min(options.stages) < 1:
         return f"strategy.pod.stages: expected a list of stages >= 1 (1: stride 4), got {options.stages}"
     return None
@@ -37,5 +47,10 @@ def build(cfg, scenario):
 
 
 # whether the backbone has the chosen stages is known once timm builds it: refused before training
-DECLARATION = Plugin(build=build, options=PodOptions, uses_previous_model=True, check=check,
-                     help="PODNet's spatial + flat distillation of the backbone's stages (KRT's POD baseline)")
+DECLARATION = Plugin(
+    build=build,
+    options=PodOptions,
+    uses_previous_model=True,
+    check=check,
+    help="PODNet's spatial + flat distillation of the backbone's stages (KRT's POD baseline)",
+)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from cml.errors import UserError
+from cml.core.errors import UserError
 from cml.models._parts import feature_map
 from cml.plugins._base import CmlPlugin
 from cml.plugins.tdl.plugin import step_factor
@@ -51,9 +51,11 @@ def stage_modules(backbone: torch.nn.Module, stages: list[int]) -> list[torch.nn
     wanted = [2 ** (k + 1) for k in stages] + [max(by_stride, default=0)]
     missing = [k for k, stride in zip(stages, wanted) if stride not in by_stride]
     if missing or not by_stride:
-        raise UserError(f"strategy.pod.stages: the backbone {type(backbone).__name__} has no stage of stride "
-                        f"{', '.join(str(2 ** (k + 1)) for k in missing) or 'any'} (stages with strides: "
-                        f"{sorted(by_stride) or 'none listed'}); choose stages among them or another backbone")
+        raise UserError(
+            f"strategy.pod.stages: the backbone {type(backbone).__name__} has no stage of stride "
+            f"{', '.join(str(2 ** (k + 1)) for k in missing) or 'any'} (stages with strides: "
+            f"{sorted(by_stride) or 'none listed'}); choose stages among them or another backbone"
+        )
     return [backbone.get_submodule(by_stride[s]) for s in wanted]
 
 
@@ -71,8 +73,11 @@ class PodDistillation(CmlPlugin):
         backbone = model.backbone
         self.maps[key] = []
         for module in stage_modules(backbone, self.stages):
-            self.handles.append(module.register_forward_hook(
-                lambda _, __, out, key=key: self.maps[key].append(feature_map(backbone, out))))
+            self.handles.append(
+                module.register_forward_hook(
+                    lambda _, __, out, key=key: self.maps[key].append(feature_map(backbone, out))
+                )
+            )
 
     def _unwatch(self) -> None:
         for handle in self.handles:
@@ -94,10 +99,10 @@ class PodDistillation(CmlPlugin):
         new, old = self.maps["new"], self.maps["old"]
         self._unwatch()
         step = self.scenario.steps[strategy.experience.step]
-        loss = (self.spatial_weight * pod_spatial(new[:-1], old[:-1])
-                + self.flat_weight * pod_flat(new[-1].mean((2, 3)), old[-1].mean((2, 3))))
+        loss = self.spatial_weight * pod_spatial(new[:-1], old[:-1]) + self.flat_weight * pod_flat(
+            new[-1].mean((2, 3)), old[-1].mean((2, 3))
+        )
         strategy.loss += strategy.plugin_term(step_factor(step.n_seen, len(step.classes)) * loss)
 
     def after_training_exp(self, strategy, **kwargs):
         self._unwatch()
-

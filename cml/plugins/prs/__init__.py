@@ -1,9 +1,10 @@
-"""prs: a replay buffer, Partitioning Reservoir Sampling (Kim et al., ECCV 2020) (plugin.py has the details and deviations)."""
+"""prs: a replay buffer, Partitioning Reservoir Sampling (Kim et al., ECCV 2020)
+(plugin.py has the details and deviations)."""
 
 from __future__ import annotations
 
+from cml.core.registry import Plugin
 from cml.plugins._replay_options import ReplayOptions
-from cml.registry import Plugin
 
 
 def build(cfg, scenario):
@@ -14,5 +15,10 @@ def build(cfg, scenario):
     return replay_plugin(cfg, scenario, PRSBuffer(r.size, len(scenario.class_names), cfg.seed, r.rho))
 
 
-DECLARATION = Plugin(build=build, options=ReplayOptions, section="replay", kind="replay",
-                     help="replay buffer: Partitioning Reservoir Sampling (Kim et al., ECCV 2020)")
+DECLARATION = Plugin(
+    build=build,
+    options=ReplayOptions,
+    section="replay",
+    kind="replay",
+    help="replay buffer: Partitioning Reservoir Sampling (Kim et al., ECCV 2020)",
+)

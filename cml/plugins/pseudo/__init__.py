@@ -6,20 +6,31 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cml.registry import Plugin
-from cml.schema import option
+from cml.core.registry import Plugin
+from cml.core.schema import option
 
 
 @dataclass
 class PseudoOptions:
-    threshold: float = option(0.7, low=0, high=1, help="pseudo: the previous model's sigmoid at or above which "
-                                                      "an old class becomes a positive target (dynamic: the "
-                                                      "first step's starting threshold, KRT 0.8)")
-    dynamic: bool = option(False, help="pseudo: KRT's calibration: at the start of each step the threshold moves "
-                                       "by 0.005 until the previous model gives `target` x n_old / n_classes "
-                                       "old labels per training image (within 0.1); strictly above it")
-    target: float = option(2.9, positive=True, help="pseudo dynamic: old-class labels per image if every class "
-                                                    "were old (KRT: 2.9 COCO, 1.4 VOC)")
+    threshold: float = option(
+        0.7,
+        low=0,
+        high=1,
+        help="pseudo: the previous model's sigmoid at or above which "
+        "an old class becomes a positive target (dynamic: the "
+        "first step's starting threshold, KRT 0.8)",
+    )
+    dynamic: bool = option(
+        False,
+        help="pseudo: KRT's calibration: at the start of each step the threshold moves "
+        "by 0.005 until the previous model gives `target` x n_old / n_classes "
+        "old labels per training image (within 0.1); strictly above it",
+    )
+    target: float = option(
+        2.9,
+        positive=True,
+        help="pseudo dynamic: old-class labels per image if every class were old (KRT: 2.9 COCO, 1.4 VOC)",
+    )
 
 
 def build(cfg, scenario):
@@ -30,6 +41,10 @@ def build(cfg, scenario):
 
 
 # with full labels an old class's 0 is a real negative, which pseudo-labels would overwrite
-DECLARATION = Plugin(build=build, options=PseudoOptions, uses_previous_model=True,
-                     requires={"scenario.labels": "partial"},
-                     help="old classes labelled by the previous model where it is confident")
+DECLARATION = Plugin(
+    build=build,
+    options=PseudoOptions,
+    uses_previous_model=True,
+    requires={"scenario.labels": "partial"},
+    help="old classes labelled by the previous model where it is confident",
+)

@@ -33,14 +33,15 @@ import warnings
 import torch
 from torch.utils.data import DataLoader
 
-from cml import distributed
 from cml.plugins._base import CmlPlugin
+from cml.runtime import distributed
 
 MOVE, TOLERANCE, MAX_MOVES, LOWEST, HIGHEST = 0.005, 0.1, 100, 0.0001, 0.999999  # KRT's code
 
 
-def pseudo_labelled(targets: torch.Tensor, old_logits: torch.Tensor, threshold: float,
-                    strict: bool = False) -> torch.Tensor:
+def pseudo_labelled(
+    targets: torch.Tensor, old_logits: torch.Tensor, threshold: float, strict: bool = False
+) -> torch.Tensor:
     """A copy of `targets` with the confident old classes set to 1 where they were 0."""
     n_old = old_logits.shape[1]
     old = targets[:, :n_old]
@@ -76,8 +77,12 @@ class PseudoLabels(CmlPlugin):
     def old_scores(self, strategy) -> torch.Tensor:
         """The previous model's sigmoids over this rank's part of the step's training set, gathered."""
         rows = range(len(strategy.adapted_dataset))[distributed.shard(len(strategy.adapted_dataset))]
-        loader = DataLoader(strategy.adapted_dataset, batch_size=strategy.eval_mb_size, sampler=rows,
-                            **strategy.pass_loader_args(strategy.adapted_dataset))
+        loader = DataLoader(
+            strategy.adapted_dataset,
+            batch_size=strategy.eval_mb_size,
+            sampler=rows,
+            **strategy.pass_loader_args(strategy.adapted_dataset),
+        )
         scores = []
         for x, _, _ in loader:
             with strategy.autocast():
@@ -92,8 +97,10 @@ class PseudoLabels(CmlPlugin):
         target = self.target * scores.shape[1] / self.n_classes
         self.threshold, per_image, reached = calibrate_threshold(scores, self.threshold, target)
         self.calibrated = self.threshold
-        message = (f"step {strategy.experience.step}: pseudo-label threshold {self.threshold:.4f} "
-                   f"({per_image:.2f} old labels per image, target {target:.2f})")
+        message = (
+            f"step {strategy.experience.step}: pseudo-label threshold {self.threshold:.4f} "
+            f"({per_image:.2f} old labels per image, target {target:.2f})"
+        )
         if not reached:
             warnings.warn(f"{message}: the target was not reached in {MAX_MOVES} moves", stacklevel=2)
         elif distributed.is_main():
@@ -112,4 +119,3 @@ class PseudoLabels(CmlPlugin):
 
     def load_checkpoint_state(self, state: dict) -> None:
         self.threshold = float(state["threshold"])
-

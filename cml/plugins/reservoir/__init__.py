@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from cml.core.registry import Plugin
 from cml.plugins._replay_options import ReplayOptions
-from cml.registry import Plugin
 
 
 def build(cfg, scenario):
@@ -14,5 +14,10 @@ def build(cfg, scenario):
     return replay_plugin(cfg, scenario, ReservoirBuffer(r.size, len(scenario.class_names), cfg.seed))
 
 
-DECLARATION = Plugin(build=build, options=ReplayOptions, section="replay", kind="replay",
-                     help="replay buffer: reservoir sampling (Vitter's algorithm R)")
+DECLARATION = Plugin(
+    build=build,
+    options=ReplayOptions,
+    section="replay",
+    kind="replay",
+    help="replay buffer: reservoir sampling (Vitter's algorithm R)",
+)

@@ -5,21 +5,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cml.registry import MODELS, Plugin
-from cml.schema import option
+from cml.core.registry import MODELS, Plugin
+from cml.core.schema import option
 
 
 @dataclass
 class TdlOptions:
-    weight: float = option(1.5625, low=0, help="tdl: lambda of KRT's token distillation, a per-image ratio to the "
-                                               "classification loss (KRT's 100 over 64 images per GPU on COCO B0; "
-                                               "300/64 B40, 80/64 VOC)")
+    weight: float = option(
+        1.5625,
+        low=0,
+        help="tdl: lambda of KRT's token distillation, a per-image ratio to the "
+        "classification loss (KRT's 100 over 64 images per GPU on COCO B0; "
+        "300/64 B40, 80/64 VOC)",
+    )
 
 
 def check(cfg, options: TdlOptions) -> str | None:
     if not MODELS.get(cfg.model.name).task_tokens:
-        return (f"strategy.plugins: tdl does not apply to model {cfg.model.name!r}: it distils per-step task "
-                f"tokens, which only models declaring task_tokens have ({', '.join(MODELS.names(task_tokens=True))})")
+        return (
+            f"strategy.plugins: tdl does not apply to model {cfg.model.name!r}: it distils per-step task "
+            f"tokens, which only models declaring task_tokens have ({', '.join(MODELS.names(task_tokens=True))})"
+        )
     return None
 
 
@@ -29,5 +35,10 @@ def build(cfg, scenario):
     return TokenDistillation(cfg.strategy.tdl.weight, scenario)
 
 
-DECLARATION = Plugin(build=build, options=TdlOptions, uses_previous_model=True, check=check,
-                     help="KRT's token distillation of the previous step's task tokens")
+DECLARATION = Plugin(
+    build=build,
+    options=TdlOptions,
+    uses_previous_model=True,
+    check=check,
+    help="KRT's token distillation of the previous step's task tokens",
+)

@@ -7,7 +7,8 @@ model's tokens of the same steps, concatenated; n_seen: classes seen including t
 n_increment: the current step's classes. This is the authors' CosineEmbeddingLoss with target +1.
 
 Only models that emit per-step tokens (declared `task_tokens`: `krt`) can be distilled this way; the
-declaration's check refuses the others with one line, with the config (before torch). The term is a mean over the images and
+declaration's check refuses the others with one line, with the config (before torch). The term is a mean over
+the images and
 goes through `strategy.plugin_term` (cml/strategies/_base.py): with ASL, summed over the batch,
 `weight` stays a per-image ratio to the classification loss, so the authors' lambda (100 COCO B0,
 300 COCO B40, 80 VOC, beside ASL summed over 64 images per GPU) is lambda / 64 here
@@ -51,4 +52,3 @@ class TokenDistillation(CmlPlugin):
         factor = step_factor(step.n_seen, len(step.classes))
         loss = token_distillation(strategy.mb_outputs["tokens"], old["tokens"])
         strategy.loss += strategy.plugin_term(self.weight * factor * loss)
-

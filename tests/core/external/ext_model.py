@@ -2,8 +2,8 @@
 
 from dataclasses import dataclass
 
-from cml.registry import Model
-from cml.schema import option
+from cml.core.registry import Model
+from cml.core.schema import option
 
 
 @dataclass

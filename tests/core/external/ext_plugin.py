@@ -3,8 +3,8 @@ it counts the training iterations, and its count is checkpoint state."""
 
 from dataclasses import dataclass
 
-from cml.registry import Plugin
-from cml.schema import option
+from cml.core.registry import Plugin
+from cml.core.schema import option
 
 
 @dataclass

@@ -18,18 +18,32 @@ import torch
 from avalanche.evaluation import PluginMetric
 from avalanche.evaluation.metric_results import MetricValue
 
-from cml import distributed
 from cml.evaluation.metrics import multilabel_metrics
 from cml.evaluation.per_task import per_task_values
+from cml.runtime import distributed
 
-SCALARS = {"map": "mAP", "cp": "CP", "cr": "CR", "cf1": "CF1", "macro_f1": "macro_F1",
-           "op": "OP", "or": "OR", "of1": "OF1"}
+SCALARS = {
+    "map": "mAP",
+    "cp": "CP",
+    "cr": "CR",
+    "cf1": "CF1",
+    "macro_f1": "macro_F1",
+    "op": "OP",
+    "or": "OR",
+    "of1": "OF1",
+}
 
 
 class MultiLabelMetrics(PluginMetric[dict]):
-    def __init__(self, class_names: list[str], step_classes: list[list[int]], threshold: float,
-                 strict: bool = False, tasks: list[list[tuple[int, object]]] | None = None,
-                 groups: dict[str, list[int]] | None = None):
+    def __init__(
+        self,
+        class_names: list[str],
+        step_classes: list[list[int]],
+        threshold: float,
+        strict: bool = False,
+        tasks: list[list[tuple[int, object]]] | None = None,
+        groups: dict[str, list[int]] | None = None,
+    ):
         super().__init__()
         self.class_names = class_names
         self.step_classes = step_classes
@@ -67,21 +81,31 @@ class MultiLabelMetrics(PluginMetric[dict]):
         values["step_map"] = [_nanmean([ap[c] for c in classes]) for classes in self.step_classes[: step + 1]]
         values["step"] = step
         if self.tasks is not None:
-            values["per_task"] = per_task_values(scores, targets, self.tasks[step], self.groups, self.threshold,
-                                                 self.strict)
+            values["per_task"] = per_task_values(
+                scores, targets, self.tasks[step], self.groups, self.threshold, self.strict
+            )
         self.last = values
         self.reset()
         out = [MetricValue(self, f"eval/{label}", values[key], step) for key, label in SCALARS.items()]
-        out += [MetricValue(self, f"eval_step_mAP/step{j}", v, step)
-                for j, v in enumerate(values["step_map"]) if not math.isnan(v)]
-        out += [MetricValue(self, f"eval_class_AP/{name}", v, step)
-                for name, v in values["per_class_ap"].items() if not math.isnan(v)]
+        out += [
+            MetricValue(self, f"eval_step_mAP/step{j}", v, step)
+            for j, v in enumerate(values["step_map"])
+            if not math.isnan(v)
+        ]
+        out += [
+            MetricValue(self, f"eval_class_AP/{name}", v, step)
+            for name, v in values["per_class_ap"].items()
+            if not math.isnan(v)
+        ]
         if self.tasks is not None:
             tally = values["per_task"]["tally"]
             named = [("tally", k, tally[k]) for k in ("map", "cf1", "of1")]
             named += [(g, k, v[k]) for g, v in tally.get("groups", {}).items() for k in ("map", "cf1", "of1")]
-            out += [MetricValue(self, f"eval_prs/{where}_{SCALARS[k]}", v, step)
-                    for where, k, v in named if not math.isnan(v)]
+            out += [
+                MetricValue(self, f"eval_prs/{where}_{SCALARS[k]}", v, step)
+                for where, k, v in named
+                if not math.isnan(v)
+            ]
         return out
 
     def __str__(self) -> str:

@@ -12,12 +12,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from cml.config import Config
-from cml.registry import PLUGINS
+from cml.core.errors import UserError
+from cml.core.registry import PLUGINS, PROTOCOLS
 from cml.datasets._types import MultiLabelData
-from cml.errors import UserError
-from cml.registry import PROTOCOLS
-from cml.scenarios.groups import class_groups
-from cml.scenarios.split import Step
+from cml.protocols.groups import class_groups
+from cml.protocols.split import Step
 
 
 @dataclass
@@ -41,20 +40,24 @@ def _untrainable(cfg: Config, n: int) -> str | None:
     if batch_count(n, cfg.train.batch_size, cfg.train.online):
         return None
     if cfg.train.online:
-        return (f"fewer than train.batch_size {cfg.train.batch_size}; online mode (train.online) drops the last "
-                f"incomplete batch, so it would train on nothing; set train.batch_size to at most {n}")
+        return (
+            f"fewer than train.batch_size {cfg.train.batch_size}; online mode (train.online) drops the last "
+            f"incomplete batch, so it would train on nothing; set train.batch_size to at most {n}"
+        )
     return "a training batch needs at least 2 images (BatchNorm)"
 
 
 def untrainable_step(cfg: Config, steps: list[Step], class_names: list[str]) -> str | None:
     """The first step whose own images make no training batch, said in one line, or None: a run
-    refuses it before training (`cml.run`), `plan` warns (a protocol can be inspected at any size)."""
+    refuses it before training (`cml.commands.run`), `plan` warns (a protocol can be inspected at any size)."""
     for t, step in enumerate(steps):
         why = _untrainable(cfg, len(step.train_rows))
         if why:
             names = ", ".join(class_names[c] for c in step.classes)
-            return (f"scenario: step {t} ({names}) has {len(step.train_rows)} training "
-                    f"image{'s' if len(step.train_rows) > 1 else ''}: {why}")
+            return (
+                f"scenario: step {t} ({names}) has {len(step.train_rows)} training "
+                f"image{'s' if len(step.train_rows) > 1 else ''}: {why}"
+            )
     return None
 
 
@@ -73,9 +76,11 @@ def _check_replay_size(cfg: Config, n_classes: int, stream: int) -> None:
     size = cfg.strategy.replay.size
     need = size * (16 + 5 * n_classes)  # int64 row and first class, float32 target and bool held per class
     if need > memory_bytes() // 2:
-        raise UserError(f"strategy.replay.size: {size:,} slots for {n_classes} classes need {need / 2**30:,.1f} GiB, "
-                        f"more than half this machine's memory; a buffer never holds more than the {stream:,} "
-                        f"training images of the stream: set it to at most {stream:,}")
+        raise UserError(
+            f"strategy.replay.size: {size:,} slots for {n_classes} classes need {need / 2**30:,.1f} GiB, "
+            f"more than half this machine's memory; a buffer never holds more than the {stream:,} "
+            f"training images of the stream: set it to at most {stream:,}"
+        )
 
 
 def train_counts(steps: list[Step]) -> np.ndarray:
@@ -93,11 +98,13 @@ def plan_steps(cfg: Config, data: MultiLabelData) -> StepPlan:
     for t, step in enumerate(steps):
         if len(step.train_rows) == 0 or len(step.test_rows) == 0:
             names = ", ".join(data.class_names[c] for c in step.classes)
-            raise UserError(f"scenario: step {t} ({names}) has no "
-                            f"{'training' if len(step.train_rows) == 0 else 'test'} image")
+            raise UserError(
+                f"scenario: step {t} ({names}) has no {'training' if len(step.train_rows) == 0 else 'test'} image"
+            )
     _check_replay_size(cfg, len(data.class_names), sum(len(step.train_rows) for step in steps))
     plan = StepPlan(data, steps)
     if cfg.eval.per_task:
-        plan.class_groups, plan.groups_source = class_groups(cfg.eval.groups, dataset_classes, data.class_names,
-                                                             train_counts(steps))
+        plan.class_groups, plan.groups_source = class_groups(
+            cfg.eval.groups, dataset_classes, data.class_names, train_counts(steps)
+        )
     return plan

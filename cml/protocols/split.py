@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from cml.core.errors import UserError
+from cml.core.hints import closest
 from cml.datasets._types import MultiLabelData
-from cml.errors import UserError
-from cml.hints import closest
 
 IGNORE = -1.0
 
@@ -64,20 +64,27 @@ def class_order(names: list[str], order: str | list[str], seed: int) -> list[int
 def step_sizes(n_classes: int, base: int, increment: int) -> list[int]:
     first = base or increment
     if first > n_classes:
-        raise UserError(f"scenario.base/increment: the first step needs {first} classes, "
-                        f"the dataset has {n_classes}")
+        raise UserError(f"scenario.base/increment: the first step needs {first} classes, the dataset has {n_classes}")
     sizes = [first]
     while sum(sizes) < n_classes:
         sizes.append(min(increment, n_classes - sum(sizes)))
     return sizes
 
 
-def make_step(train_labels: np.ndarray, test_labels: np.ndarray, train_rows: np.ndarray, test_rows: np.ndarray,
-              start: int, n_seen: int, labels: str = "partial", test_ignore: np.ndarray | None = None) -> Step:
+def make_step(
+    train_labels: np.ndarray,
+    test_labels: np.ndarray,
+    train_rows: np.ndarray,
+    test_rows: np.ndarray,
+    start: int,
+    n_seen: int,
+    labels: str = "partial",
+    test_ignore: np.ndarray | None = None,
+) -> Step:
     """A step of classes [start, n_seen) over the given rows, with the targets the rules above set."""
     n_classes = train_labels.shape[1]
     keep = np.zeros(n_classes, dtype=np.float32)
-    keep[start if labels == "partial" else 0:n_classes if labels == "all" else n_seen] = 1
+    keep[start if labels == "partial" else 0 : n_classes if labels == "all" else n_seen] = 1
     train_targets = train_labels[train_rows].astype(np.float32) * keep
     test_targets = test_labels[test_rows].astype(np.float32)
     if test_ignore is not None:
@@ -87,9 +94,15 @@ def make_step(train_labels: np.ndarray, test_labels: np.ndarray, train_rows: np.
     return Step(list(range(start, n_seen)), n_seen, train_rows, train_targets, test_rows, test_targets)
 
 
-def make_steps(train_labels: np.ndarray, test_labels: np.ndarray, sizes: list[int], labels: str = "partial",
-               test_ignore: np.ndarray | None = None, train_select: np.ndarray | None = None,
-               test_select: np.ndarray | None = None) -> list[Step]:
+def make_steps(
+    train_labels: np.ndarray,
+    test_labels: np.ndarray,
+    sizes: list[int],
+    labels: str = "partial",
+    test_ignore: np.ndarray | None = None,
+    train_select: np.ndarray | None = None,
+    test_select: np.ndarray | None = None,
+) -> list[Step]:
     """Steps over label (and selection) matrices whose columns are already in class order."""
     train_select = train_labels if train_select is None else train_select
     test_select = test_labels if test_select is None else test_select
@@ -108,8 +121,9 @@ def make_steps(train_labels: np.ndarray, test_labels: np.ndarray, sizes: list[in
     return steps
 
 
-def joint_rows_and_targets(train_labels: np.ndarray, n_seen: int,
-                           train_select: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def joint_rows_and_targets(
+    train_labels: np.ndarray, n_seen: int, train_select: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Upper bound: every training image selected by any seen class, with the labels of all seen classes."""
     select = train_labels if train_select is None else train_select
     rows = np.flatnonzero(select[:, :n_seen].any(1))
@@ -121,5 +135,27 @@ def joint_rows_and_targets(train_labels: np.ndarray, n_seen: int,
 def reorder(data: MultiLabelData, order: list[int]) -> MultiLabelData:
     """The same data with class columns in `order` (classes not in `order` dropped)."""
     ignore = data.test_ignore[:, order] if data.test_ignore is not None else None
-    return MultiLabelData(data.name, [data.class_names[i] for i in order], data.train.columns(order),
-                          data.test.columns(order), data.skipped, ignore)
+    return MultiLabelData(
+        data.name,
+        [data.class_names[i] for i in order],
+        data.train.columns(order),
+        data.test.columns(order),
+        data.skipped,
+        ignore,
+    )
+
+
+def ordered_steps(cfg, data, sizes_of):
+    """The data in class order and its steps, of the sizes `sizes_of(n_classes)`."""
+    s = cfg.scenario
+    data = reorder(data, class_order(data.class_names, s.order, cfg.seed))
+    steps = make_steps(
+        data.train.labels,
+        data.test.labels,
+        sizes_of(len(data.class_names)),
+        s.labels,
+        data.test_ignore,
+        data.train.select,
+        data.test.select,
+    )
+    return data, steps

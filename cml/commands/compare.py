@@ -3,7 +3,7 @@
 A run directory is a folder with `results.json` and `config.yaml`; any other folder given is
 searched for them. Runs whose configs are equal apart from `seed` and the data locations
 (`data.root`, `data.cache_dir`), and whose data are the same (`data_digest` in results.json:
-class names, image ids and labels, see `cml.checkpoint.content_digest`), form one configuration;
+class names, image ids and labels, see `cml.runtime.checkpoint.content_digest`), form one configuration;
 its numbers are the mean and the sample standard deviation (n - 1) over its runs. A run written
 before the digest existed is grouped by its `data.root` instead. CF1 and OF1 are those of the last
 step. Left out, each with a note on stderr, the rest still compared: unfinished runs (fewer steps
@@ -25,13 +25,18 @@ from pathlib import Path
 
 import yaml
 
-from cml.errors import UserError
-from cml.registry import PLUGINS, section_of
+from cml.core.errors import UserError
+from cml.core.registry import PLUGINS, section_of
 
 IGNORED = ("seed", "data.root", "data.cache_dir")  # the same configuration whatever their values
 SHOWN = ("strategy.name", "strategy.plugins", "model.name", "model.backbone")  # always in the label
-COLUMNS = (("Avg mAP", "avg_map"), ("Last mAP", "last_map"), ("Avg forgetting", "avg_forgetting"),
-           ("CF1", "cf1"), ("OF1", "of1"))
+COLUMNS = (
+    ("Avg mAP", "avg_map"),
+    ("Last mAP", "last_map"),
+    ("Avg forgetting", "avg_forgetting"),
+    ("CF1", "cf1"),
+    ("OF1", "of1"),
+)
 
 
 @dataclass
@@ -71,8 +76,9 @@ def _results_problem(results) -> str | None:
     """What keeps a parsed results.json from being compared, or None."""
     if not isinstance(results, dict) or not isinstance(results.get("steps"), list) or not results["steps"]:
         return "results.json is not a cml results file (no list of steps)"
-    if not all(isinstance(s, dict) and all(_number(s.get(k, "")) for k in ("map", "cf1", "of1"))
-               for s in results["steps"]):
+    if not all(
+        isinstance(s, dict) and all(_number(s.get(k, "")) for k in ("map", "cf1", "of1")) for s in results["steps"]
+    ):
         return "results.json: a step lacks map, cf1 or of1"
     if not all(_number(results.get(k, "")) for k in ("avg_map", "last_map", "avg_forgetting")):
         return "results.json lacks avg_map, last_map or avg_forgetting"
@@ -102,8 +108,11 @@ def find_runs(paths: list[Path]) -> list[Run]:
     for path in paths:
         if not path.is_dir():
             raise UserError(f"{path}: no such folder")
-        found = [path] if (path / "results.json").is_file() else \
-            sorted(r.parent for r in path.rglob("results.json") if (r.parent / "config.yaml").is_file())
+        found = (
+            [path]
+            if (path / "results.json").is_file()
+            else sorted(r.parent for r in path.rglob("results.json") if (r.parent / "config.yaml").is_file())
+        )
         if not found:
             raise UserError(f"{path}: no run directory (a folder with results.json and config.yaml) in it")
         folders += [f for f in found if f not in folders]
@@ -159,8 +168,11 @@ def group_runs(runs: list[Run]) -> list[Group]:
         group = by_key.setdefault(_key(run), Group([]))
         twin = next((r for r in group.runs if r.config.get("seed") == run.config.get("seed")), None)
         if twin is not None:
-            print(f"note: {run.path} left out: the same configuration, data and seed as {twin.path} "
-                  "(a copy? it is not another seed)", file=sys.stderr)
+            print(
+                f"note: {run.path} left out: the same configuration, data and seed as {twin.path} "
+                "(a copy? it is not another seed)",
+                file=sys.stderr,
+            )
             continue
         group.runs.append(run)
     groups = list(by_key.values())
@@ -174,8 +186,10 @@ def group_runs(runs: list[Run]) -> list[Group]:
         g.label = ", ".join(parts)
         g.stats = {key: _mean_std([r.value(key) for r in g.runs]) for _, key in COLUMNS}
         n_steps = max(len(r.results["steps"]) for r in g.runs)
-        g.stats["map_per_step"] = [_mean_std([r.results["steps"][i]["map"] for r in g.runs
-                                              if i < len(r.results["steps"])]) for i in range(n_steps)]
+        g.stats["map_per_step"] = [
+            _mean_std([r.results["steps"][i]["map"] for r in g.runs if i < len(r.results["steps"])])
+            for i in range(n_steps)
+        ]
     return groups
 
 
@@ -198,8 +212,11 @@ def markdown_table(groups: list[Group]) -> str:
 def to_json(groups: list[Group]) -> list[dict]:
     out = []
     for g in groups:
-        entry = {"label": g.label, "runs": [str(r.path) for r in g.runs],
-                 "seeds": [r.config.get("seed") for r in g.runs]}
+        entry = {
+            "label": g.label,
+            "runs": [str(r.path) for r in g.runs],
+            "seeds": [r.config.get("seed") for r in g.runs],
+        }
         for _, key in COLUMNS:
             entry[key] = dict(zip(("mean", "std", "n"), g.stats[key]))
         entry["map_per_step"] = [dict(zip(("mean", "std", "n"), s)) for s in g.stats["map_per_step"]]
@@ -224,8 +241,14 @@ def plot(groups: list[Group], path: Path) -> None:
         ax.plot(x, mean, marker="o", color=color, label=label)
         if len(g.runs) > 1:
             std = [p[2] or 0.0 for p in points]
-            ax.fill_between(x, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)],
-                            color=color, alpha=0.2, linewidth=0)
+            ax.fill_between(
+                x,
+                [m - s for m, s in zip(mean, std)],
+                [m + s for m, s in zip(mean, std)],
+                color=color,
+                alpha=0.2,
+                linewidth=0,
+            )
     ax.set_title("mAP after each step (mean ± std over seeds)")
     ax.set_xlabel("step")
     ax.set_ylabel("mAP on the classes seen so far (%)")

@@ -1,11 +1,11 @@
 """What torchrun tells every process through the environment, readable without torch (the CLI
-checks and locks the run directory before torch is imported; `cml.distributed` joins the group)."""
+checks and locks the run directory before torch is imported; `cml.runtime.distributed` joins the group)."""
 
 from __future__ import annotations
 
 import os
 
-from cml.errors import UserError
+from cml.core.errors import UserError
 
 TORCHRUN_VARIABLES = ("RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
@@ -34,9 +34,11 @@ def check_launch() -> None:
         raise UserError(f"WORLD_SIZE={world!r}: expected a number of processes (torchrun sets it); unset it")
     missing = [name for name in TORCHRUN_VARIABLES if name not in os.environ]
     if int(world) > 1 and missing:
-        raise UserError(f"WORLD_SIZE={world} is set but {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} "
-                        "not: start several processes with torchrun --nproc_per_node N -m cml run ..., "
-                        "or unset WORLD_SIZE for one process")
+        raise UserError(
+            f"WORLD_SIZE={world} is set but {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} "
+            "not: start several processes with torchrun --nproc_per_node N -m cml run ..., "
+            "or unset WORLD_SIZE for one process"
+        )
 
 
 def peer_lost(err: Exception) -> bool:
@@ -45,7 +47,8 @@ def peer_lost(err: Exception) -> bool:
         return False
     text = str(err)
     return type(err).__name__ in ("DistBackendError", "DistNetworkError") or any(
-        sign in text for sign in ("Connection closed by peer", "Connection reset by peer", "Broken pipe", "NCCL"))
+        sign in text for sign in ("Connection closed by peer", "Connection reset by peer", "Broken pipe", "NCCL")
+    )
 
 
 AUTO_WORKERS = 8  # data.num_workers `auto`: at most this many loader processes per training process

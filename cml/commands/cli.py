@@ -13,7 +13,6 @@ diverged (non-finite loss), 130 SIGINT, 143 SIGTERM (completed steps kept, resum
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import signal
@@ -23,54 +22,23 @@ from pathlib import Path
 
 import yaml
 
+from cml.commands.arguments import parser
 from cml.config import describe, load_config, markdown_reference, to_dict
-from cml.errors import TrainingDiverged, UserError
-from cml.imagefiles import check_images
-from cml.launch import check_launch, launch_rank, launched, peer_lost, torchrun_environment
-from cml.registry import DATASETS
-from cml.run_directory import MARKERS, check_run_directory, default_out, interrupted_exit, lost_peer_exit, run_directory
-from cml.rundir import RunLock, os_error_text, received_signal, stop_signals_raise, storage_error, write_text_atomic
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m cml", description="Continual multi-label learning on Avalanche.",
-        epilog="`python -m cml keys` lists every config key with its type and default.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run an experiment from a YAML config",
-                         description="Train and evaluate a class-incremental multi-label experiment.")
-    run.add_argument("config", help="YAML config file (see configs/)")
-    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                     help="override a config key, value read as YAML (e.g. --set train.epochs=3 "
-                          "--set strategy.plugins=[a,b]); repeatable")
-    run.add_argument("--out", help="run directory (default: runs/<config name>-<time>)")
-    run.add_argument("--resume", action="store_true",
-                     help="continue the run in --out after its last completed step; with --seeds, "
-                          "continue every unfinished seed")
-    run.add_argument("--seeds", type=int, nargs="+", metavar="SEED",
-                     help="run once per seed, one after the other, each in PARENT/seed<SEED> "
-                          "(PARENT: --out, default runs/<config name>-<time>)")
-    plan = sub.add_parser("plan", help="show a protocol's steps without training (no torch)",
-                          description="Load the config and the dataset and print, per step, the classes, the "
-                                      "training and test images, positive labels per class and the selected "
-                                      "images with no positive label.")
-    plan.add_argument("config", help="YAML config file (see configs/)")
-    plan.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                      help="override a config key, as for run; repeatable")
-    plan.add_argument("--json", metavar="FILE", help="also write the same as JSON to FILE")
-    compare = sub.add_parser("compare", help="compare runs: a markdown table and a PNG of mAP per step",
-                             description="Group runs whose configs differ only in the seed; print Avg "
-                                         "mAP, Last mAP, forgetting, CF1 and OF1 (mean and std over "
-                                         "seeds) and plot mAP per step.")
-    compare.add_argument("paths", nargs="+", metavar="RUN_DIR_OR_PARENT",
-                         help="run directories, or folders searched for them")
-    compare.add_argument("--out", default="compare.png", help="the PNG to write (default: compare.png)")
-    compare.add_argument("--json", action="store_true", help="print the groups as JSON instead of a table")
-    keys = sub.add_parser("keys", help="list the config keys, their types and defaults")
-    keys.add_argument("config", nargs="?", help="a config whose `imports:` declare more components: "
-                                                "they are listed too")
-    keys.add_argument("--markdown", action="store_true", help="as the table of docs/config.md")
-    return parser
+from cml.core.errors import TrainingDiverged, UserError
+from cml.core.registry import DATASETS
+from cml.datasets.imagefiles import check_images
+from cml.runtime.files import os_error_text, storage_error, write_text_atomic
+from cml.runtime.launch import check_launch, launch_rank, launched, peer_lost, torchrun_environment
+from cml.runtime.lock import RunLock
+from cml.runtime.run_directory import (
+    MARKERS,
+    check_run_directory,
+    default_out,
+    interrupted_exit,
+    lost_peer_exit,
+    run_directory,
+)
+from cml.runtime.signals import received_signal, stop_signals_raise
 
 
 def _one_line(err: UserError) -> str:
@@ -86,6 +54,7 @@ def _one_line(err: UserError) -> str:
 class _Session:
     """What the error messages need to know about the run in progress, and the dataset, which
     the seeds of one command share."""
+
     run_dir: Path | None = None
     lock: RunLock | None = None
     data = None
@@ -102,8 +71,8 @@ def _start(args, session: _Session):
     cfg = load_config(args.config, args.overrides)
     if not launched():
         return (cfg, *_prepare(args, session, cfg))
-    import cml.run  # noqa: F401  Avalanche makes a logger at import, refused off rank 0 once the group exists
-    from cml import distributed
+    import cml.commands.run  # noqa: F401  Avalanche makes a logger at import, refused off rank 0 once the group exists
+    from cml.runtime import distributed
 
     distributed.init(cfg.train.device)
     outcome = None
@@ -206,8 +175,12 @@ def _finished(run_dir: Path) -> bool:
         results = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
     except (OSError, ValueError, RecursionError):
         return False
-    return isinstance(results, dict) and isinstance(results.get("steps"), list) \
-        and isinstance(results.get("n_steps"), int) and len(results["steps"]) == results["n_steps"]
+    return (
+        isinstance(results, dict)
+        and isinstance(results.get("steps"), list)
+        and isinstance(results.get("n_steps"), int)
+        and len(results["steps"]) == results["n_steps"]
+    )
 
 
 def _run(args, session: _Session | None = None) -> int:
@@ -218,7 +191,7 @@ def _run(args, session: _Session | None = None) -> int:
                 cfg, data, run_dir = _start(args, session)
                 # qpsolvers, imported by Avalanche, warns on every start that it found no QP solver
                 warnings.filterwarnings("ignore", message="no QP solver", category=UserWarning)
-                from cml.run import run  # the heavy imports: torch, timm, Avalanche
+                from cml.commands.run import run  # the heavy imports: torch, timm, Avalanche
 
                 run(cfg, data, run_dir, resume=args.resume)
             finally:
@@ -249,7 +222,7 @@ def _run(args, session: _Session | None = None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = parser().parse_args(argv)
     if args.command == "keys":
         if args.config:
             try:
@@ -264,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{key:<28} {type_name:<40} {default:<16} {help_text}")
         return 0
     if args.command == "compare":
-        from cml.compare import compare
+        from cml.commands.compare import compare
 
         try:
             compare([Path(p) for p in args.paths], Path(args.out), as_json=args.json)
@@ -276,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         return 0
     if args.command == "plan":
-        from cml.plan import plan_command
+        from cml.commands.plan import plan_command
 
         try:
             return plan_command(args.config, args.overrides, args.json)
@@ -290,6 +263,6 @@ def main(argv: list[str] | None = None) -> int:
         return _run_seeds(args) if args.seeds else _run(args)
     finally:
         if launched():
-            from cml import distributed
+            from cml.runtime import distributed
 
             distributed.shutdown()

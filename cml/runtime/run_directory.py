@@ -9,11 +9,11 @@ import sys
 import time
 from pathlib import Path
 
-from cml import safeyaml
 from cml.config import to_dict
-from cml.errors import UserError
-from cml.launch import launch_rank
-from cml.rundir import storage_error
+from cml.core import safeyaml
+from cml.core.errors import UserError
+from cml.runtime.files import storage_error
+from cml.runtime.launch import launch_rank
 
 MARKERS = ("checkpoint.pt", "results.json")
 
@@ -55,8 +55,9 @@ def check_run_directory(args, cfg, run_dir: Path) -> None:
         if diff:
             raise UserError(f"--resume: the config differs from the one {run_dir} was started with: {diff}")
     elif any((run_dir / m).exists() for m in MARKERS):
-        raise UserError(f"--out: {run_dir} already holds a run; add --resume to continue it, "
-                        f"or choose another directory")
+        raise UserError(
+            f"--out: {run_dir} already holds a run; add --resume to continue it, or choose another directory"
+        )
 
 
 def resume_command(args, run_dir: Path) -> str:
@@ -75,17 +76,22 @@ def lost_peer_exit(args, run_dir: Path | None, err: Exception) -> int:
     if launch_rank() != 0:
         return 2
     first = " ".join(str(err).split())[:120]
-    print(f"error (rank 0): another process of this torchrun job stopped ({first}){where_saved(args, run_dir)}",
-          file=sys.stderr)
+    print(
+        f"error (rank 0): another process of this torchrun job stopped ({first}){where_saved(args, run_dir)}",
+        file=sys.stderr,
+    )
     return 2
 
 
 def where_saved(args, run_dir: Path | None) -> str:
-    saved = run_dir and (any(run_dir.parent.glob("seed*/checkpoint.pt")) if args.seeds
-                         else (run_dir / "checkpoint.pt").exists())
+    saved = run_dir and (
+        any(run_dir.parent.glob("seed*/checkpoint.pt")) if args.seeds else (run_dir / "checkpoint.pt").exists()
+    )
     if saved:
-        return (f"; the completed steps are saved in {run_dir.parent if args.seeds else run_dir}; continue with: "
-                f"{resume_command(args, run_dir)}")
+        return (
+            f"; the completed steps are saved in {run_dir.parent if args.seeds else run_dir}; continue with: "
+            f"{resume_command(args, run_dir)}"
+        )
     return "; no step was completed, nothing to resume"
 
 
@@ -93,6 +99,5 @@ def interrupted_exit(args, run_dir: Path | None, signum: int) -> int:
     name = signal.Signals(signum).name
     if launch_rank() != 0:  # torchrun stops every rank together: one message, from rank 0
         return 128 + signum
-    print(f"{chr(10) if sys.stderr.isatty() else ''}interrupted by {name}{where_saved(args, run_dir)}",
-          file=sys.stderr)
+    print(f"{chr(10) if sys.stderr.isatty() else ''}interrupted by {name}{where_saved(args, run_dir)}", file=sys.stderr)
     return 128 + signum

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import difflib
-from typing import Iterable
+from collections.abc import Iterable
 
 
 def closest(word: str, choices: Iterable[str], n: int = 1, cutoff: float = 0.6) -> list[str]:
@@ -11,6 +11,6 @@ def closest(word: str, choices: Iterable[str], n: int = 1, cutoff: float = 0.6) 
 
 
 def did_you_mean(word: str, choices: Iterable[str], prefix: str = "", n: int = 1, cutoff: float = 0.6) -> str:
-    """"; did you mean 'PREFIXx'?" for the closest choices, or "" when none is close."""
+    """ "; did you mean 'PREFIXx'?" for the closest choices, or "" when none is close."""
     close = closest(word, choices, n, cutoff)
     return f"; did you mean {', '.join(repr(prefix + c) for c in close)}?" if close else ""

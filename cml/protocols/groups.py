@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from cml.errors import UserError
-from cml.hints import closest
-from cml.safeyaml import load_json
+from cml.core.errors import UserError
+from cml.core.hints import closest
+from cml.core.safeyaml import load_json
 
 GROUPS = ("majority", "moderate", "minority")
 
@@ -33,8 +33,9 @@ def read_class_list(path: Path, dataset_classes: list[str]) -> list[str]:
     known = set(dataset_classes)
     for k, name in enumerate(doc):
         if not isinstance(name, str):
-            raise UserError(f"{path}: entry {k}: {json.dumps(name)} is not a class name; expected a JSON list "
-                            "of class names")
+            raise UserError(
+                f"{path}: entry {k}: {json.dumps(name)} is not a class name; expected a JSON list of class names"
+            )
         if name not in known:
             close = closest(name, dataset_classes, n=1)
             hint = f"; closest dataset class: {close[0]!r}" if close else ""
@@ -51,8 +52,10 @@ def groups_from_files(groups_cfg, dataset_classes: list[str], class_names: list[
         names = read_class_list(path, dataset_classes)
         for k, name in enumerate(names):
             if name in owner:
-                raise UserError(f"{path}: entry {k}: {name!r} is already in the {owner[name]} list; "
-                                "expected each class in one group")
+                raise UserError(
+                    f"{path}: entry {k}: {name!r} is already in the {owner[name]} list; "
+                    "expected each class in one group"
+                )
             owner[name] = group
         groups[group] = sorted(index[n] for n in names if n in index)
     return groups
@@ -61,16 +64,20 @@ def groups_from_files(groups_cfg, dataset_classes: list[str], class_names: list[
 def groups_from_counts(counts: np.ndarray, thresholds: list[float]) -> dict[str, list[int]]:
     low, high = thresholds
     ratio = counts / max(int(counts.max()), 1) if counts.size else counts
-    return {"majority": np.flatnonzero(ratio >= high).tolist(),
-            "moderate": np.flatnonzero((ratio >= low) & (ratio < high)).tolist(),
-            "minority": np.flatnonzero(ratio < low).tolist()}
+    return {
+        "majority": np.flatnonzero(ratio >= high).tolist(),
+        "moderate": np.flatnonzero((ratio >= low) & (ratio < high)).tolist(),
+        "minority": np.flatnonzero(ratio < low).tolist(),
+    }
 
 
-def class_groups(groups_cfg, dataset_classes: list[str], class_names: list[str],
-                 counts: np.ndarray) -> tuple[dict[str, list[int]], str]:
+def class_groups(
+    groups_cfg, dataset_classes: list[str], class_names: list[str], counts: np.ndarray
+) -> tuple[dict[str, list[int]], str]:
     """({group: class indices in the scenario's order}, where they come from)."""
     if groups_cfg.majority:
         return groups_from_files(groups_cfg, dataset_classes, class_names), "eval.groups files"
     low, high = groups_cfg.thresholds
-    return groups_from_counts(counts, groups_cfg.thresholds), \
-        f"training counts: count / largest < {low} minority, >= {high} majority"
+    return groups_from_counts(
+        counts, groups_cfg.thresholds
+    ), f"training counts: count / largest < {low} minority, >= {high} majority"

@@ -8,7 +8,8 @@ The id lists may also sit in SPLIT_DIR/ids/, as in the PRS release.
 - Image ids are the dataset's (COCO image ids; NUS-WIDE image-list line numbers, as in PRS's
   files); ints and strings both match. An id is looked up in the dataset's own split, then, where
   ids are unique across splits (COCO), in the other one (PRS draws on COCO train2014 and val2014
-  alike); NUS-WIDE's line numbers repeat across splits, so there only the own split counts. Ids not in the dataset (e.g. missing image files) are counted in
+  alike); NUS-WIDE's line numbers repeat across splits, so there only the own split counts. Ids not in the
+  dataset (e.g. missing image files) are counted in
   `skipped` (`split_train_ids_not_found`, `split_test_ids_not_found`); a task left with no
   training or no test image is an error. The returned data holds the listed images only.
 - Classes of a task: the map's classes positive in its training images and not claimed by an
@@ -30,14 +31,16 @@ from pathlib import Path
 
 import numpy as np
 
+from cml.core.errors import UserError
+from cml.core.hints import closest
+from cml.core.safeyaml import load_json
 from cml.datasets._types import MultiLabelData, Split
-from cml.errors import UserError
-from cml.hints import closest
-from cml.safeyaml import load_json
-from cml.scenarios.split import Step, make_step, reorder
+from cml.protocols.split import Step, make_step, reorder
 
-LAYOUT = ("SPLIT_DIR/multihot_map.json and SPLIT_DIR/{train,test}_task{k}_id_<name>.json "
-          "(or SPLIT_DIR/ids/...), from the PRS authors' code release")
+LAYOUT = (
+    "SPLIT_DIR/multihot_map.json and SPLIT_DIR/{train,test}_task{k}_id_<name>.json "
+    "(or SPLIT_DIR/ids/...), from the PRS authors' code release"
+)
 TRAIN_FILE = re.compile(r"train_task(\d+)_id_.+\.json")
 
 
@@ -57,9 +60,13 @@ def read_class_map(path: Path, class_names: list[str]) -> list[int]:
     owner: dict[int, str] = {}
     for name, index in doc.items():
         if not is_int(index) or not 0 <= index < len(doc) or index in owner:
-            why = (f"index {index!r} is not an integer" if not is_int(index) else
-                   f"index {index} is also that of {owner[index]!r}" if index in owner else
-                   f"index {index} is out of range")
+            why = (
+                f"index {index!r} is not an integer"
+                if not is_int(index)
+                else f"index {index} is also that of {owner[index]!r}"
+                if index in owner
+                else f"index {index} is out of range"
+            )
             raise UserError(f"{path}: entry {name!r}: {why}; expected the indices 0..{len(doc) - 1}, each once")
         owner[index] = name
     column = {name: j for j, name in enumerate(class_names)}
@@ -88,7 +95,7 @@ def task_files(folder: Path) -> list[tuple[Path, Path]]:
         if len(found[k]) > 1:
             raise UserError(f"{ids_dir}: several files for task {k}: {', '.join(p.name for p in found[k])}")
         train = found[k][0]
-        test = train.with_name("test" + train.name[len("train"):])
+        test = train.with_name("test" + train.name[len("train") :])
         if not test.is_file():
             raise UserError(f"{test}: not found; each train_task{{k}}_id_*.json needs its test file")
         pairs.append((train, test))
@@ -99,12 +106,15 @@ def read_ids(path: Path) -> list[str]:
     """The file's ids as keys: `str`, with NUS-WIDE's Windows separators made `/`."""
     doc = read_json(path)
     if not isinstance(doc, list):
-        raise UserError(f"{path}: expected a JSON list of image ids (integers or strings), "
-                        f"got a JSON {type(doc).__name__}")
+        raise UserError(
+            f"{path}: expected a JSON list of image ids (integers or strings), got a JSON {type(doc).__name__}"
+        )
     for k, value in enumerate(doc):
         if not (is_int(value) or isinstance(value, str)):
-            raise UserError(f"{path}: entry {k}: {json.dumps(value)} is not an image id; expected a JSON list "
-                            "of image ids (integers or strings)")
+            raise UserError(
+                f"{path}: entry {k}: {json.dumps(value)} is not an image id; expected a JSON list "
+                "of image ids (integers or strings)"
+            )
     return [str(i).replace("\\", "/") for i in doc]
 
 
@@ -118,23 +128,30 @@ def find_rows(path: Path, own: dict[str, int], other: dict[str, int], example) -
     return rows, len(ids) - len(rows)
 
 
-def split_file_steps(data: MultiLabelData, split_dir: str, task_order: list[int],
-                     labels: str = "partial") -> tuple[MultiLabelData, list[Step]]:
+def split_file_steps(
+    data: MultiLabelData, split_dir: str, task_order: list[int], labels: str = "partial"
+) -> tuple[MultiLabelData, list[Step]]:
     folder = Path(split_dir).expanduser()
     map_columns = read_class_map(folder / "multihot_map.json", data.class_names)
     files = task_files(folder)
     order = list(task_order) or list(range(len(files)))
     if sorted(order) != list(range(len(files))):
-        raise UserError(f"scenario.task_order: expected an order of the tasks 0..{len(files) - 1} "
-                        f"found in {folder}, got {list(task_order)}")
+        raise UserError(
+            f"scenario.task_order: expected an order of the tasks 0..{len(files) - 1} "
+            f"found in {folder}, got {list(task_order)}"
+        )
 
     # Train and test images of the dataset in one pool, rows looked up by id key.
     n_train = len(data.train.ids)
     select = None
     if data.train.select is not None or data.test.select is not None:
         select = np.concatenate([data.train.selection, data.test.selection])
-    pool = Split(data.train.paths + data.test.paths, np.concatenate([data.train.labels, data.test.labels]),
-                 data.train.ids + data.test.ids, select)
+    pool = Split(
+        data.train.paths + data.test.paths,
+        np.concatenate([data.train.labels, data.test.labels]),
+        data.train.ids + data.test.ids,
+        select,
+    )
     train_index = {str(i): row for row, i in enumerate(data.train.ids)}
     test_index = {str(i): row for row, i in enumerate(data.test.ids, n_train)}
     example = pool.ids[0] if pool.ids else None
@@ -156,8 +173,10 @@ def split_file_steps(data: MultiLabelData, split_dir: str, task_order: list[int]
         positive = pool.labels[sorted(task_train[task])].any(0)
         block = [c for c in map_columns if positive[c] and c not in claimed]
         if not block:
-            raise UserError(f"{files[task][0]}: its images hold no class of multihot_map.json that an "
-                            "earlier task (in scenario.task_order) has not claimed")
+            raise UserError(
+                f"{files[task][0]}: its images hold no class of multihot_map.json that an "
+                "earlier task (in scenario.task_order) has not claimed"
+            )
         blocks.append(block)
         claimed.update(block)
     if len(claimed) < len(map_columns):
@@ -168,8 +187,9 @@ def split_file_steps(data: MultiLabelData, split_dir: str, task_order: list[int]
     ignore = None
     if data.test_ignore is not None:
         ignore = np.concatenate([np.zeros_like(data.train.labels), data.test_ignore])[test_rows]
-    listed = MultiLabelData(data.name, data.class_names, pool.subset(train_rows), pool.subset(test_rows),
-                            skipped, ignore)
+    listed = MultiLabelData(
+        data.name, data.class_names, pool.subset(train_rows), pool.subset(test_rows), skipped, ignore
+    )
     data = reorder(listed, [c for block in blocks for c in block])
 
     steps, start, seen_test = [], 0, set()
@@ -177,11 +197,13 @@ def split_file_steps(data: MultiLabelData, split_dir: str, task_order: list[int]
         seen_test |= task_test[task]
         rows = np.searchsorted(train_rows, sorted(task_train[task]))
         test_at = np.searchsorted(test_rows, sorted(seen_test))
-        step = make_step(data.train.labels, data.test.labels, rows, test_at, start, start + len(block),
-                         labels, data.test_ignore)
+        step = make_step(
+            data.train.labels, data.test.labels, rows, test_at, start, start + len(block), labels, data.test_ignore
+        )
         step.task = task
-        step.test_tasks = [(k, np.searchsorted(test_at, np.searchsorted(test_rows, sorted(task_test[k]))))
-                           for k in order[: t + 1]]
+        step.test_tasks = [
+            (k, np.searchsorted(test_at, np.searchsorted(test_rows, sorted(task_test[k])))) for k in order[: t + 1]
+        ]
         steps.append(step)
         start += len(block)
     return data, steps

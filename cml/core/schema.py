@@ -13,16 +13,24 @@ import typing
 from dataclasses import field
 from typing import Any, Literal, Union
 
-from cml.errors import UserError
-from cml.hints import closest
-from cml.safeyaml import check_values, key_name, show
+from cml.core.errors import UserError
+from cml.core.hints import closest
+from cml.core.safeyaml import check_values, key_name, show
 
 SEED_MAX = 2**32 - 1  # numpy's legacy seeding (np.random.seed) takes 0 .. 2**32 - 1
 
 
-def option(default: Any = dataclasses.MISSING, *, low: float | None = None, high: float | None = None,
-           positive: bool = False, below: float | None = None, path: bool = False, help: str = "",
-           **kw: Any) -> Any:
+def option(
+    default: Any = dataclasses.MISSING,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    positive: bool = False,
+    below: float | None = None,
+    path: bool = False,
+    help: str = "",
+    **kw: Any,
+) -> Any:
     """A schema field: `low`/`high` inclusive bounds, `below` an exclusive upper bound, `positive` > 0;
     `path`: a file or folder name, whose `~` is expanded while the config is checked."""
     meta = {"low": low, "high": high, "positive": positive, "below": below, "path": path, "help": help}
@@ -54,8 +62,14 @@ def type_name(tp: Any) -> str:
         return "a list of " + {"an integer": "integers", "a string": "strings"}.get(inner, inner)
     if dataclasses.is_dataclass(tp):
         return "a mapping"
-    return {int: "an integer", float: "a number", str: "a string", bool: "true or false",
-            dict: "a mapping", type(None): "null"}.get(tp, getattr(tp, "__name__", str(tp)))
+    return {
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        bool: "true or false",
+        dict: "a mapping",
+        type(None): "null",
+    }.get(tp, getattr(tp, "__name__", str(tp)))
 
 
 def matches(value: Any, tp: Any) -> bool:
@@ -98,8 +112,12 @@ def bound(meta) -> str:
 
 def _in_range(value: float, meta) -> bool:
     low, high, below = meta.get("low"), meta.get("high"), meta.get("below")
-    return not ((low is not None and value < low) or (high is not None and value > high)
-                or (below is not None and value >= below) or (meta.get("positive") and value <= 0))
+    return not (
+        (low is not None and value < low)
+        or (high is not None and value > high)
+        or (below is not None and value >= below)
+        or (meta.get("positive") and value <= 0)
+    )
 
 
 def build(cls: type, raw: Any, prefix: str, source: str) -> Any:
@@ -153,11 +171,23 @@ def describe(cls: type, prefix: str = "", note: str = "") -> list[tuple[str, str
             continue
         inner = nested_dataclass(tp)
         if inner is not None:
-            rows.append((prefix + f.name, "a mapping or null", repr(None if default_of(f) is None else {}),
-                         note + f.metadata.get("help", "")))
+            rows.append(
+                (
+                    prefix + f.name,
+                    "a mapping or null",
+                    repr(None if default_of(f) is None else {}),
+                    note + f.metadata.get("help", ""),
+                )
+            )
             rows += describe(inner, f"{prefix}{f.name}.", note)
             continue
         phrase = bound(f.metadata)
-        rows.append((prefix + f.name, type_name(tp) + (" " + phrase if phrase else ""), repr(default_of(f)),
-                     note + f.metadata.get("help", "")))
+        rows.append(
+            (
+                prefix + f.name,
+                type_name(tp) + (" " + phrase if phrase else ""),
+                repr(default_of(f)),
+                note + f.metadata.get("help", ""),
+            )
+        )
     return rows

@@ -14,15 +14,18 @@ later declaration wins.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import importlib
 import pkgutil
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal, Optional
+from pathlib import Path
+from typing import Any, Literal, Optional
 
-from cml.errors import UserError
-from cml.hints import did_you_mean
+from cml.core.errors import UserError
+from cml.core.hints import did_you_mean
 
 
 @dataclass(frozen=True)
@@ -30,7 +33,7 @@ class Declaration:
     """What every component declares.
 
     build: makes the component; imports its implementation (torch, Avalanche) when called.
-    options: the schema dataclass of its options (`cml.schema.option` fields), or None.
+    options: the schema dataclass of its options (`cml.core.schema.option` fields), or None.
     check: `check(config, options) -> message | None`, a torch-free check across config keys.
     """
 
@@ -95,6 +98,25 @@ def section_of(declaration: Declaration) -> str:
     return getattr(declaration, "section", "") or declaration.name
 
 
+def declares(path: Path) -> bool:
+    """Whether the module or package at PATH (no suffix) assigns `DECLARATION` at module level.
+
+    Read from the source, not imported: a kind's package also holds the shared implementation
+    (base classes, layers), which imports torch; only declaration modules are imported."""
+    source = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+    if not source.is_file():
+        return False
+    tree = ast.parse(source.read_bytes(), str(source))
+    return any(
+        isinstance(node, (ast.Assign, ast.AnnAssign))
+        and any(
+            isinstance(t, ast.Name) and t.id == "DECLARATION"
+            for t in getattr(node, "targets", [getattr(node, "target", None)])
+        )
+        for node in tree.body
+    )
+
+
 class Registry:
     def __init__(self, kind: str, package: str, declares: type):
         self.kind, self.package, self.declares = kind, package, declares
@@ -107,7 +129,7 @@ class Registry:
         self._discovered = True
         folder = importlib.import_module(self.package).__path__
         for info in sorted(pkgutil.iter_modules(folder), key=lambda m: m.name):
-            if not info.name.startswith("_"):
+            if declares(Path(info.module_finder.path) / info.name):
                 add_module(importlib.import_module(f"{self.package}.{info.name}"), self)
 
     def add(self, declaration: Declaration, module: str) -> Declaration:
@@ -117,8 +139,9 @@ class Registry:
         declaration = dataclasses.replace(declaration, name=name, module=module)
         old = self._entries.get(name)
         if old is not None and old.module != module:
-            warnings.warn(f"{self.kind} {name!r} is declared by {old.module} and by {module}; "
-                          f"{module} is used", stacklevel=2)
+            warnings.warn(
+                f"{self.kind} {name!r} is declared by {old.module} and by {module}; {module} is used", stacklevel=2
+            )
         self._entries[name] = declaration
         global _generation
         _generation += 1
@@ -135,8 +158,9 @@ class Registry:
     def get(self, name: str) -> Declaration:
         self._discover()
         if name not in self._entries:
-            raise KeyError(f"unknown {self.kind} {name!r}{did_you_mean(name, self.names())}; "
-                           f"known: {', '.join(self.names())}")
+            raise KeyError(
+                f"unknown {self.kind} {name!r}{did_you_mean(name, self.names())}; known: {', '.join(self.names())}"
+            )
         return self._entries[name]
 
 
@@ -162,8 +186,10 @@ def add_module(module, registry: Registry | None = None) -> Declaration:
         if isinstance(declaration, candidate.declares):
             return candidate.add(declaration, module.__name__)
     kinds = ", ".join(r.declares.__name__ for r in REGISTRIES)
-    raise UserError(f"{module.__name__}: expected a module-level DECLARATION, one of {kinds} "
-                    f"(cml.registry), got {type(declaration).__name__}")
+    raise UserError(
+        f"{module.__name__}: expected a module-level DECLARATION, one of {kinds} "
+        f"(cml.core.registry), got {type(declaration).__name__}"
+    )
 
 
 def import_components(modules: list[str], source: str) -> None:
@@ -172,9 +198,11 @@ def import_components(modules: list[str], source: str) -> None:
         try:
             module = importlib.import_module(name)
         except Exception as err:  # a missing module, or one that fails to import
-            raise UserError(f"{source}: imports: cannot import {name!r} ({type(err).__name__}: "
-                            f"{str(err).splitlines()[0][:200] if str(err) else ''}); expected a module "
-                            f"on PYTHONPATH that declares a cml component") from None
+            raise UserError(
+                f"{source}: imports: cannot import {name!r} ({type(err).__name__}: "
+                f"{str(err).splitlines()[0][:200] if str(err) else ''}); expected a module "
+                f"on PYTHONPATH that declares a cml component"
+            ) from None
         if module.__name__ not in _imported:
             try:
                 add_module(module)

@@ -7,22 +7,16 @@ and every plugin's `checkpoint_state()`: replay buffers, Fisher information, ...
 must be made of tensors, numbers, strings, lists and dicts, which `weights_only` loading accepts.
 
 Writing: the free space is checked first (the new file is written beside the old one, which
-stays valid until the new one is complete and renamed over it; see `cml.rundir.write_atomic`).
+stays valid until the new one is complete and renamed over it; see `cml.runtime.files.write_atomic`).
 Reading: the file's format VERSION, its keys, its step and the shapes of every saved weight are
 checked against this run before anything is loaded, so that a file from another run, another
 version or a damaged one gets one line saying what is wrong.
 
-The data: replay buffers hold rows of the training split and the heads' outputs are classes by
-position, so a checkpoint is only valid for the data it was made with. `data_identity` keeps the
-class order and one 64-bit hash per row of each split (its id, path and labels); `--resume`
-compares them with this run's data and refuses, naming the first renamed or reordered class, or
-how many rows differ and one of them (an image that became unreadable is left out and shifts
-every later row). A checkpoint without it (made by an older cml) is accepted with a warning.
+The data a checkpoint refers to are identified by `cml.runtime.data_identity`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import random
 import shutil
 import sys
@@ -31,11 +25,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cml import distributed
-from cml.errors import UserError
+from cml.core.errors import UserError
 from cml.evaluation.results import STEP_KEYS
 from cml.plugins._base import CmlPlugin
-from cml.rundir import storage_error, write_atomic
+from cml.runtime import distributed
+from cml.runtime.data_identity import content_digest as content_digest  # re-exported: compare, run
+from cml.runtime.data_identity import data_identity as data_identity
+from cml.runtime.data_identity import data_problem
+from cml.runtime.files import storage_error, write_atomic
 
 FILE = "checkpoint.pt"
 VERSION = 1  # bump when the layout below changes
@@ -45,8 +42,11 @@ RECORD_KEYS = ("classes", "n_train", "n_test", "step_map", "classes_without_posi
 
 def rng_state() -> dict:
     kind, keys, pos, has_gauss, cached = np.random.get_state()
-    state = {"torch": torch.get_rng_state(), "python": random.getstate(),
-             "numpy": [torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached]}
+    state = {
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+        "numpy": [torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
+    }
     if torch.cuda.is_available():  # this process's GPU only: a resume may see fewer of them
         state["cuda"] = torch.cuda.get_rng_state()
     return state
@@ -85,67 +85,19 @@ def stored_bytes(obj) -> int:
     return sum(storages.values())
 
 
-def _row_hashes(split) -> torch.Tensor:
-    """(N,) int64: a hash of each row's id, path and labels, in row order."""
-    labels = np.ascontiguousarray(split.labels)
-    return torch.tensor([int.from_bytes(hashlib.blake2b(f"{i}\0{p}\0".encode() + labels[r].tobytes(),
-                                                        digest_size=8).digest(), "little", signed=True)
-                         for r, (i, p) in enumerate(zip(split.ids, split.paths))], dtype=torch.int64)
-
-
-def data_identity(data) -> dict:
-    """What the checkpoint's state refers to: the class order (head outputs by position) and every
-    row of both splits (buffers index training rows; results are per test row)."""
-    return {"classes": list(data.class_names), "train": _row_hashes(data.train), "test": _row_hashes(data.test)}
-
-
-def content_digest(data) -> str:
-    """The data's content for `cml compare`: class names, image ids and labels of both splits, not
-    where the files are (the same dataset under two roots is one dataset)."""
-    digest = hashlib.sha256("\n".join(data.class_names).encode())
-    for split in (data.train, data.test):
-        digest.update(b"\0" + "\n".join(map(str, split.ids)).encode())
-        digest.update(np.ascontiguousarray(split.labels).tobytes())
-    return digest.hexdigest()[:16]
-
-
-def _rows_problem(part: str, saved: torch.Tensor, now: torch.Tensor, split) -> str | None:
-    if torch.equal(saved, now):
-        return None
-    common = min(len(saved), len(now))
-    moved = torch.nonzero(saved[:common] != now[:common]).flatten()
-    differ = len(moved) + abs(len(saved) - len(now))
-    first = int(moved[0]) if len(moved) else common
-    example = (f"row {first} is {split.paths[first]} (id {split.ids[first]}) now, another image or other labels "
-               "in the checkpoint" if first < len(now) else f"rows from {first} on are gone")
-    gone = int((~torch.isin(saved, now)).sum())
-    missing = f"; {gone} of its images or their labels are no longer in the data (unreadable now, " \
-              "removed or relabelled?)" if gone else ""
-    return (f"the {part} images differ from those it was made with: {differ} of {len(saved)} rows differ "
-            f"({example}){missing}")
-
-
-def data_problem(saved: dict, data) -> str | None:
-    """How this run's data differ from those a checkpoint was made with, or None."""
-    old, new = saved["classes"], list(data.class_names)
-    if old != new:
-        if len(old) != len(new):
-            return f"the data have {len(new)} classes, the checkpoint {len(old)}: another dataset?"
-        i = next(k for k, (a, b) in enumerate(zip(old, new)) if a != b)
-        return f"class {i} is {new[i]!r} now but {old[i]!r} in the checkpoint (renamed or reordered)"
-    for part, split in (("training", data.train), ("test", data.test)):
-        problem = _rows_problem(part, saved["train" if part == "training" else "test"], _row_hashes(split), split)
-        if problem:
-            return problem
-    return None
-
-
 def save(run_dir: Path, step: int, strategy, steps: list[dict], data: dict | None = None) -> None:
     """`data`: the `data_identity` of the run's data, checked on --resume."""
-    state = {"version": VERSION, "step": step, "model": strategy.core_model.state_dict(),
-             "optimizer": strategy.optimizer.state_dict(),
-             "scheduler": strategy.scheduler.state_dict() if strategy.scheduler else None,
-             "rng": rng_state(), "steps": steps, "strategy": strategy.checkpoint_state(), "data": data}
+    state = {
+        "version": VERSION,
+        "step": step,
+        "model": strategy.core_model.state_dict(),
+        "optimizer": strategy.optimizer.state_dict(),
+        "scheduler": strategy.scheduler.state_dict() if strategy.scheduler else None,
+        "rng": rng_state(),
+        "steps": steps,
+        "strategy": strategy.checkpoint_state(),
+        "data": data,
+    }
     path = Path(run_dir) / FILE
     need = int(stored_bytes(state) * 1.01) + (1 << 20)  # + pickled records, zip headers
     try:
@@ -153,9 +105,11 @@ def save(run_dir: Path, step: int, strategy, steps: list[dict], data: dict | Non
     except OSError as err:
         raise storage_error(run_dir, err, "cannot read the free space") from None
     if need > free:
-        raise UserError(f"{path}: the checkpoint of step {step} needs {need / 2**20:.1f} MiB but "
-                        f"{run_dir} has {free / 2**20:.1f} MiB free (No space left on device); "
-                        f"free some space, then continue with --resume")
+        raise UserError(
+            f"{path}: the checkpoint of step {step} needs {need / 2**20:.1f} MiB but "
+            f"{run_dir} has {free / 2**20:.1f} MiB free (No space left on device); "
+            f"free some space, then continue with --resume"
+        )
     write_atomic(path, lambda fh: torch.save(state, fh))
 
 
@@ -175,18 +129,28 @@ def _problem(state, n_steps: int) -> str | None:
     if not isinstance(steps, list) or len(steps) != step + 1:
         return f"'steps' should hold the results of the {step + 1} completed steps"
     for i, record in enumerate(steps):
-        if not isinstance(record, dict) or any(k not in record for k in RECORD_KEYS) \
-                or not isinstance(record["step_map"], list) or len(record["step_map"]) <= i:
+        if (
+            not isinstance(record, dict)
+            or any(k not in record for k in RECORD_KEYS)
+            or not isinstance(record["step_map"], list)
+            or len(record["step_map"]) <= i
+        ):
             return f"the results of step {i} are incomplete"
     strategy = state["strategy"]
-    if not isinstance(strategy, dict) or "previous_model" not in strategy \
-            or not isinstance(strategy.get("plugins"), dict):
+    if (
+        not isinstance(strategy, dict)
+        or "previous_model" not in strategy
+        or not isinstance(strategy.get("plugins"), dict)
+    ):
         return "'strategy' should hold 'previous_model' and 'plugins'"
     if not isinstance(state["rng"], dict) or any(k not in state["rng"] for k in ("torch", "python", "numpy")):
         return "'rng' should hold the torch, python and numpy states"
     data = state.get("data")
-    if data is not None and not (isinstance(data, dict) and isinstance(data.get("classes"), list)
-                                 and all(isinstance(data.get(k), torch.Tensor) for k in ("train", "test"))):
+    if data is not None and not (
+        isinstance(data, dict)
+        and isinstance(data.get("classes"), list)
+        and all(isinstance(data.get(k), torch.Tensor) for k in ("train", "test"))
+    ):
         return "'data' should hold the class order and the row hashes of both splits"
     return None
 
@@ -205,8 +169,10 @@ def _shape_problem(name: str, saved, expected: dict) -> str | None:
         value = saved[key]
         if not isinstance(value, torch.Tensor) or value.shape != tensor.shape:
             shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
-            return (f"'{name}' weight {key} has shape {shape} in the checkpoint but {tuple(tensor.shape)} "
-                    "in this run's model: another run's checkpoint?")
+            return (
+                f"'{name}' weight {key} has shape {shape} in the checkpoint but {tuple(tensor.shape)} "
+                "in this run's model: another run's checkpoint?"
+            )
     return None
 
 
@@ -230,8 +196,11 @@ def check_data(run_dir: Path, state: dict, data) -> None:
     path = Path(run_dir) / FILE
     if state.get("data") is None:
         if distributed.is_main():
-            print(f"warning: {path} does not record the data it was made with (an older cml): the class "
-                  "order and the images cannot be verified", file=sys.stderr)
+            print(
+                f"warning: {path} does not record the data it was made with (an older cml): the class "
+                "order and the images cannot be verified",
+                file=sys.stderr,
+            )
         return
     problem = data_problem(state["data"], data)
     if problem:
@@ -249,7 +218,8 @@ def restore(run_dir: Path, state: dict, model, strategy, train_stream) -> None:
     expected = model.state_dict()
     previous = state["strategy"]["previous_model"]
     problem = _shape_problem("model", state["model"], expected) or (
-        _shape_problem("strategy.previous_model", previous, expected) if previous is not None else None)
+        _shape_problem("strategy.previous_model", previous, expected) if previous is not None else None
+    )
     if problem:
         raise UserError(f"--resume: {path}: {problem}")
     model.load_state_dict(state["model"])
@@ -261,5 +231,6 @@ def restore(run_dir: Path, state: dict, model, strategy, train_stream) -> None:
         set_rng_state(state["rng"])
     except (KeyError, IndexError, TypeError, ValueError, RuntimeError, AttributeError) as err:
         first = " ".join(str(err).split())[:200]
-        raise UserError(f"--resume: {path}: the saved strategy or RNG state cannot be restored "
-                        f"({type(err).__name__}: {first})") from None
+        raise UserError(
+            f"--resume: {path}: the saved strategy or RNG state cannot be restored ({type(err).__name__}: {first})"
+        ) from None

@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from cml.errors import UserError
+from cml.core.errors import UserError
 
 MAX_BYTES = 1 << 20  # a config is a few kB
 MAX_DEPTH = 50  # the config schema is 3 levels deep; model options a few more
@@ -115,8 +115,9 @@ def decode(data: bytes, source: str, expected: str = "a YAML config") -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
-        raise UserError(f"{source}: not UTF-8 text (byte 0x{data[err.start]:02x} at offset {err.start}); "
-                        "save it as UTF-8") from None
+        raise UserError(
+            f"{source}: not UTF-8 text (byte 0x{data[err.start]:02x} at offset {err.start}); save it as UTF-8"
+        ) from None
 
 
 def load_json(path: Path, expected: str, missing: str | None = None):

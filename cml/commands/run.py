@@ -13,23 +13,23 @@ import torch
 from avalanche.logging import TensorboardLogger
 from avalanche.training.plugins import EvaluationPlugin
 
-from cml import checkpoint, distributed
 from cml.config import Config
-from cml.config_checks import model_options
+from cml.config.checks import model_options
+from cml.core.errors import UserError
+from cml.core.registry import MODELS, STRATEGIES
 from cml.datasets._types import MultiLabelData
-from cml.errors import UserError
 from cml.evaluation.hparams import log_hparams, log_summary
 from cml.evaluation.loss import EpochLossOnDevice
-from cml.evaluation.plugin import MultiLabelMetrics
+from cml.evaluation.metric_plugin import MultiLabelMetrics
 from cml.evaluation.progress import ProgressLogger
 from cml.evaluation.results import ROW_HEADER, build_summary, format_row, format_summary, write_summary
-from cml.launch import loader_workers
-from cml.plugins._base import build_plugins
-from cml.registry import MODELS, STRATEGIES
 from cml.models._parts import check_input_size
-from cml.rundir import deferred_signals
+from cml.plugins._base import build_plugins
+from cml.protocols.steps import untrainable_step
+from cml.runtime import checkpoint, distributed
+from cml.runtime.launch import loader_workers
+from cml.runtime.signals import deferred_signals
 from cml.scenarios.builder import build_scenario
-from cml.scenarios.steps import untrainable_step
 
 
 def seed_everything(seed: int) -> None:
@@ -86,22 +86,44 @@ def run(cfg: Config, data: MultiLabelData, run_dir: Path, resume: bool = False) 
     device = distributed.device(pick_device(cfg.train.device))
     model = build_model(cfg)
     tasks = [s.test_tasks for s in steps] if cfg.eval.per_task else None
-    metric = MultiLabelMetrics(scenario.class_names, [s.classes for s in steps], cfg.eval.threshold,
-                               cfg.eval.strict, tasks, scenario.class_groups)
+    metric = MultiLabelMetrics(
+        scenario.class_names,
+        [s.classes for s in steps],
+        cfg.eval.threshold,
+        cfg.eval.strict,
+        tasks,
+        scenario.class_groups,
+    )
     main = distributed.is_main()
     tensorboard = TensorboardLogger(run_dir / "tb") if main else None
-    evaluator = EvaluationPlugin(EpochLossOnDevice(), metric, loggers=[tensorboard, ProgressLogger(every_s=cfg.log.every_s)] if main else [])
+    evaluator = EvaluationPlugin(
+        EpochLossOnDevice(), metric, loggers=[tensorboard, ProgressLogger(every_s=cfg.log.every_s)] if main else []
+    )
     plugins = build_plugins(cfg, scenario)
     strategy = STRATEGIES.get(cfg.strategy.name).build(
-        cfg, scenario, model=model, train_cfg=cfg.train, eval_batch_size=cfg.eval.batch_size,
-        device=device, plugins=plugins, evaluator=evaluator, seed=cfg.seed)
+        cfg,
+        scenario,
+        model=model,
+        train_cfg=cfg.train,
+        eval_batch_size=cfg.eval.batch_size,
+        device=device,
+        plugins=plugins,
+        evaluator=evaluator,
+        seed=cfg.seed,
+    )
     if main and not resume:  # a resumed run's event files already hold them
         log_hparams(tensorboard.writer, cfg)
 
     records: list[dict] = []
     start = 0
-    extra = {"dataset": cfg.data.dataset, "strategy": cfg.strategy.name, "class_order": scenario.class_names,
-             "skipped": scenario.data.skipped, "n_steps": len(steps), "data_digest": checkpoint.content_digest(data)}
+    extra = {
+        "dataset": cfg.data.dataset,
+        "strategy": cfg.strategy.name,
+        "class_order": scenario.class_names,
+        "skipped": scenario.data.skipped,
+        "n_steps": len(steps),
+        "data_digest": checkpoint.content_digest(data),
+    }
     identity = checkpoint.data_identity(scenario.data)
     if scenario.class_groups is not None:
         extra["class_groups"] = {g: [scenario.class_names[c] for c in cs] for g, cs in scenario.class_groups.items()}
@@ -115,11 +137,17 @@ def run(cfg: Config, data: MultiLabelData, run_dir: Path, resume: bool = False) 
         say(f"resuming {run_dir} after step {state['step']}")
 
     workers = loader_workers(cfg.data.num_workers, device.type != "cpu")  # `auto`, resolved here alone
-    loader_args = {"num_workers": workers, "persistent_workers": workers > 0, "prefetch_factor": cfg.data.prefetch_factor}
+    loader_args = {
+        "num_workers": workers,
+        "persistent_workers": workers > 0,
+        "prefetch_factor": cfg.data.prefetch_factor,
+    }
     processes = f", {distributed.world()} processes" if distributed.world() > 1 else ""
-    say(f"{cfg.data.dataset}: {len(scenario.class_names)} classes, {len(steps)} steps "
-          f"({'-'.join(str(len(s.classes)) for s in steps)}), strategy {cfg.strategy.name}, "
-          f"model {cfg.model.name}/{cfg.model.backbone}, device {device}{processes}; run directory {run_dir}")
+    say(
+        f"{cfg.data.dataset}: {len(scenario.class_names)} classes, {len(steps)} steps "
+        f"({'-'.join(str(len(s.classes)) for s in steps)}), strategy {cfg.strategy.name}, "
+        f"model {cfg.model.name}/{cfg.model.backbone}, device {device}{processes}; run directory {run_dir}"
+    )
     say(ROW_HEADER)
     for row_index, record in enumerate(records):
         say(format_row(row_index, record))
@@ -128,10 +156,18 @@ def run(cfg: Config, data: MultiLabelData, run_dir: Path, resume: bool = False) 
         strategy.train(bench.train_stream[t], eval_streams=[], **loader_args)
         strategy.eval([bench.test_stream[t]], **loader_args)
         values = metric.result()
-        records.append({"classes": [scenario.class_names[c] for c in steps[t].classes],
-                        "n_train": strategy.train_size, "n_trained": strategy.trained_size, "n_test": len(steps[t].test_rows),
-                        "skipped_batches": strategy.skipped_batches, "skipped_updates": strategy.skipped_updates,
-                        **strategy.step_record(), **values})
+        records.append(
+            {
+                "classes": [scenario.class_names[c] for c in steps[t].classes],
+                "n_train": strategy.train_size,
+                "n_trained": strategy.trained_size,
+                "n_test": len(steps[t].test_rows),
+                "skipped_batches": strategy.skipped_batches,
+                "skipped_updates": strategy.skipped_updates,
+                **strategy.step_record(),
+                **values,
+            }
+        )
         summary = build_summary(records, extra)
         if main:
             with deferred_signals():  # checkpoint first: results are never ahead of it

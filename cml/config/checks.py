@@ -7,11 +7,11 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from cml import schema
-from cml.errors import UserError
-from cml.hints import did_you_mean
-from cml.registry import DATASETS, LOSSES, MODELS, PLUGINS, PROTOCOLS, STRATEGIES, section_of
-from cml.safeyaml import key_name, show
+from cml.core import schema
+from cml.core.errors import UserError
+from cml.core.hints import did_you_mean
+from cml.core.registry import DATASETS, LOSSES, MODELS, PLUGINS, PROTOCOLS, STRATEGIES, section_of
+from cml.core.safeyaml import key_name, show
 
 
 def _path(value: str, key: str, source: str) -> Path:
@@ -43,25 +43,32 @@ def model_options(config: Any, source: str = "config") -> Any:
     if declaration.options is None:
         if config.model.options:
             key = next(iter(config.model.options))
-            raise UserError(f"{source}: unknown key 'model.options.{key_name(key)}'; model "
-                            f"{config.model.name!r} has no options")
+            raise UserError(
+                f"{source}: unknown key 'model.options.{key_name(key)}'; model {config.model.name!r} has no options"
+            )
         return None
     return schema.build(declaration.options, config.model.options, "model.options.", source)
 
 
 def _check_names(config: Any, source: str) -> None:
-    for key, value, reg in (("data.dataset", config.data.dataset, DATASETS),
-                            ("model.name", config.model.name, MODELS),
-                            ("strategy.name", config.strategy.name, STRATEGIES),
-                            ("scenario.protocol", config.scenario.protocol, PROTOCOLS),
-                            ("train.loss", config.train.loss, LOSSES)):
+    for key, value, reg in (
+        ("data.dataset", config.data.dataset, DATASETS),
+        ("model.name", config.model.name, MODELS),
+        ("strategy.name", config.strategy.name, STRATEGIES),
+        ("scenario.protocol", config.scenario.protocol, PROTOCOLS),
+        ("train.loss", config.train.loss, LOSSES),
+    ):
         if value not in reg.names():
-            raise UserError(f"{source}: {key}: unknown {reg.kind} {show(value)}{did_you_mean(value, reg.names())}; "
-                            f"expected one of {', '.join(reg.names())}")
+            raise UserError(
+                f"{source}: {key}: unknown {reg.kind} {show(value)}{did_you_mean(value, reg.names())}; "
+                f"expected one of {', '.join(reg.names())}"
+            )
     for plugin in config.strategy.plugins:
         if plugin not in PLUGINS.names():
-            raise UserError(f"{source}: strategy.plugins: unknown plugin {show(plugin)}"
-                            f"{did_you_mean(plugin, PLUGINS.names())}; known: {', '.join(PLUGINS.names())}")
+            raise UserError(
+                f"{source}: strategy.plugins: unknown plugin {show(plugin)}"
+                f"{did_you_mean(plugin, PLUGINS.names())}; known: {', '.join(PLUGINS.names())}"
+            )
         if config.strategy.plugins.count(plugin) > 1:
             raise UserError(f"{source}: strategy.plugins: {plugin!r} is listed twice; expected each plugin once")
 
@@ -70,8 +77,10 @@ def _check_declarations(config: Any, source: str) -> None:
     """Each chosen component's declared facts and its own check."""
     replay = [p for p in config.strategy.plugins if PLUGINS.get(p).kind == "replay"]
     if len(replay) > 1:
-        raise UserError(f"{source}: strategy.plugins: {' and '.join(replay)} are both replay buffers; "
-                        f"expected at most one of {', '.join(PLUGINS.names(kind='replay'))}")
+        raise UserError(
+            f"{source}: strategy.plugins: {' and '.join(replay)} are both replay buffers; "
+            f"expected at most one of {', '.join(PLUGINS.names(kind='replay'))}"
+        )
     dataset = DATASETS.get(config.data.dataset)
     if dataset.needs_root and not config.data.root:
         raise UserError(f"{source}: data.root: required for data.dataset {config.data.dataset!r}")
@@ -86,12 +95,16 @@ def _check_declarations(config: Any, source: str) -> None:
         plugin = PLUGINS.get(name)
         for key, value in plugin.requires.items():
             if _lookup(config, key) != value:
-                raise UserError(f"{source}: strategy.plugins: {name} needs {key}: {value}, got "
-                                f"{show(_lookup(config, key))}")
+                raise UserError(
+                    f"{source}: strategy.plugins: {name} needs {key}: {value}, got {show(_lookup(config, key))}"
+                )
         chosen.append((f"plugin {name}", plugin, getattr(config.strategy, section_of(plugin), None)))
-    for kind_name, reg, value in (("dataset", DATASETS, config.data.dataset), ("loss", LOSSES, config.train.loss),
-                                  ("protocol", PROTOCOLS, config.scenario.protocol),
-                                  ("strategy", STRATEGIES, config.strategy.name)):
+    for kind_name, reg, value in (
+        ("dataset", DATASETS, config.data.dataset),
+        ("loss", LOSSES, config.train.loss),
+        ("protocol", PROTOCOLS, config.scenario.protocol),
+        ("strategy", STRATEGIES, config.strategy.name),
+    ):
         declaration = reg.get(value)
         section = {"dataset": config.data, "loss": config.train, "strategy": config.strategy}.get(kind_name)
         chosen.append((f"{kind_name} {value}", declaration, getattr(section, section_of(declaration), None)))
@@ -104,8 +117,12 @@ def _check_declarations(config: Any, source: str) -> None:
 def check_semantics(config: Any, source: str) -> None:
     _check_names(config, source)
     d, s = config.data, config.scenario
-    paths = [("data.root", d.root), ("data.cache_dir", d.cache_dir), ("scenario.split_dir", s.split_dir),
-             ("model.pretrained", config.model.pretrained)]
+    paths = [
+        ("data.root", d.root),
+        ("data.cache_dir", d.cache_dir),
+        ("scenario.split_dir", s.split_dir),
+        ("model.pretrained", config.model.pretrained),
+    ]
     for section in DATASETS.names():  # the datasets' own path options (fields named like files)
         options = getattr(d, section, None)
         for f in dataclasses.fields(options) if options is not None else ():
@@ -118,22 +135,26 @@ def check_semantics(config: Any, source: str) -> None:
     if isinstance(pretrained, str) and not _exists(_path(pretrained, "model.pretrained", source), "is_file"):
         raise UserError(f"{source}: model.pretrained: file not found: {key_name(pretrained, 200)}")
     if isinstance(s.order, str) and s.order not in ("alphabetical", "shuffle"):
-        raise UserError(f"{source}: scenario.order: expected 'alphabetical', 'shuffle' or a list "
-                        f"of class names, got {show(s.order)}")
+        raise UserError(
+            f"{source}: scenario.order: expected 'alphabetical', 'shuffle' or a list "
+            f"of class names, got {show(s.order)}"
+        )
     if s.split_dir and not _exists(_path(s.split_dir, "scenario.split_dir", source), "is_dir"):
         raise UserError(f"{source}: scenario.split_dir: folder not found: {key_name(s.split_dir, 200)}")
     groups = config.eval.groups
     given = [g for g in ("majority", "moderate", "minority") if getattr(groups, g)]
     if given and len(given) < 3:
-        raise UserError(f"{source}: eval.groups: {', '.join(given)} given; expected all three class lists "
-                        "(majority, moderate, minority) or none (groups from training counts)")
+        raise UserError(
+            f"{source}: eval.groups: {', '.join(given)} given; expected all three class lists "
+            "(majority, moderate, minority) or none (groups from training counts)"
+        )
     for name in given:
         path = _path(getattr(groups, name), f"eval.groups.{name}", source)
         if not _exists(path, "is_file"):
             raise UserError(f"{source}: eval.groups.{name}: file not found: {key_name(getattr(groups, name), 200)}")
     low_high = groups.thresholds
     if len(low_high) != 2 or not 0 <= low_high[0] <= low_high[1] <= 1:
-        raise UserError(f"{source}: eval.groups.thresholds: expected [low, high] with 0 <= low <= high <= 1, "
-                        f"got {low_high}")
+        raise UserError(
+            f"{source}: eval.groups.thresholds: expected [low, high] with 0 <= low <= high <= 1, got {low_high}"
+        )
     _check_declarations(config, source)
-

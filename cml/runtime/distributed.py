@@ -19,7 +19,7 @@ import os
 import torch
 import torch.distributed as dist
 
-from cml.launch import launched
+from cml.runtime.launch import launched
 
 _host_group = None  # under nccl, a gloo group over the same ranks for host tensors (`_route`)
 TIMEOUT_MINUTES = 30  # a collective waiting longer than this fails instead of hanging the run

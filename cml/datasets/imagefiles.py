@@ -33,8 +33,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from cml.core.errors import UserError
 from cml.datasets._types import MultiLabelData
-from cml.errors import UserError
 
 MAX_PIXELS = 89_478_485  # PIL's Image.MAX_IMAGE_PIXELS default
 CHECK_VERSION = 1  # bump when what the check refuses changes
@@ -52,14 +52,16 @@ def open_image(path: str) -> Image.Image:
         img = Image.open(path)
     except UnidentifiedImageError:
         size = os.path.getsize(path) if os.path.exists(path) else None
-        raise BadImage("an empty file" if size == 0 else "not an image PIL can read: unknown format "
-                       "or damaged header") from None
+        raise BadImage(
+            "an empty file" if size == 0 else "not an image PIL can read: unknown format or damaged header"
+        ) from None
     except Image.DecompressionBombError as err:
         raise BadImage(f"refused as a possible decompression bomb ({err})") from None
     if img.width * img.height > MAX_PIXELS:
         img.close()
-        raise BadImage(f"refused: {img.width}x{img.height} pixels is more than the limit of {MAX_PIXELS:,} "
-                       "(a decompression bomb?)")
+        raise BadImage(
+            f"refused: {img.width}x{img.height} pixels is more than the limit of {MAX_PIXELS:,} (a decompression bomb?)"
+        )
     return img
 
 
@@ -191,8 +193,10 @@ def check_images(data: MultiLabelData, data_cfg) -> MultiLabelData:
     more = f"; and {len(bad) - 3} more" if len(bad) > 3 else ""
     count = f"{len(bad)} unreadable image{'s' if len(bad) > 1 else ''}"
     if data_cfg.bad_images == "stop":
-        raise UserError(f"data.bad_images is 'stop' and the dataset has {count}: {shown}{more}{where}; "
-                        "replace or remove them, or set data.bad_images=skip to leave them out")
+        raise UserError(
+            f"data.bad_images is 'stop' and the dataset has {count}: {shown}{more}{where}; "
+            "replace or remove them, or set data.bad_images=skip to leave them out"
+        )
     print(f"left out {count} (data.bad_images: skip): {shown}{more}{where}", flush=True)
     keep = {}
     skipped = dict(data.skipped)
@@ -202,5 +206,6 @@ def check_images(data: MultiLabelData, data_cfg) -> MultiLabelData:
         if len(keep[part]) < len(split.paths):
             skipped[f"{part}_bad_images"] = len(split.paths) - len(keep[part])
     ignore = data.test_ignore[keep["test"]] if data.test_ignore is not None else None
-    return MultiLabelData(data.name, data.class_names, data.train.subset(keep["train"]),
-                          data.test.subset(keep["test"]), skipped, ignore)
+    return MultiLabelData(
+        data.name, data.class_names, data.train.subset(keep["train"]), data.test.subset(keep["test"]), skipped, ignore
+    )

@@ -1,0 +1,1 @@
+"""The commands: run, plan, compare and the command line that dispatches them."""

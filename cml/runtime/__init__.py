@@ -1,0 +1,1 @@
+"""The machinery of a run: locking, signals, atomic writes, torchrun, checkpoints."""

@@ -1,0 +1,29 @@
+"""Small pieces of the training template (`_base.py`) that tests and benches use on their own:
+the declared criterion, an optimizer state moved to its parameter, and a frozen model copy."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from cml.core.registry import LOSSES, section_of
+
+
+def build_criterion(train_cfg):
+    declaration = LOSSES.get(train_cfg.loss)
+    return declaration.build(getattr(train_cfg, section_of(declaration), None))
+
+
+def state_on_device_of(param: torch.Tensor, state: dict) -> dict:
+    """A parameter's optimizer state where the parameter is: a resumed optimizer's moments were
+    loaded on the CPU before the model moved to the device. 0-dim entries (Adam's `step`) stay
+    where they are, as torch keeps them (on the CPU unless the optimizer is capturable or fused)."""
+    return {k: v.to(param.device) if isinstance(v, torch.Tensor) and v.dim() else v for k, v in state.items()}
+
+
+def frozen_copy(model: torch.nn.Module) -> torch.nn.Module:
+    copy_ = copy.deepcopy(model).eval()
+    for p in copy_.parameters():
+        p.requires_grad_(False)
+    return copy_
