@@ -140,7 +140,7 @@ def cml_loop(model, previous, term, buffer, name, cfg, scenario, device, breakdo
         if hasattr(plugin, "buffer"):
             plugin.buffer = buffer
     if any(getattr(p, "uses_previous_model", False) for p in plugins):
-        strategy.previous_model = previous
+        strategy._previous_model = previous
     totals = time_hooks(strategy, device) if breakdown else None
     start, start_cpu = time.perf_counter(), time.process_time()
     strategy.train(scenario.benchmark.train_stream[1], eval_streams=[])

@@ -6,18 +6,14 @@ The template keeps the loop; each concern lives in its own module:
   plus the model's own loss terms (deep supervision, SRN's branches, the discriminative
   regulariser): training calls `model(x, full=True)` (`cml/models/_base.py`). A loss declared
   with reduction "sum" is weighted by the number of processes under torchrun.
-- precision (`_precision.py`): autocast and the gradient scaler, without branches.
-- compile (`_compile.py`): torch.compile of the forward, eager mode where it cannot compile.
-- non-finite losses (`_nonfinite.py`): stop or skip, `train.nonfinite`.
-- optimizer and lr schedule (`_optim.py`): afresh at the start of every step.
-- batches (`_batches.py`): the same global batches in one process or N (torchrun).
+- precision (`_precision.py`), compile (`_compile.py`), non-finite losses (`_nonfinite.py`),
+  optimizer and lr schedule afresh every step (`_optim.py`), global batches (`_batches.py`).
 What stays here, and why:
 - inputs arrive as uint8 and are normalised here, on the device, with the backbone's statistics
   (`input_stats`). A minibatch is [images, targets, rows]: `mb_rows` are the images' rows in
   `data.train`, what replay stores.
-- the model as it was at the end of the previous step (`previous_model`), kept only when a plugin
-  declares `uses_previous_model` (LwF, pseudo-labels), shared by all of them, and its outputs on
-  the current minibatch computed once per iteration (`previous_outputs()`).
+- the previous step's model (`previous_model`), kept only when a plugin declares
+  `uses_previous_model`, shared by all, its outputs computed once per batch (`previous_outputs()`).
 - plugin state: each `CmlPlugin`'s `checkpoint_state()` is saved under its registered name with
   the previous model (`checkpoint_state()` here), so a resumed run equals an uninterrupted one.
 - gradients clipped by value before the optimizer step when asked (PRS's code clips at 5).
@@ -42,7 +38,7 @@ from cml.strategies._batches import StepBatches
 from cml.strategies._compile import CompiledForward
 from cml.strategies._nonfinite import CHECK_EVERY, NonFiniteGuard
 from cml.strategies._optim import build_optimizer, build_scheduler
-from cml.strategies._parts import build_criterion, frozen_copy, state_on_device_of
+from cml.strategies._parts import build_criterion, frozen_copy, state_on_device_of, undeclared_previous_model
 from cml.strategies._precision import Precision
 
 
@@ -62,7 +58,7 @@ class MultiLabelStrategy(SupervisedTemplate):
         self.loss_sums_images = LOSSES.get(train_cfg.loss).reduction == "sum"
         self.keeps_previous_model = any(isinstance(p, CmlPlugin) and p.uses_previous_model for p in plugins)
         self.scheduler = None
-        self.previous_model = None
+        self._previous_model = None
         self._previous_cache: tuple[object, dict] | None = None
         self.mb_outputs: dict = {}
         self.loss_parts: dict[str, torch.Tensor] = {}
@@ -214,6 +210,14 @@ class MultiLabelStrategy(SupervisedTemplate):
         per-image ratio to the classification loss whichever the criterion and the batch size."""
         return mean_term * self.term_scale
 
+    @property
+    def previous_model(self):
+        """The previous step's model (None in step 0), kept only for plugins that declare
+        `uses_previous_model`: read without the declaration a plugin would be inert, so refused."""
+        if not self.keeps_previous_model:
+            raise UserError(undeclared_previous_model(self.plugins))
+        return self._previous_model
+
     def previous_outputs(self) -> dict | None:
         """The previous step's model on the current inputs (no gradient), computed once per batch."""
         if self.previous_model is None:
@@ -226,7 +230,7 @@ class MultiLabelStrategy(SupervisedTemplate):
     def _after_training_exp(self, **kwargs):
         distributed.broadcast_buffers(self.core_model)  # one model for the plugins, eval and checkpoint
         if self.keeps_previous_model:
-            self.previous_model = frozen_copy(self.core_model)
+            self._previous_model = frozen_copy(self.core_model)
         self._previous_cache = None
         super()._after_training_exp(**kwargs)
 
@@ -239,7 +243,7 @@ class MultiLabelStrategy(SupervisedTemplate):
 
     def checkpoint_state(self) -> dict:
         plugins = {p.name: p.checkpoint_state() for p in self.plugins if isinstance(p, CmlPlugin)}
-        previous = self.previous_model.state_dict() if self.previous_model is not None else None
+        previous = self._previous_model.state_dict() if self._previous_model is not None else None
         state = {"previous_model": previous, "plugins": plugins, "scaler": self.precision.state_dict()}
         if self.train_cfg.optimizer_scope == "stream":  # the next step continues this optimizer
             state["stream_optimizer"] = self.optimizer.state_dict()
@@ -248,8 +252,8 @@ class MultiLabelStrategy(SupervisedTemplate):
     def load_checkpoint_state(self, state: dict) -> None:
         """After the model has been regrown and loaded to the checkpoint's step."""
         if state["previous_model"] is not None:  # on the training device: Avalanche moves only `model`
-            self.previous_model = frozen_copy(self.core_model).to(self.device)
-            self.previous_model.load_state_dict(state["previous_model"])
+            self._previous_model = frozen_copy(self.core_model).to(self.device)
+            self._previous_model.load_state_dict(state["previous_model"])
         self.precision.load_state_dict(state.get("scaler"))  # None in a checkpoint of an older cml
         for plugin in self.plugins:
             if isinstance(plugin, CmlPlugin) and state["plugins"][plugin.name] is not None:

@@ -27,3 +27,12 @@ def frozen_copy(model: torch.nn.Module) -> torch.nn.Module:
     for p in copy_.parameters():
         p.requires_grad_(False)
     return copy_
+
+
+def undeclared_previous_model(plugins) -> str:
+    names = [getattr(p, "name", "") or type(p).__name__ for p in plugins]
+    return (
+        f"a plugin read strategy.previous_model, but none of the plugins {names} declares "
+        "uses_previous_model, so the strategy keeps no previous model: add uses_previous_model=True "
+        "to the reading plugin's Plugin(...) declaration"
+    )

@@ -20,7 +20,6 @@ IDS = [f"{kind}-{d.name}" for kind, d in DECLARATIONS]
 def test_every_kind_is_populated():
     """Every module or package of a kind's folder that assigns DECLARATION is one registered
     component; the others (shared implementation, helpers) are skipped without being imported."""
-    import sys
 
     from cml.core.registry import declares
 
