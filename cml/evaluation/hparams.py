@@ -42,7 +42,10 @@ def run_hparams(cfg) -> dict:
         "seed": cfg.seed,
     }
     for plugin in s.plugins:  # each plugin's declared section (the replay buffers share `strategy.replay`)
-        section = section_of(PLUGINS.get(plugin))
+        declaration = PLUGINS.get(plugin)
+        if declaration.options is None:  # a plugin without options has no section
+            continue
+        section = section_of(declaration)
         for key, value in dataclasses.asdict(getattr(s, section)).items():
             values[f"{section}.{key}"] = str(value) if isinstance(value, list) else value  # pod.stages
     return values

@@ -89,3 +89,16 @@ def test_runs_one_step(config, tmp_path):
     state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
     batches = -(-results["steps"][0]["n_train"] // 16)  # one epoch, the last batch kept
     assert state["strategy"]["plugins"]["ext_plugin"] == {"count": batches}
+
+
+def test_a_plugin_reading_the_previous_model_without_declaring_it_is_refused(tmp_path):
+    config = tmp_path / "reader.yaml"
+    text = (CONFIG % (tmp_path / "data")).replace("imports: [ext_plugin,", "imports: [ext_reader,")
+    config.write_text(
+        text.replace("strategy: {plugins: [ext_plugin], ext_plugin: {every: 1}}", "strategy: {plugins: [ext_reader]}")
+    )
+    out = cml("run", str(config), "--out", str(tmp_path / "run"))
+    assert out.returncode == 2, out.stderr
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "declares uses_previous_model" in errors[0], out.stderr
+    assert "uses_previous_model=True" in errors[0]

@@ -99,3 +99,14 @@ def test_unknown_names_hint_the_closest():
 def test_a_module_without_a_declaration_is_one_line():
     with pytest.raises(UserError, match="imports: json: expected a module-level DECLARATION"):
         registry.import_components(["json"], "config")
+
+
+def test_model_option_help_names_the_model_once():
+    """The reference prefixes each model option's help with the model's name; a help that also
+    starts with it read 'dlfl: dlfl: ...' in docs/config.md."""
+    from cml.config import model_option_rows
+
+    rows = model_option_rows()
+    assert rows and all(
+        not help_text.split(": ", 1)[1].startswith(help_text.split(": ", 1)[0] + ": ") for _, _, _, help_text in rows
+    )

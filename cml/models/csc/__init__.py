@@ -11,7 +11,7 @@ from cml.core.schema import option
 
 @dataclass
 class CscModelOptions:
-    embed_dim: int = option(1024, low=1, help="csc: width of the class-specific features (theirs: 1024)")
+    embed_dim: int = option(1024, low=1, help="width of the class-specific features (theirs: 1024)")
 
 
 def build(backbone: str, pretrained, options: CscModelOptions, num_classes: int = 0, image_size=None):

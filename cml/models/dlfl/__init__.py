@@ -13,15 +13,13 @@ from cml.models._options import DiscriminativeOptions, divides
 
 @dataclass
 class DlflOptions:
-    embed_dim: int = option(256, low=1, help="dlfl: width of the label queries")
-    blocks: int = option(2, low=1, help="dlfl: self + cross attention blocks")
-    heads: int = option(4, low=1, help="dlfl: attention heads (a divisor of embed_dim)")
-    ffn_dim: int = option(512, low=1, help="dlfl: hidden width of each block's feed-forward")
-    dropout: float = option(0.1, low=0, below=1, help="dlfl: dropout in the blocks")
-    deep_supervision: bool = option(True, help="dlfl: a classifier and a loss per block, not the last only")
-    discriminative: Optional[DiscriminativeOptions] = option(
-        None, help="dlfl: the discriminative regulariser; null = off"
-    )
+    embed_dim: int = option(256, low=1, help="width of the label queries")
+    blocks: int = option(2, low=1, help="self + cross attention blocks")
+    heads: int = option(4, low=1, help="attention heads (a divisor of embed_dim)")
+    ffn_dim: int = option(512, low=1, help="hidden width of each block's feed-forward")
+    dropout: float = option(0.1, low=0, below=1, help="dropout in the blocks")
+    deep_supervision: bool = option(True, help="a classifier and a loss per block, not the last only")
+    discriminative: Optional[DiscriminativeOptions] = option(None, help="the discriminative regulariser; null = off")
 
 
 def check(cfg, o: DlflOptions) -> str | None:

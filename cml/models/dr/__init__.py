@@ -12,9 +12,9 @@ from cml.models._options import DiscriminativeOptions
 
 @dataclass
 class DrOptions:
-    embed_dim: int = option(256, low=1, help="dr: width of the per-label features")
+    embed_dim: int = option(256, low=1, help="width of the per-label features")
     discriminative: DiscriminativeOptions = option(
-        DiscriminativeOptions(), help="dr: the discriminative regulariser (on by default; weight 0 = off)"
+        DiscriminativeOptions(), help="the discriminative regulariser (on by default; weight 0 = off)"
     )
 
 

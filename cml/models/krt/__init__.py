@@ -13,8 +13,8 @@ from cml.models._options import divides
 
 @dataclass
 class KrtOptions:
-    embed_dim: int = option(384, low=1, help="krt: width D of the tokens (KRT: 384 COCO, 768 VOC)")
-    heads: int = option(8, low=1, help="krt: heads of the class-attention block (a divisor of embed_dim)")
+    embed_dim: int = option(384, low=1, help="width D of the tokens (KRT: 384 COCO, 768 VOC)")
+    heads: int = option(8, low=1, help="heads of the class-attention block (a divisor of embed_dim)")
 
 
 def check(cfg, o: KrtOptions) -> str | None:

@@ -11,8 +11,8 @@ from cml.core.schema import option
 
 @dataclass
 class L3aModelOptions:
-    hidden: int = option(4096, low=1, help="l3a: width of the random buffer layer (theirs: 4096 COCO, 8192 VOC)")
-    ridge: float = option(1000.0, positive=True, help="l3a: ridge term of the analytic classifier (their rg)")
+    hidden: int = option(4096, low=1, help="width of the random buffer layer (theirs: 4096 COCO, 8192 VOC)")
+    ridge: float = option(1000.0, positive=True, help="ridge term of the analytic classifier (their rg)")
 
 
 def build(backbone: str, pretrained, options: L3aModelOptions, num_classes: int = 0, image_size=None):

@@ -13,7 +13,7 @@ from cml.core.schema import option
 class LinearOptions:
     head_init: Literal["prior", "default"] = option(
         "prior",
-        help="linear: a new class's bias: prior = logit(0.05); default = nn.Linear's own initialisation (PRS's code)",
+        help="a new class's bias: prior = logit(0.05); default = nn.Linear's own initialisation (PRS's code)",
     )
 
 

@@ -12,11 +12,11 @@ from cml.core.schema import option
 
 @dataclass
 class MultiLaneOptions:
-    selectors: int = option(20, low=1, help="multilane: selector tokens per lane (theirs: 20)")
-    prompts: int = option(20, low=1, help="multilane: K/V prefix prompts per prompted layer (theirs: 20)")
-    prompt_layers: int = option(5, low=1, help="multilane: prompted blocks, from the first (theirs: 5)")
-    patch_size: Optional[int] = option(None, low=1, help="multilane: the ViT's patch size (null: the backbone's)")
-    depth: Optional[int] = option(None, low=1, help="multilane: the ViT's blocks (null: the backbone's)")
+    selectors: int = option(20, low=1, help="selector tokens per lane (theirs: 20)")
+    prompts: int = option(20, low=1, help="K/V prefix prompts per prompted layer (theirs: 20)")
+    prompt_layers: int = option(5, low=1, help="prompted blocks, from the first (theirs: 5)")
+    patch_size: Optional[int] = option(None, low=1, help="the ViT's patch size (null: the backbone's)")
+    depth: Optional[int] = option(None, low=1, help="the ViT's blocks (null: the backbone's)")
 
 
 def check(cfg, o: MultiLaneOptions) -> str | None:

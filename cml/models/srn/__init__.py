@@ -13,16 +13,14 @@ from cml.models._options import DiscriminativeOptions
 
 @dataclass
 class SrnOptions:
-    attention_width: int = option(512, low=1, help="srn: channels of the attention branch")
-    regularizer_width: int = option(512, low=1, help="srn: channels of the spatial regulariser")
+    attention_width: int = option(512, low=1, help="channels of the attention branch")
+    regularizer_width: int = option(512, low=1, help="channels of the spatial regulariser")
     regularizer_filters: int = option(
-        2048, low=1, help="srn: the regulariser's grouped filters (a multiple of regularizer_width)"
+        2048, low=1, help="the regulariser's grouped filters (a multiple of regularizer_width)"
     )
-    main_weight: float = option(1.0, low=0, help="srn: weight of the main branch's loss")
-    attention_weight: float = option(1.0, low=0, help="srn: weight of the attention branch's loss")
-    discriminative: Optional[DiscriminativeOptions] = option(
-        None, help="srn: the discriminative regulariser; null = off"
-    )
+    main_weight: float = option(1.0, low=0, help="weight of the main branch's loss")
+    attention_weight: float = option(1.0, low=0, help="weight of the attention branch's loss")
+    discriminative: Optional[DiscriminativeOptions] = option(None, help="the discriminative regulariser; null = off")
 
 
 def check(cfg, o: SrnOptions) -> str | None:

@@ -2,8 +2,7 @@
 
 from dataclasses import dataclass
 
-from cml.core.registry import Dataset
-from cml.core.schema import option
+from cml.datasets import Dataset, option
 
 
 @dataclass

@@ -2,8 +2,7 @@
 
 from dataclasses import dataclass
 
-from cml.core.registry import Model
-from cml.core.schema import option
+from cml.models import Model, option
 
 
 @dataclass

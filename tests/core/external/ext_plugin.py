@@ -3,8 +3,7 @@ it counts the training iterations, and its count is checkpoint state."""
 
 from dataclasses import dataclass
 
-from cml.core.registry import Plugin
-from cml.core.schema import option
+from cml.plugins import Plugin, option
 
 
 @dataclass
@@ -13,7 +12,7 @@ class CounterOptions:
 
 
 def build(cfg, scenario):
-    from cml.plugins._base import CmlPlugin  # torch and Avalanche: only when the plugin is built
+    from cml.plugins import CmlPlugin  # torch and Avalanche: only when the plugin is built
 
     class Counter(CmlPlugin):
         def __init__(self, every: int):
