@@ -20,16 +20,34 @@ def tiny() -> list[str]:
     return list(TINY)
 
 
-VIT_OPTIONS = {"patch_size": 8, "selectors": 2, "prompts": 2, "prompt_layers": 1}  # small, for 32 px images
+def tiny_model_settings(name: str) -> tuple[str, dict]:
+    """The backbone and `model.options` of NAME's tiny variant for 32-px images, as its declaration
+    gives them (`Model.test_settings`: the settings live beside the model, no test keeps a table
+    of them); the tests' `test_resnet` and the default options where it gives none."""
+    import copy
+
+    from cml.core.registry import MODELS
+
+    settings = MODELS.get(name).test_settings
+    return settings.get("backbone", "test_resnet"), copy.deepcopy(settings.get("options", {}))
+
+
+def tiny_model_options(name: str) -> dict:
+    return tiny_model_settings(name)[1]
 
 
 def model_overrides(name: str) -> list[str]:
-    """A model that declares it needs a ViT gets timm's test ViT, built small for 32 px images."""
-    from cml.core.registry import MODELS
+    """`--set` items that make a run's model NAME's tiny variant (its backbone and options)."""
+    import json
 
-    if not MODELS.get(name).vit_backbone:
-        return []
-    return ["model.backbone=test_vit", "model.options={" + ", ".join(f"{k}: {v}" for k, v in VIT_OPTIONS.items()) + "}"]
+    backbone, options = tiny_model_settings(name)
+    return [f"model.name={name}", f"model.backbone={backbone}", f"model.options={json.dumps(options)}"]
+
+
+def tiny_model(name: str, num_classes: int = 0, image_size: int = 32, backbone: str | None = None, **options):
+    """NAME's tiny variant built as a run builds it; BACKBONE and OPTIONS replace its settings'."""
+    tiny_backbone, tiny_options = tiny_model_settings(name)
+    return make_model(name, backbone or tiny_backbone, num_classes, image_size, **{**tiny_options, **options})
 
 
 def interrupt_after_step(monkeypatch, step: int):
@@ -94,3 +112,17 @@ def run_full_and_resumed(config, tmp_path, monkeypatch, overrides, step: int = 1
     monkeypatch.setattr("cml.runtime.checkpoint.save", real_save)
     assert run_cli(config, tmp_path / "killed", overrides, "--resume") == 0
     return tuple(json.loads((tmp_path / d / "results.json").read_text()) for d in ("full", "killed"))
+
+
+def with_loss_door(strategy, scale: float = 1.0):
+    """Gives a fake strategy (a SimpleNamespace with `loss`) the loss door of `MultiLabelStrategy`:
+    `plugin_term` adds at once (per-image terms times SCALE, the global batch of a summed
+    criterion); `weigh_criterion` records the weight in `criterion_weights`."""
+
+    def plugin_term(name, term, per_image=True):
+        strategy.loss = strategy.loss + (term * scale if per_image else term)
+
+    strategy.plugin_term = plugin_term
+    strategy.criterion_weights = {}
+    strategy.weigh_criterion = strategy.criterion_weights.__setitem__
+    return strategy

@@ -10,7 +10,7 @@ from typing import Any
 from cml.core import schema
 from cml.core.errors import UserError
 from cml.core.hints import did_you_mean
-from cml.core.registry import DATASETS, LOSSES, MODELS, PLUGINS, PROTOCOLS, STRATEGIES, section_of
+from cml.core.registry import CAPABILITIES, DATASETS, LOSSES, MODELS, PLUGINS, PROTOCOLS, STRATEGIES, section_of
 from cml.core.safeyaml import key_name, show
 
 
@@ -73,6 +73,26 @@ def _check_names(config: Any, source: str) -> None:
             raise UserError(f"{source}: strategy.plugins: {plugin!r} is listed twice; expected each plugin once")
 
 
+def _check_needs(config: Any, source: str) -> None:
+    """The chosen plugins' and strategy's `needs` against the chosen model's `capabilities`: one
+    check for every pairing, before torch, instead of one in each plugin's check or a `hasattr`
+    on the built model, and one message that names the capability and the models that have it."""
+    model = MODELS.get(config.model.name)
+    chosen = [("strategy.plugins", name, PLUGINS.get(name)) for name in config.strategy.plugins]
+    chosen.append(("strategy.name", f"strategy {config.strategy.name}", STRATEGIES.get(config.strategy.name)))
+    for key, who, declaration in chosen:
+        missing = sorted(declaration.needs - model.capabilities)
+        if missing:
+            able = ", ".join(MODELS.names(capabilities=declaration.needs)) or "none registered"
+            every = "it" if len(declaration.needs) == 1 else f"all of {', '.join(sorted(declaration.needs))}"
+            raise UserError(
+                f"{source}: {key}: {who} needs a model with "
+                + " and ".join(f"{c} ({CAPABILITIES[c]})" for c in missing)
+                + f"; model {config.model.name} lacks {'it' if len(missing) == 1 else 'them'}"
+                + f"; models that have {every}: {able}"
+            )
+
+
 def _check_declarations(config: Any, source: str) -> None:
     """Each chosen component's declared facts and its own check."""
     replay = [p for p in config.strategy.plugins if PLUGINS.get(p).kind == "replay"]
@@ -87,6 +107,7 @@ def _check_declarations(config: Any, source: str) -> None:
     for key in PROTOCOLS.get(config.scenario.protocol).requires_keys:
         if _lookup(config, key) in (None, "", []):
             raise UserError(f"{source}: {key}: required when scenario.protocol is {config.scenario.protocol}")
+    _check_needs(config, source)
     options = model_options(config, source)
     if options is not None:
         config.model.options = options  # typed: cfg.model.options.embed_dim

@@ -4,7 +4,8 @@ A component declares itself in one module, `cml/<kind>/<name>.py` (or the packag
 `cml/<kind>/<name>/__init__.py` when its implementation needs torch): the module-level
 `DECLARATION` holds its option schema, its facts and `build`, which imports the implementation
 only when the component is built. Declaration modules import nothing heavy, so the config is
-checked, `cml keys` listed and the docs generated without torch.
+checked, `cml keys` listed and the docs generated without torch. What a model offers plugins and
+strategies is said in one vocabulary, `CAPABILITIES`, that models declare and the others need.
 
 The name is the module's (`cml/models/linear.py` declares `linear`) unless the declaration gives
 one (`class-incremental`, which is no module name). Modules listed in the config's `imports:` add
@@ -26,6 +27,20 @@ from typing import Any, Literal, Optional
 
 from cml.core.errors import UserError
 from cml.core.hints import did_you_mean
+
+# What a model offers the components that build on it, one name each: a Model declares the ones
+# it has (`capabilities`), a Plugin or a Strategy the ones it needs (`needs`), and the config check
+# refuses a choice whose needs the model lacks, naming the capability, before torch. One list, so
+# that a plugin does not test a boolean of its own nor a strategy `hasattr` on the built model.
+CAPABILITIES: dict[str, str] = {
+    "analytic": "`expand(embedding)` and `.analytic`, the closed-form classifier that the l3a strategy fits",
+    "backbone_stages": "its timm backbone is `.backbone`, whose stages pod distils",
+    "embed_classify": "`embed(x)` gives its `.backbone`'s pooled feature and `classify(embedding)` the "
+    "outputs from it: probe and l3a cache the one and train the other",
+    "label_features": "`forward(x, full=True)['label_features']` is (B, C, D), one feature per class",
+    "label_graph": "`.cooccurrence` and `.gcn`, the label graph csc fills from each step's labels",
+    "task_tokens": "`forward(x, full=True)['tokens']` holds one token per step, which tdl distils",
+}
 
 
 @dataclass(frozen=True)
@@ -54,24 +69,37 @@ class Dataset(Declaration):
 
 @dataclass(frozen=True)
 class Model(Declaration):
-    """Options at `model.options`; `build(backbone, pretrained, options, image_size) -> MultiLabelModel`."""
+    """Options at `model.options`; `build(backbone, pretrained, options, image_size) -> MultiLabelModel`.
 
+    test_settings: how to build a tiny, fast variant for 32-px images, kept beside the model (as
+    timm registers `test_vit` beside the ViT) so that the contract tests build every registered
+    model without a table of their own: `{"backbone": "test_vit", "options": {...}}`, both keys
+    optional (default: the tests' tiny `test_resnet` and the model's default options). A model
+    added later is tested at its own tiny size the day it is registered. `"old_logits_kept":
+    False` marks a model whose old classes' logits move when classes are added (csc's label graph
+    mixes every class), which the growth contract then does not ask of it.
+    """
+
+    test_settings: dict = field(default_factory=dict)
     uses_image_size: bool = False  # built for data.image_size (SRN's regulariser kernel)
-    label_features: bool = False  # emits per-label features (`forward(x, full=True)["label_features"]`)
-    vit_backbone: bool = False  # needs a timm VisionTransformer backbone (MULTI-LANE's prompted blocks)
-    frozen_old_outputs: bool = False  # old classes' outputs depend on frozen parameters only (MULTI-LANE's lanes)
-    task_tokens: bool = False  # emits per-step tokens (`forward(x, full=True)["tokens"]`: krt, for tdl)
-    backbone_stages: bool = False  # its timm backbone is `.backbone`, whose stages pod distils
+    capabilities: frozenset = frozenset()  # names of CAPABILITIES: what it offers plugins and strategies
+
+
+PLUGIN_KINDS = ("replay", "targets", "loss", "penalty", "")
 
 
 @dataclass(frozen=True)
 class Plugin(Declaration):
     """Options at `strategy.<section>` (default: the name); `build(cfg, scenario) -> CmlPlugin`."""
 
-    kind: str = ""  # "replay": a replay buffer, at most one per run (they share strategy.replay)
+    # one of PLUGIN_KINDS: "replay" (a replay buffer, at most one per run: they share strategy.replay),
+    # "targets" (rewrites the batch's targets), "loss" (adds a loss term), "penalty" (a term on the
+    # parameters); the strategy runs its plugins by kind, then by name (`canonical_order`)
+    kind: str = ""
     section: str = ""
     uses_previous_model: bool = False  # the strategy keeps the previous step's model for it
     requires: dict = field(default_factory=dict)  # {"scenario.labels": "partial"}: config it needs
+    needs: frozenset = frozenset()  # names of CAPABILITIES the chosen model must have
 
 
 @dataclass(frozen=True)
@@ -92,6 +120,38 @@ class Loss(Declaration):
 @dataclass(frozen=True)
 class Strategy(Declaration):
     """Options at `strategy.<name>`; `build(cfg, scenario, plugins=..., **template_arguments) -> MultiLabelStrategy`."""
+
+    needs: frozenset = frozenset()  # names of CAPABILITIES the chosen model must have
+
+
+def vocabulary(declaration: Declaration, module: str) -> dict[str, frozenset]:
+    """Its `capabilities` / `needs` as frozensets of CAPABILITIES' names. A name outside the
+    vocabulary is refused when the registry loads: a typo would otherwise be a need that no model
+    meets, or a capability that no check reads."""
+    found = {}
+    for attr in ("capabilities", "needs"):
+        value = getattr(declaration, attr, None)
+        if value is None:
+            continue
+        if not isinstance(value, (set, frozenset, tuple, list)) or not all(isinstance(v, str) for v in value):
+            raise UserError(f"{module}: {attr}: expected a set of capability names, got {value!r}")
+        unknown = sorted(set(value) - CAPABILITIES.keys())
+        if unknown:
+            raise UserError(
+                f"{module}: {attr}: unknown capability {unknown[0]!r}{did_you_mean(unknown[0], CAPABILITIES)}; "
+                f"the vocabulary (cml.core.registry.CAPABILITIES): {', '.join(sorted(CAPABILITIES))}"
+            )
+        found[attr] = frozenset(value)
+    return found
+
+
+def _has(fact: Any, wanted: Any) -> bool:
+    """Whether a fact is the one asked for; a set fact (capabilities, needs) holds the name(s) asked."""
+    if isinstance(fact, frozenset) and not isinstance(wanted, (set, frozenset)):
+        return wanted in fact
+    if isinstance(fact, frozenset):
+        return wanted <= fact
+    return fact == wanted
 
 
 def section_of(declaration: Declaration) -> str:
@@ -136,7 +196,7 @@ class Registry:
         if not isinstance(declaration, self.declares):
             raise TypeError(f"{module}: a {self.kind} declares a {self.declares.__name__}")
         name = declaration.name or module.rsplit(".", 1)[-1]
-        declaration = dataclasses.replace(declaration, name=name, module=module)
+        declaration = dataclasses.replace(declaration, name=name, module=module, **vocabulary(declaration, module))
         old = self._entries.get(name)
         if old is not None and old.module != module:
             warnings.warn(
@@ -148,9 +208,10 @@ class Registry:
         return declaration
 
     def names(self, **facts: Any) -> list[str]:
-        """Sorted names, of the components whose facts equal `facts` (e.g. kind="replay")."""
+        """Sorted names, of the components whose facts equal `facts` (e.g. kind="replay"); a set
+        fact holds the names asked: `MODELS.names(capabilities="task_tokens")`, or a set of them."""
         self._discover()
-        return sorted(n for n, d in self._entries.items() if all(getattr(d, k) == v for k, v in facts.items()))
+        return sorted(n for n, d in self._entries.items() if all(_has(getattr(d, k), v) for k, v in facts.items()))
 
     def declarations(self) -> list[Declaration]:
         return [self._entries[n] for n in self.names()]

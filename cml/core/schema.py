@@ -14,7 +14,7 @@ from dataclasses import field
 from typing import Any, Literal, Union
 
 from cml.core.errors import UserError
-from cml.core.hints import closest
+from cml.core.hints import did_you_mean
 from cml.core.safeyaml import check_values, key_name, show
 
 SEED_MAX = 2**32 - 1  # numpy's legacy seeding (np.random.seed) takes 0 .. 2**32 - 1
@@ -133,8 +133,7 @@ def build(cls: type, raw: Any, prefix: str, source: str) -> Any:
     for key, value in raw.items():
         dotted = f"{prefix}{key_name(key)}"
         if key not in fields:
-            close = closest(str(key), list(fields), cutoff=0.5)
-            hint = f"; did you mean '{prefix}{close[0]}'?" if close else f"; valid keys: {', '.join(fields) or 'none'}"
+            hint = did_you_mean(str(key), fields, prefix, cutoff=0.5) or f"; valid keys: {', '.join(fields) or 'none'}"
             raise UserError(f"{source}: unknown key '{dotted}'{hint}")
         tp = hints[key]
         inner = nested_dataclass(tp)

@@ -31,7 +31,7 @@ from typing import Optional
 import numpy as np
 
 from cml.core.errors import UserError
-from cml.core.hints import closest
+from cml.core.hints import did_you_mean
 from cml.core.registry import Dataset
 from cml.core.safeyaml import decode
 from cml.core.schema import option
@@ -130,9 +130,8 @@ def read_split(path: Path, key: str, base: Path, classes: list[str], classes_pat
     for n, image, names in readers[path.suffix.lower()](path):
         for name in names:
             if name not in column:
-                close = closest(name, classes, n=1)
-                hint = f"did you mean {close[0]!r}? " if close else ""
-                raise UserError(f"{path}: line {n}: unknown class {name!r}; {hint}expected a name from {classes_path}")
+                hint = did_you_mean(name, classes)
+                raise UserError(f"{path}: line {n}: unknown class {name!r}{hint}; expected a name from {classes_path}")
         full = os.path.normpath(os.path.join(base, image))
         full = real.setdefault(os.path.realpath(full), full)
         if full in rows:

@@ -10,6 +10,7 @@ __getattr__ = lazy_exports(
     __name__,
     {
         "MultiLabelModel": "_base",
+        "MultiLabelModelProtocol": "_base",
         "input_stats": "_base",
         "GrowingLinear": "_parts",
         "create_backbone": "_parts",
@@ -24,6 +25,7 @@ __all__ = [
     "GrowingLinear",
     "Model",
     "MultiLabelModel",
+    "MultiLabelModelProtocol",
     "create_backbone",
     "feature_dim",
     "full_precision",

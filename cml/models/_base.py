@@ -1,5 +1,9 @@
 """The interface every cml model has: timm's, plus per-label features and model-specific losses.
 
+`MultiLabelModelProtocol` is the contract as the code that uses a model relies on it (the training
+template, the plugins, evaluation, the checkpoint), checked for every registered model by
+tests/models/test_model_contract.py; `MultiLabelModel` is the base class that fulfils most of it.
+
 - `forward(x)` returns the logits of the classes the model has (B, C), like any timm model, so
   evaluation, metrics and plugins see one tensor.
 - `forward(x, full=True)` returns a dict: `logits`, `label_features` ((B, C, D), one feature per
@@ -11,15 +15,65 @@
   adds them to `criterion(logits, targets)`.
 - Growth: heads are Avalanche `DynamicModule`s that grow to `head_size(experience)` when a
   training experience brings classes; old parameters stay bit-identical.
+- Head and backbone: `backbone` is the timm model; `named_head_parameters()` is everything else,
+  told apart by object, never by a parameter-name prefix, so a model names its parts as it likes.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Protocol, runtime_checkable
 
 import torch
 from torch import nn
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@runtime_checkable
+class MultiLabelModelProtocol(Protocol):
+    """What `Model.build` returns, as far as anything outside the model relies on it.
+
+    It is also a `torch.nn.Module`, for what every module has: `named_parameters()` (the optimizer,
+    EWC's Fisher by name), `state_dict()` / `load_state_dict()` (the checkpoint, the previous
+    model), `train()` / `eval()`, `copy.deepcopy` (the previous step's frozen copy) and `modules()`,
+    which Avalanche's `model_adaptation` walks to grow it. Members only some models have (`embed`
+    and `classify` for probe and l3a, per-step tokens for tdl) are declared facts of their `Model`
+    declaration, not part of this contract.
+    """
+
+    backbone: nn.Module
+    """The timm model the features come from: `input_stats` reads its `pretrained_cfg` to
+    normalise the images, the run checks the input size on it before training, probe freezes it,
+    herding pools with its `forward_head`, pod hooks its stages."""
+
+    @property
+    def num_classes(self) -> int:
+        """C, the outputs it has after the growth so far (0 before the first step): the width of
+        the logits and of a checkpoint's per-class parts, which a resumed run regrows to."""
+        ...
+
+    def forward(self, x: torch.Tensor, full: bool = False):
+        """`model(x)`: the (B, C) logits, what evaluation, the metrics and pseudo-labels read.
+        `model(x, full=True)`: a dict with "logits", "label_features" ((B, C, D) or None; lwf
+        distils them) and whatever the model's own loss terms or a plugin read ("tokens" for tdl).
+        Training and `previous_outputs()` call this form, through `model(...)` so that
+        DistributedDataParallel sees the call."""
+        ...
+
+    def loss_terms(self, outputs: dict, targets: torch.Tensor, criterion) -> dict[str, torch.Tensor]:
+        """The model's own loss terms by name, from `forward(x, full=True)`'s dict (deep supervision,
+        SRN's branches, the discriminative regulariser): the strategy adds them to
+        `criterion(logits, targets)` and reports each as `model.<name>` in the loss breakdown."""
+        ...
+
+    def named_head_parameters(self) -> Iterator[tuple[str, nn.Parameter]]:
+        """(name, parameter) of what the model adds on `backbone`: with the backbone's they
+        partition `named_parameters()`. The per-class parts that grow are among them. Told apart by
+        object, not by name, so that nothing (a test, a frozen-backbone strategy) guesses which
+        name prefixes a model gives its heads."""
+        ...
 
 
 class MultiLabelModel(nn.Module):
@@ -36,6 +90,10 @@ class MultiLabelModel(nn.Module):
 
     def loss_terms(self, outputs: dict, targets: torch.Tensor, criterion) -> dict[str, torch.Tensor]:
         return {}
+
+    def named_head_parameters(self) -> Iterator[tuple[str, nn.Parameter]]:
+        backbone = {id(p) for p in self.backbone.parameters()}
+        return ((name, p) for name, p in self.named_parameters() if id(p) not in backbone)
 
     @property
     def num_classes(self) -> int:

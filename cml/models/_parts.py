@@ -10,7 +10,7 @@ from avalanche.models import DynamicModule
 from torch import nn
 
 from cml.core.errors import UserError
-from cml.core.hints import closest
+from cml.core.hints import did_you_mean
 
 PRIOR = 0.05  # initial positive probability of a new class (bias = logit(PRIOR))
 
@@ -21,9 +21,7 @@ def create_backbone(name: str, pretrained: bool | str = False, **kwargs) -> nn.M
     import timm
 
     if not timm.is_model(name):
-        close = closest(name, timm.list_models(), n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise UserError(f"model.backbone: {name!r} is not a timm model{hint}")
+        raise UserError(f"model.backbone: {name!r} is not a timm model{did_you_mean(name, timm.list_models(), n=3)}")
     if isinstance(pretrained, str):  # timm's layout or the ASL project's (KRT's starting weights)
         from cml.models._weights import load_backbone_weights
 

@@ -20,6 +20,7 @@ from cml.core.registry import PLUGINS
 class CmlPlugin(SupervisedPlugin):
     name = ""  # the registered name, set by `build_plugins`
     uses_previous_model = False  # the declared fact, set by `build_plugins`
+    kind = ""  # the declared kind (`cml.core.registry.PLUGIN_KINDS`), set by `build_plugins`
 
     def checkpoint_state(self) -> dict | None:
         """State to save (tensors, numbers, strings: `torch.load(weights_only=True)`), or None."""
@@ -36,7 +37,7 @@ class CmlPlugin(SupervisedPlugin):
 def build_plugin(name: str, cfg, scenario) -> CmlPlugin:
     declaration = PLUGINS.get(name)
     plugin = declaration.build(cfg, scenario)
-    plugin.name, plugin.uses_previous_model = name, declaration.uses_previous_model
+    plugin.name, plugin.uses_previous_model, plugin.kind = name, declaration.uses_previous_model, declaration.kind
     return plugin
 
 

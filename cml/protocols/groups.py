@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from cml.core.errors import UserError
-from cml.core.hints import closest
+from cml.core.hints import did_you_mean
 from cml.core.safeyaml import load_json
 
 GROUPS = ("majority", "moderate", "minority")
@@ -37,8 +37,7 @@ def read_class_list(path: Path, dataset_classes: list[str]) -> list[str]:
                 f"{path}: entry {k}: {json.dumps(name)} is not a class name; expected a JSON list of class names"
             )
         if name not in known:
-            close = closest(name, dataset_classes, n=1)
-            hint = f"; closest dataset class: {close[0]!r}" if close else ""
+            hint = did_you_mean(name, dataset_classes)
             raise UserError(f"{path}: entry {k}: {name!r} is not a class of the dataset{hint}")
     return doc
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cml.core.errors import UserError
-from cml.core.hints import closest
+from cml.core.hints import did_you_mean
 from cml.datasets._types import MultiLabelData
 
 IGNORE = -1.0
@@ -53,9 +53,7 @@ def class_order(names: list[str], order: str | list[str], seed: int) -> list[int
     index = {n: i for i, n in enumerate(names)}
     for name in order:
         if name not in index:
-            close = closest(name, names, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise UserError(f"scenario.order: unknown class {name!r}{hint}")
+            raise UserError(f"scenario.order: unknown class {name!r}{did_you_mean(name, names)}")
     if len(set(order)) != len(order):
         raise UserError("scenario.order: a class is listed twice")
     return [index[n] for n in order]

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from cml.core.errors import UserError
-from cml.core.hints import closest
+from cml.core.hints import did_you_mean
 from cml.core.safeyaml import load_json
 from cml.datasets._types import MultiLabelData, Split
 from cml.protocols.split import Step, make_step, reorder
@@ -72,9 +72,7 @@ def read_class_map(path: Path, class_names: list[str]) -> list[int]:
     column = {name: j for j, name in enumerate(class_names)}
     for name in doc:
         if name not in column:
-            close = closest(name, class_names, n=1)
-            hint = f"; closest dataset class: {close[0]!r}" if close else ""
-            raise UserError(f"{path}: class {name!r} is not a class of the dataset{hint}")
+            raise UserError(f"{path}: class {name!r} is not a class of the dataset{did_you_mean(name, class_names)}")
     return [column[name] for name in sorted(doc, key=doc.get)]
 
 

@@ -6,8 +6,12 @@ The template keeps the loop; each concern lives in its own module:
   plus the model's own loss terms (deep supervision, SRN's branches, the discriminative
   regulariser): training calls `model(x, full=True)` (`cml/models/_base.py`). A loss declared
   with reduction "sum" is weighted by the number of processes under torchrun.
+- plugins' loss terms through one door, `plugin_term`, added in name order (`_loss_terms.py`).
 - precision (`_precision.py`), compile (`_compile.py`), non-finite losses (`_nonfinite.py`),
-  optimizer and lr schedule afresh every step (`_optim.py`), global batches (`_batches.py`).
+  optimizer and lr schedule afresh every step (`_optim.py`), global batches and loaders
+  (`_batches.py`, `_loaders.py`).
+- `model` is the cml model itself, never the DistributedDataParallel wrapper (private to
+  `forward`), so that plugins see the same parameter names in one process and under torchrun.
 What stays here, and why:
 - inputs arrive as uint8 and are normalised here, on the device, with the backbone's statistics
   (`input_stats`). A minibatch is [images, targets, rows]: `mb_rows` are the images' rows in
@@ -23,9 +27,7 @@ What stays here, and why:
 from __future__ import annotations
 
 import torch
-from avalanche.benchmarks.utils.data_loader import collate_from_data_or_kwargs
 from avalanche.training.templates import SupervisedTemplate
-from torch.utils.data import DataLoader
 
 from cml.core.errors import UserError
 from cml.core.registry import LOSSES
@@ -34,15 +36,22 @@ from cml.plugins._base import CmlPlugin
 from cml.runtime import distributed
 from cml.scenarios.augment import Augment, augment_batch
 from cml.scenarios.images import normalize
-from cml.strategies._batches import StepBatches
 from cml.strategies._compile import CompiledForward
+from cml.strategies._loaders import StepLoaders
+from cml.strategies._loss_terms import LossTerms
 from cml.strategies._nonfinite import CHECK_EVERY, NonFiniteGuard
 from cml.strategies._optim import build_optimizer, build_scheduler
-from cml.strategies._parts import build_criterion, frozen_copy, state_on_device_of, undeclared_previous_model
+from cml.strategies._parts import (
+    build_criterion,
+    canonical_order,
+    frozen_copy,
+    state_on_device_of,
+    undeclared_previous_model,
+)
 from cml.strategies._precision import Precision
 
 
-class MultiLabelStrategy(SupervisedTemplate):
+class MultiLabelStrategy(StepLoaders, SupervisedTemplate):
     def __init__(self, *, model, train_cfg, eval_batch_size: int, device, plugins=(), evaluator=None, seed: int = 0):
         if train_cfg.batch_size % distributed.world():
             raise UserError(
@@ -58,10 +67,12 @@ class MultiLabelStrategy(SupervisedTemplate):
         self.loss_sums_images = LOSSES.get(train_cfg.loss).reduction == "sum"
         self.keeps_previous_model = any(isinstance(p, CmlPlugin) and p.uses_previous_model for p in plugins)
         self.scheduler = None
+        self._wrapped = model  # what `forward` trains through: DistributedDataParallel under torchrun
         self._previous_model = None
         self._previous_cache: tuple[object, dict] | None = None
         self.mb_outputs: dict = {}
-        self.loss_parts: dict[str, torch.Tensor] = {}
+        self.loss_terms = LossTerms()
+        self.batch_parts: dict[str, torch.Tensor] = {}  # this batch's criterion and model terms
         self.channels_last = train_cfg.channels_last and torch.device(device).type == "cuda"
         self.term_scale = 1.0  # `plugin_term`: the global batch size when the criterion is a sum
         self.input_stats = None  # from the backbone, on first use
@@ -74,7 +85,7 @@ class MultiLabelStrategy(SupervisedTemplate):
             train_epochs=1 if train_cfg.online else train_cfg.epochs,
             eval_mb_size=eval_batch_size,
             device=device,
-            plugins=list(plugins),
+            plugins=canonical_order(list(plugins)),
             evaluator=evaluator,
         )
 
@@ -84,8 +95,9 @@ class MultiLabelStrategy(SupervisedTemplate):
 
     @property
     def core_model(self) -> torch.nn.Module:
-        """The cml model itself, also when `model` is wrapped (DistributedDataParallel)."""
-        return getattr(self.model, "module", self.model)
+        """The cml model itself, the same object as `model`: the DistributedDataParallel wrapper is
+        private to `forward` (`_wrapped`), so that no plugin can read `module.`-prefixed names."""
+        return self.model
 
     @property
     def mb_rows(self) -> torch.Tensor:
@@ -94,59 +106,13 @@ class MultiLabelStrategy(SupervisedTemplate):
     def check_model_and_optimizer(self, **kwargs):
         """Grow the heads, then wrap for torchrun (a new DDP wrapper each step: the parameters
         changed), then build the optimizer over the wrapped model's parameters."""
-        model = self.model_adaptation(self.core_model)
+        model = self.model_adaptation(self.model)
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
-        self.model = distributed.wrap_model(model, self.train_cfg.sync_batchnorm)
-        self.compiled.wrap(self.model)
+        self._wrapped = distributed.wrap_model(model, self.train_cfg.sync_batchnorm)
+        self.model = getattr(self._wrapped, "module", self._wrapped)  # SyncBatchNorm may be new modules
+        self.compiled.wrap(self._wrapped)
         self.make_optimizer()
-
-    _pass_settings: dict = {}  # the training loader's workers, for `pass_loader_args`
-
-    def _loader_args(
-        self, num_workers: int = 0, persistent_workers: bool = False, prefetch_factor=None, dataset=None, **kwargs
-    ):
-        """Pinned memory whenever the device is not the CPU (non-blocking copies to it). The training
-        loader's settings are kept: every other pass over a step loads as it does."""
-        if dataset is None and self.is_training:
-            self._pass_settings = {"num_workers": num_workers, "prefetch_factor": prefetch_factor}
-        args = {"num_workers": num_workers, "pin_memory": self.device.type != "cpu"}
-        if num_workers > 0:
-            args.update(persistent_workers=persistent_workers, prefetch_factor=prefetch_factor)
-        collate_from_data_or_kwargs(self.adapted_dataset if dataset is None else dataset, args)
-        return args
-
-    def pass_loader_args(self, dataset) -> dict:
-        """DataLoader arguments of a one-shot pass over `dataset` during training (L3A's statistics,
-        pseudo-label calibration, herding, EWC's Fisher): training's workers and pinned memory,
-        workers not kept (persistent workers would outlive their one pass)."""
-        return self._loader_args(**self._pass_settings, dataset=dataset)
-
-    def make_train_dataloader(self, **kwargs):
-        """This process's slices of the step's global batches (`StepBatches`)."""
-        self.train_size = len(self.adapted_dataset)  # after plugins (joint, replay) changed it
-        batches = StepBatches(
-            self.train_size,
-            self.train_mb_size,
-            (self.seed, self.experience.step),
-            drop_incomplete=self.train_cfg.online,
-        )
-        self.trained_size = batches.trained  # results' n_trained: what the batches hold
-        if batches.n_batches == 0:  # plan_steps refuses this up front for the step's own images
-            raise UserError(
-                f"step {self.experience.step}: its {self.train_size} training images make no training "
-                f"batch of train.batch_size {self.train_mb_size}"
-                f"{' (train.online drops an incomplete one)' if self.train_cfg.online else ''}; "
-                "lower train.batch_size"
-            )
-        self.dataloader = DataLoader(self.adapted_dataset, batch_sampler=batches, **self._loader_args(**kwargs))
-
-    def make_eval_dataloader(self, **kwargs):
-        """This process's contiguous part of the test set, in order (the metric gathers them)."""
-        rows = range(len(self.adapted_dataset))[distributed.shard(len(self.adapted_dataset))]
-        self.dataloader = DataLoader(
-            self.adapted_dataset, batch_size=self.eval_mb_size, sampler=rows, **self._loader_args(**kwargs)
-        )
 
     @torch.inference_mode()
     def eval(self, exp_list, **kwargs):
@@ -189,7 +155,8 @@ class MultiLabelStrategy(SupervisedTemplate):
         with self.autocast():
             if not self.is_training:  # not through DDP: the ranks' test parts may differ in batches
                 return self.core_model(self.mb_x)
-            self.mb_outputs = self.compiled(self.model, self.mb_x)
+            self._wrapped.training = self.model.training  # the wrapper's own flag; its module is `model`
+            self.mb_outputs = self.compiled(self._wrapped, self.mb_x)
             return self.mb_outputs["logits"]
 
     def criterion(self):
@@ -201,14 +168,26 @@ class MultiLabelStrategy(SupervisedTemplate):
         if self.loss_sums_images:  # a sum over the images, not a mean: weighted by world in the end
             loss = loss * (distributed.world() / self.batch_share)
             self.term_scale = len(self.mb_y) * distributed.world() / self.batch_share  # the global batch
-        self.loss_parts = self.core_model.loss_terms(self.mb_outputs, self.mb_y, self._criterion)
-        return loss + sum(self.loss_parts.values()) if self.loss_parts else loss
+        weight = self.loss_terms.criterion_weight()
+        loss = loss * weight if weight != 1.0 else loss
+        model_terms = self.core_model.loss_terms(self.mb_outputs, self.mb_y, self._criterion)
+        self.batch_parts = {"criterion": loss, **{f"model.{name}": t for name, t in model_terms.items()}}
+        return loss + sum(model_terms.values()) if model_terms else loss
 
-    def plugin_term(self, mean_term: torch.Tensor) -> torch.Tensor:
-        """A plugin's loss term (a mean over the images) on the criterion's scale: times the global
-        batch when the criterion sums over the images (ASL), so that a plugin's weight is its
-        per-image ratio to the classification loss whichever the criterion and the batch size."""
-        return mean_term * self.term_scale
+    def plugin_term(self, name: str, term: torch.Tensor, per_image: bool = True) -> None:
+        """Adds plugin NAME's TERM to this batch's loss (`_loss_terms.py`: the one door). A term that
+        is a mean over the images (PER_IMAGE) goes on the criterion's scale: times the global batch
+        when the criterion sums over the images (ASL), so that a plugin's weight is its per-image
+        ratio to the classification loss whichever the criterion and the batch size."""
+        self.loss_terms.add(name, term * self.term_scale if per_image else term)
+
+    def weigh_criterion(self, name: str, weight: float) -> None:
+        """Plugin NAME's weight on the criterion for this step (CSC's alpha); weights multiply."""
+        self.loss_terms.criterion_weights[name] = weight
+
+    def _before_backward(self, **kwargs):
+        super()._before_backward(**kwargs)
+        self.loss = self.loss_terms.fold(self.loss, self.batch_parts, self.batch_share)
 
     @property
     def previous_model(self):
@@ -236,7 +215,7 @@ class MultiLabelStrategy(SupervisedTemplate):
 
     def step_record(self) -> dict:
         """What the plugins add to this step's record in results.json (their `step_record()`)."""
-        record = {}
+        record = {"loss_breakdown": self.loss_terms.breakdown()} if self.loss_terms.batches else {}
         for plugin in self.plugins:
             record.update(plugin.step_record() if isinstance(plugin, CmlPlugin) else {})
         return record
@@ -272,6 +251,7 @@ class MultiLabelStrategy(SupervisedTemplate):
 
     def _before_training_exp(self, **kwargs):
         self.nonfinite.start_step()
+        self.loss_terms.start_step()
         super()._before_training_exp(**kwargs)
 
     def _after_training_iteration(self, **kwargs):

@@ -56,7 +56,6 @@ class L3AStrategy(MultiLabelStrategy):
     def _train_exp(self, experience, eval_streams=None, **kwargs):
         if self.trains_backbone():
             super()._train_exp(experience, eval_streams, **kwargs)
-        self.model = self.core_model  # no DDP wrapper: from here on nothing takes a gradient
         self.fit_analytic()
 
     @torch.no_grad()

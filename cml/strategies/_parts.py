@@ -7,7 +7,8 @@ import copy
 
 import torch
 
-from cml.core.registry import LOSSES, section_of
+from cml.core.registry import LOSSES, PLUGIN_KINDS, section_of
+from cml.plugins._base import CmlPlugin
 
 
 def build_criterion(train_cfg):
@@ -36,3 +37,14 @@ def undeclared_previous_model(plugins) -> str:
         "uses_previous_model, so the strategy keeps no previous model: add uses_previous_model=True "
         "to the reading plugin's Plugin(...) declaration"
     )
+
+
+def canonical_order(plugins: list) -> list:
+    """cml's plugins by kind (`PLUGIN_KINDS`), then by name, whatever the config's order; other
+    plugins (Avalanche's) keep their places. Plugins in one hook run in list order, and both the
+    autograd graph (the order in which gradients accumulate) and the random draws of one-shot
+    passes (EWC's Fisher, herding's selection) follow it: without one order, reordering
+    `strategy.plugins` changed results in the last bits and then in the digits (issue 25)."""
+    ours = [p for p in plugins if isinstance(p, CmlPlugin)]
+    ordered = iter(sorted(ours, key=lambda p: (PLUGIN_KINDS.index(p.kind), p.name)))
+    return [next(ordered) if isinstance(p, CmlPlugin) else p for p in plugins]

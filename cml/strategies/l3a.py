@@ -57,8 +57,6 @@ class L3aOptions:
 
 
 def check(cfg, options: L3aOptions) -> str | None:
-    if cfg.model.name != "l3a":
-        return f"model.name: strategy l3a needs model l3a (its analytic classifier), got {cfg.model.name!r}"
     if cfg.strategy.plugins:
         return "strategy.plugins: strategy l3a is exemplar-free with its own pseudo-labels; expected no plugins"
     return augmentation_message(cfg.train, "l3a")
@@ -80,5 +78,6 @@ DECLARATION = Strategy(
     build=build,
     options=L3aOptions,
     check=check,
+    needs=frozenset({"embed_classify", "analytic"}),
     help="closed-form analytic classifier on a frozen backbone, exemplar-free (L3A)",
 )

@@ -4,7 +4,8 @@ trains, step after step, on cached backbone features (`cml/strategies/_frozen.py
 The usual frozen-backbone baseline of the pre-trained-model line of continual learning (e.g.
 the "linear probe" rows of MULTI-LANE's and L3A's comparisons): it shows how much of a method's
 score the pre-trained features alone give. Works with any model that splits into `embed(x)` and
-`classify(embedding)` (`linear`, `l3a`); everything the model's `classify` holds trains.
+`classify(embedding)` (the capability `embed_classify`: `linear`, `l3a`; another model is refused
+with the config); everything the model's `classify` holds trains.
 
 With the feature cache (`strategy.feature_cache`, default on) each image goes through the
 backbone once per run; random augmentation is then refused (it would change the features).
@@ -43,10 +44,6 @@ def build(cfg, scenario, plugins=(), **kwargs):
     from cml.runtime import distributed
     from cml.strategies._probe import ProbeStrategy
 
-    if not hasattr(kwargs["model"], "classify"):
-        raise UserError(
-            f"model.name: strategy probe needs a model with embed/classify (linear, l3a), got {cfg.model.name!r}"
-        )
     if distributed.world() > 1:
         raise UserError(
             "strategy.name: probe runs in one process (its classifier trains outside DDP); run it without torchrun"
@@ -55,5 +52,8 @@ def build(cfg, scenario, plugins=(), **kwargs):
 
 
 DECLARATION = Strategy(
-    build=build, check=check, help="linear probing: only the classifier trains, on cached frozen-backbone features"
+    build=build,
+    check=check,
+    needs=frozenset({"embed_classify"}),
+    help="linear probing: only the classifier trains, on cached frozen-backbone features",
 )

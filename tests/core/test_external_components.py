@@ -65,6 +65,8 @@ def test_listed_by_keys(config):
         ("model.options.scale=-1", "model.options.scale: expected a value > 0, got -1"),
         ("data.ext_data.classes=2", "data.ext_data.classes: expected a value in [4, 24], got 2"),
         ("model.options.scael=2", "unknown key 'model.options.scael'; did you mean 'model.options.scale'?"),
+        # the throwaway model declares no capabilities: a plugin needing one is refused by the vocabulary
+        ("strategy.plugins=[ext_plugin,pod]", "pod needs a model with backbone_stages"),
     ],
 )
 def test_bad_options_are_one_line_before_torch(config, tmp_path, override, message):

@@ -2,7 +2,7 @@ import pytest
 import timm
 import torch
 from avalanche.models.dynamic_modules import avalanche_model_adaptation
-from tests_helpers import make_model
+from tests_helpers import make_model, tiny_model
 
 from cml.config import load_config
 from cml.core.errors import UserError
@@ -88,8 +88,9 @@ def test_images_are_normalised_as_the_backbone_was_trained(backbone, mean, std):
 def _ddp_cases():
     from cml.core.registry import MODELS
 
-    for name in MODELS.names():  # every registered model, on the backbones it accepts
-        for backbone in ["test_vit"] if MODELS.get(name).vit_backbone else ["test_convnext", "test_resnet"]:
+    for name in MODELS.names():  # every registered model: on its tiny backbone if it names one, else two
+        named = MODELS.get(name).test_settings.get("backbone")
+        for backbone in [named] if named else ["test_convnext", "test_resnet"]:
             yield name, backbone
 
 
@@ -97,12 +98,10 @@ def _ddp_cases():
 def test_every_trained_parameter_gets_a_gradient(name, backbone):
     """DistributedDataParallel (find_unused_parameters off) needs it: a model that reads the
     backbone's map must freeze what only timm's pooling head uses (ConvNeXt's final norm)."""
-    from tests_helpers import VIT_OPTIONS
-
     from cml.losses.bce.loss import masked_bce
 
     torch.manual_seed(0)
-    model = make_model(name, backbone, image_size=32, **(VIT_OPTIONS if backbone == "test_vit" else {}))
+    model = tiny_model(name, backbone=backbone)
     for classes in ([0, 1], [2, 3]):  # two steps: old parts frozen, new ones train
         model.train()
         avalanche_model_adaptation(model, FakeExperience(classes))
@@ -119,11 +118,8 @@ def test_every_trained_parameter_gets_a_gradient(name, backbone):
 def test_logits_are_fp32_under_autocast(name):
     """Every model's classifier runs in fp32 inside an autocast region: bf16 logits (8 bits) tie
     test scores and move mAP. On the CPU's autocast, as on CUDA's."""
-    from tests_helpers import VIT_OPTIONS, model_overrides
-
     torch.manual_seed(0)
-    vit = bool(model_overrides(name))
-    model = make_model(name, "test_vit" if vit else "test_resnet", image_size=32, **(VIT_OPTIONS if vit else {}))
+    model = tiny_model(name)
     model.train()
     avalanche_model_adaptation(model, FakeExperience([0, 1, 2]))
     model.eval()

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 from protocols.test_protocols import coco_root, voc_root  # noqa: F401
-from tests_helpers import interrupt_after_step, run_cli, run_full_and_resumed, tiny
+from tests_helpers import interrupt_after_step, run_cli, run_full_and_resumed, tiny, with_loss_door
 from torch.nn import functional as F
 
 from cml.models._label_graph import GrowingAdjacency, LabelCooccurrence, normalised_cooccurrence
@@ -56,6 +56,7 @@ def test_plugin_loss_by_formula():
         previous_outputs=lambda: {"logits": old},
         loss=torch.tensor(2.0),
     )
+    with_loss_door(strategy, scale=5)  # per-image terms: on a summed criterion's scale too
     plugin.after_forward(strategy)
     assert strategy.mbatch[1].tolist() == [[-1, -1, 1]] and targets.tolist() == [[0, 1, 1]]
     plugin.before_backward(strategy)
@@ -63,7 +64,7 @@ def test_plugin_loss_by_formula():
     kd = -(p_old * F.logsigmoid(logits[:, :2]) + (1 - p_old) * F.logsigmoid(-logits[:, :2])).mean()
     p = torch.sigmoid(logits)
     entropy = (p * torch.log(p + 1e-5)).sum()
-    assert strategy.loss.item() == pytest.approx(0.3 * 2.0 + 0.7 * kd.item() + 0.04 * entropy.item(), rel=1e-6)
+    assert strategy.loss.item() == pytest.approx(2.0 + 5 * (0.7 * kd.item() + 0.04 * entropy.item()), rel=1e-6)
     assert max_entropy_term(torch.tensor([[math.log(1 / (math.e - 1))]])) < max_entropy_term(torch.tensor([[5.0]]))
 
 

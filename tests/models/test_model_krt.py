@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 from avalanche.models.dynamic_modules import avalanche_model_adaptation
-from tests_helpers import make_model
+from tests_helpers import make_model, with_loss_door
 
 from cml.config import load_config
 from cml.core.errors import UserError
@@ -104,16 +104,16 @@ def test_plugin_weight_and_step_factor():
         mb_outputs={"tokens": new},
         experience=SimpleNamespace(step=1),
         loss=torch.tensor(0.5),
-        plugin_term=lambda term: 3 * term,
     )
+    with_loss_door(strategy, scale=3)
     TokenDistillation(2.0, scenario).before_backward(strategy)
     assert strategy.loss.item() == pytest.approx(0.5 + 3 * 2.0 * math.sqrt(12 / 3) * 1.0)
 
 
 def test_tdl_refuses_a_model_without_tokens():
-    """With the config (the declaration's check), before torch would be needed."""
+    """With the config (tdl's `needs`), before torch would be needed."""
     for model in ("linear", "dlfl", "srn", "dr"):
-        with pytest.raises(UserError, match=f"tdl does not apply to model '{model}'"):
+        with pytest.raises(UserError, match=f"tdl needs a model with task_tokens .*; model {model} lacks it"):
             load_config(None, [f"model.name={model}", "strategy.plugins=[tdl]"])
     cfg = load_config(None, ["model.name=krt", "strategy.plugins=[tdl]"])
     assert isinstance(PLUGINS.get("tdl").build(cfg, None), TokenDistillation)

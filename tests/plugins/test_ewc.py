@@ -5,6 +5,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from tests_helpers import with_loss_door
 from torch.utils.data import TensorDataset
 
 from cml.losses.bce.loss import masked_bce
@@ -46,9 +47,9 @@ def test_quadratic_value_away_from_the_anchor():
     assert ewc_penalty(layer, [t]).item() == pytest.approx(7.0)
     plugin = ElasticWeightConsolidation(weight=10.0)
     plugin.terms = [t]
-    strategy = SimpleNamespace(core_model=layer, loss=torch.tensor(1.0))
+    strategy = with_loss_door(SimpleNamespace(core_model=layer, loss=torch.tensor(1.0)), scale=64)
     plugin.before_backward(strategy)
-    assert strategy.loss.item() == pytest.approx(1.0 + 10.0 / 2 * 7.0)
+    assert strategy.loss.item() == pytest.approx(1.0 + 10.0 / 2 * 7.0)  # not per image: not scaled
 
 
 def test_rows_added_after_the_fisher_are_not_penalised():

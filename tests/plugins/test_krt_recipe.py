@@ -17,6 +17,7 @@ from cml.losses.asl.loss import asymmetric_loss
 from cml.plugins.herding.plugin import HerdingBuffer
 from cml.plugins.pseudo.plugin import PseudoLabels, calibrate_threshold
 from cml.strategies._base import MultiLabelStrategy, build_criterion
+from cml.strategies._loss_terms import LossTerms
 
 
 def sig(v):
@@ -59,10 +60,12 @@ def test_plugin_weight_is_a_per_image_ratio_whichever_the_criterion(loss):
         mb_outputs={},
         core_model=SimpleNamespace(loss_terms=lambda *a: {}),
         loss_sums_images=LOSSES.get(loss).reduction == "sum",
+        loss_terms=LossTerms(),
     )
     criterion = MultiLabelStrategy.criterion(strategy)
     per_image_terms = torch.tensor([0.2, 0.4, 0.9])
-    term = MultiLabelStrategy.plugin_term(strategy, per_image_terms.mean())
+    MultiLabelStrategy.plugin_term(strategy, "lwf", per_image_terms.mean())
+    term = strategy.loss_terms.batch["lwf"]
     per_image_losses = torch.stack([build_criterion(train_cfg)(logits[i : i + 1], y[i : i + 1]) for i in range(3)])
     reduce = torch.sum if loss == "asl" else torch.mean
     assert criterion.item() == pytest.approx(reduce(per_image_losses).item(), rel=1e-6)

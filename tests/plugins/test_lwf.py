@@ -5,6 +5,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from tests_helpers import with_loss_door
 
 from cml.config import load_config
 from cml.core.errors import UserError
@@ -22,12 +23,13 @@ def bernoulli_kl(t, p):
 
 
 def fake_strategy(new_outputs, old_outputs):
-    return SimpleNamespace(
-        mb_outputs=new_outputs,
-        previous_outputs=lambda: old_outputs,
-        loss=torch.tensor(0.5),
-        core_model=torch.nn.Identity(),
-        plugin_term=lambda term: term,
+    return with_loss_door(
+        SimpleNamespace(
+            mb_outputs=new_outputs,
+            previous_outputs=lambda: old_outputs,
+            loss=torch.tensor(0.5),
+            core_model=torch.nn.Identity(),
+        )
     )
 
 

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from tests_helpers import make_model
+from tests_helpers import make_model, with_loss_door
 
 from cml.config import load_config
 from cml.core.errors import UserError
@@ -56,8 +56,8 @@ def test_plugin_distils_the_stages_of_both_models():
         previous_model=previous,
         loss=torch.tensor(0.0),
         experience=SimpleNamespace(step=1),
-        plugin_term=lambda term: term,
     )
+    with_loss_door(strategy)
     strategy.previous_outputs = lambda: previous(x, full=True)
     scenario = SimpleNamespace(steps=[None, SimpleNamespace(n_seen=8, classes=[6, 7])])
     plugin = PodDistillation(0.5, 2.0, [1, 2], scenario)

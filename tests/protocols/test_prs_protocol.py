@@ -133,7 +133,7 @@ def test_cocoseq_labels_include_crowd(tmp_path, capsys):
             "minor_cats.json",
             ["vase", "tie", "pizzza"],
             r"minor_cats.json: entry 2: 'pizzza' is not a class of the dataset; "
-            r"closest dataset class: 'pizza'",
+            r"did you mean 'pizza'\?",
         ),
         ("moderate_cats.json", ["apple"], r"moderate_cats.json: entry 0: 'apple' is already in the majority list"),
     ],

@@ -118,7 +118,7 @@ def test_files_in_an_ids_folder(coco, split_dir):
 def test_errors(coco, split_dir):
     data = load(coco)
     (split_dir / "multihot_map.json").write_text(json.dumps({**MAP, "hors": 5}))
-    with pytest.raises(UserError, match=r"multihot_map.json: class 'hors' is not .*closest dataset class: 'horse'"):
+    with pytest.raises(UserError, match=r"multihot_map.json: class 'hors' is not .*did you mean 'horse'\?"):
         split_file_steps(data, str(split_dir), [], "partial")
     (split_dir / "multihot_map.json").write_text(json.dumps(MAP))
     for order in ([0, 1], [0, 1, 1], [0, 1, 3]):

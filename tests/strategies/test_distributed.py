@@ -37,7 +37,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start(out: Path, overrides: list[str], processes: int, *extra: str) -> subprocess.Popen:
+def _start(out: Path, overrides: list[str], processes: int, *extra: str, pythonpath: Path = ROOT) -> subprocess.Popen:
     launcher = (
         [sys.executable]
         if processes == 1
@@ -54,7 +54,8 @@ def _start(out: Path, overrides: list[str], processes: int, *extra: str) -> subp
     args = launcher + ["-m", "cml", "run", DEMO, "--out", str(out), *extra]
     for item in overrides:
         args += ["--set", item]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    path = os.pathsep.join(dict.fromkeys([str(ROOT), str(pythonpath)]))
+    env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
     return subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -108,12 +109,12 @@ def _outputs_of_one_run(run_dir: Path, output: str, starts: int = 1) -> None:
     assert len(list((run_dir / "tb").iterdir())) == starts
 
 
-def _one_and_two_processes(tmp_path, overrides: list[str]) -> tuple[Path, Path]:
+def _one_and_two_processes(tmp_path, overrides: list[str], pythonpath: Path = ROOT) -> tuple[Path, Path]:
     """The same run in one process and, at the same time, under torchrun with two; the two-process
     run's outputs are one run's. Returns both run directories."""
     _generate(overrides)
     one, two = tmp_path / "one", tmp_path / "two"
-    runs = [_start(one, overrides, 1), _start(two, overrides, 2)]
+    runs = [_start(one, overrides, 1, pythonpath=pythonpath), _start(two, overrides, 2, pythonpath=pythonpath)]
     _, output = (_finish(p) for p in runs)
     _outputs_of_one_run(two, output)
     return one, two
@@ -238,3 +239,17 @@ def test_host_tensors_are_gathered_over_the_host_group_under_nccl(monkeypatch):
     rows = torch.tensor([[3.0, 1.0], [5.0, 0.0]])
     assert torch.equal(distributed.all_gather_cat(rows), torch.cat([rows, rows]))
     assert calls == [(host_group, "cpu"), (host_group, "cpu")]
+
+
+def test_a_contributed_plugin_reading_strategy_model_acts_under_torchrun(tmp_path, monkeypatch):
+    """tests/core/external/ext_l2.py matches parameters by name through `strategy.model`: under 2
+    processes it acts as in one (equal results), and it acts at all (unlike finetune)."""
+    external = ROOT / "tests" / "core" / "external"
+    monkeypatch.syspath_prepend(str(external))  # the dataset is written here, through the config
+    overrides = _overrides(tmp_path, "imports=[ext_l2]", "strategy.plugins=[ext_l2]")
+    one, two = _one_and_two_processes(tmp_path, overrides, pythonpath=external)
+    _assert_same_results(one, two)
+    finetune = tmp_path / "finetune"
+    _finish(_start(finetune, _overrides(tmp_path), 1))
+    last = [json.loads((d / "results.json").read_text())["steps"][-1]["map"] for d in (two, finetune)]
+    assert last[0] != last[1]

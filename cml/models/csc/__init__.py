@@ -21,5 +21,11 @@ def build(backbone: str, pretrained, options: CscModelOptions, num_classes: int 
 
 
 DECLARATION = Model(
-    build=build, options=CscModelOptions, help="class-specific features + growing label graph convolution (CSC)"
+    build=build,
+    options=CscModelOptions,
+    # its graph convolution mixes every class's feature into each (a mean over the classes, the
+    # image-specific graph): new classes move the old logits, though no old parameter changes
+    test_settings={"options": {"embed_dim": 16}, "old_logits_kept": False},
+    capabilities=frozenset({"label_graph"}),
+    help="class-specific features + growing label graph convolution (CSC)",
 )

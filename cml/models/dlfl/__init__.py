@@ -50,8 +50,8 @@ def build(backbone: str, pretrained, options: DlflOptions, num_classes: int = 0,
 DECLARATION = Model(
     build=build,
     options=DlflOptions,
+    test_settings={"options": {"embed_dim": 16, "heads": 2, "ffn_dim": 32, "discriminative": {"weight": 0.1}}},
     check=check,
-    label_features=True,
-    backbone_stages=True,
+    capabilities=frozenset({"label_features", "backbone_stages"}),
     help="label queries cross-attending the feature map",
 )

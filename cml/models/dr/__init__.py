@@ -28,7 +28,7 @@ def build(backbone: str, pretrained, options: DrOptions, num_classes: int = 0, i
 DECLARATION = Model(
     build=build,
     options=DrOptions,
-    label_features=True,
-    backbone_stages=True,
+    test_settings={"options": {"embed_dim": 16}},
+    capabilities=frozenset({"label_features", "backbone_stages"}),
     help="label attention + discriminative regulariser",
 )

@@ -31,9 +31,9 @@ def build(backbone: str, pretrained, options: KrtOptions, num_classes: int = 0, 
 DECLARATION = Model(
     build=build,
     options=KrtOptions,
+    test_settings={"options": {"embed_dim": 16, "heads": 2}},
     check=check,
     uses_image_size=True,
-    task_tokens=True,
-    backbone_stages=True,
+    capabilities=frozenset({"task_tokens", "backbone_stages"}),
     help="KRT's class attention: a task token and a head per step",
 )

@@ -22,5 +22,8 @@ def build(backbone: str, pretrained, options: L3aModelOptions, num_classes: int 
 
 
 DECLARATION = Model(
-    build=build, options=L3aModelOptions, help="frozen backbone + random buffer layer + closed-form classifier (L3A)"
+    build=build,
+    options=L3aModelOptions,
+    capabilities=frozenset({"embed_classify", "analytic"}),
+    help="frozen backbone + random buffer layer + closed-form classifier (L3A)",
 )

@@ -24,5 +24,8 @@ def build(backbone: str, pretrained, options: LinearOptions, num_classes: int = 
 
 
 DECLARATION = Model(
-    build=build, options=LinearOptions, backbone_stages=True, help="pooled backbone feature, one logit per class"
+    build=build,
+    options=LinearOptions,
+    capabilities=frozenset({"backbone_stages", "embed_classify"}),
+    help="pooled backbone feature, one logit per class",
 )

@@ -37,9 +37,11 @@ def build(backbone: str, pretrained, options: MultiLaneOptions, num_classes: int
 DECLARATION = Model(
     build=build,
     options=MultiLaneOptions,
+    test_settings={
+        "backbone": "test_vit",
+        "options": {"patch_size": 8, "selectors": 2, "prompts": 2, "prompt_layers": 1},
+    },
     check=check,
     uses_image_size=True,
-    vit_backbone=True,
-    frozen_old_outputs=True,
     help="frozen ViT, one prompted lane per step (MULTI-LANE)",
 )

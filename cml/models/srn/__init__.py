@@ -55,9 +55,9 @@ def build(backbone: str, pretrained, options: SrnOptions, num_classes: int = 0, 
 DECLARATION = Model(
     build=build,
     options=SrnOptions,
+    test_settings={"options": {"attention_width": 16, "regularizer_width": 8, "regularizer_filters": 16}},
     check=check,
     uses_image_size=True,
-    label_features=True,
-    backbone_stages=True,
+    capabilities=frozenset({"label_features", "backbone_stages"}),
     help="spatial regularisation network (stride-16 map)",
 )

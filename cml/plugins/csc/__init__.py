@@ -23,6 +23,17 @@ class CscOptions:
     )
 
 
+def check(cfg, options):
+    """Both set the old classes' targets after the forward: csc leaves them out (-1), pseudo fills
+    them in, so the result would depend on their order in the list."""
+    if "pseudo" in cfg.strategy.plugins:
+        return (
+            "strategy.plugins: csc and pseudo both rewrite the old classes' targets (csc leaves them "
+            "out of the criterion, pseudo fills them in); expected at most one of them"
+        )
+    return None
+
+
 def build(cfg, scenario):
     from cml.plugins.csc.plugin import ConfidenceSelfCalibration
 
@@ -31,8 +42,10 @@ def build(cfg, scenario):
 
 DECLARATION = Plugin(
     build=build,
+    kind="loss",
     options=CscOptions,
     uses_previous_model=True,
-    requires={"model.name": "csc"},
+    check=check,
+    needs=frozenset({"label_graph"}),
     help="CSC's current-class loss, distillation and max-entropy terms (needs model csc)",
 )

@@ -47,6 +47,8 @@ class ConfidenceSelfCalibration(CmlPlugin):
         step = self.steps[strategy.experience.step]
         model.cooccurrence.add(torch.from_numpy(step.train_targets).to(model.cooccurrence.joint.device))
         model.gcn.general.seed_new(model.cooccurrence.graph(), min(step.classes))
+        if strategy.previous_model is not None:  # alpha weighs the current classes' loss from step 2 on
+            strategy.weigh_criterion(self.name, self.alpha)
 
     def after_forward(self, strategy, **kwargs):
         n_old = min(self.steps[strategy.experience.step].classes)
@@ -62,6 +64,5 @@ class ConfidenceSelfCalibration(CmlPlugin):
         logits = strategy.mb_outputs["logits"]
         n_old = old["logits"].shape[1]
         kd = F.binary_cross_entropy_with_logits(logits[:, :n_old].float(), torch.sigmoid(old["logits"].float()))
-        strategy.loss = (
-            self.alpha * strategy.loss + (1 - self.alpha) * kd + self.entropy_weight * max_entropy_term(logits)
-        )
+        strategy.plugin_term(f"{self.name}.distillation", (1 - self.alpha) * kd)
+        strategy.plugin_term(f"{self.name}.entropy", self.entropy_weight * max_entropy_term(logits))

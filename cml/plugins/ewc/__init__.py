@@ -26,4 +26,6 @@ def build(cfg, scenario):
     return ElasticWeightConsolidation(o.weight, o.mode, o.decay)
 
 
-DECLARATION = Plugin(build=build, options=EwcOptions, help="penalise moving the weights the past steps needed")
+DECLARATION = Plugin(
+    build=build, kind="penalty", options=EwcOptions, help="penalise moving the weights the past steps needed"
+)

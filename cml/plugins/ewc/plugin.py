@@ -165,7 +165,7 @@ class ElasticWeightConsolidation(CmlPlugin):
         if self.terms and self.weight:
             if self.flat is None:
                 self.flat = FlatTerms(strategy.core_model, self.terms, self.weight / 2)
-            strategy.loss += self.flat.penalty()
+            strategy.plugin_term(self.name, self.flat.penalty(), per_image=False)  # a sum over the parameters
 
     def after_training_exp(self, strategy, **kwargs):
         dataset = strategy.experience.dataset

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cml.core.registry import MODELS, Plugin
+from cml.core.registry import CAPABILITIES, MODELS, Plugin
 from cml.core.schema import option
 
 
@@ -23,10 +23,13 @@ class LwfOptions:
 
 
 def check(cfg, options: LwfOptions) -> str | None:
-    if options.feature_weight and not MODELS.get(cfg.model.name).label_features:
+    """Its need of label_features is conditional (feature_weight > 0), so it is checked here and
+    not by `needs`, but against the same vocabulary."""
+    if options.feature_weight and "label_features" not in MODELS.get(cfg.model.name).capabilities:
         return (
             f"strategy.lwf.feature_weight: the model {cfg.model.name!r} has no per-label features to "
-            f"distil; set it to 0"
+            f"distil (label_features: {CAPABILITIES['label_features']}; models that have them: "
+            f"{', '.join(MODELS.names(capabilities='label_features'))}); set it to 0"
         )
     return None
 
@@ -40,6 +43,7 @@ def build(cfg, scenario):
 
 DECLARATION = Plugin(
     build=build,
+    kind="loss",
     options=LwfOptions,
     uses_previous_model=True,
     check=check,

@@ -22,7 +22,7 @@ With a criterion summed over the images (ASL) the term goes through `strategy.pl
 `weight` stays a per-image ratio to the classification loss (docs/regularisation.md).
 
 Every sample of the batch that reaches the forward is distilled (replayed ones included). The
-loss is added in `before_backward`, after the criterion, so the order of plugins does not matter.
+loss is added in `before_backward` through `strategy.plugin_term`, so the order of plugins does not matter.
 """
 
 from __future__ import annotations
@@ -64,4 +64,4 @@ class MultiLabelLwF(CmlPlugin):
         loss = self.weight * distillation_loss(new["logits"], old["logits"], self.temperature)
         if self.feature_weight:
             loss = loss + self.feature_weight * feature_distillation_loss(new["label_features"], old["label_features"])
-        strategy.loss += strategy.plugin_term(loss)
+        strategy.plugin_term(self.name, loss)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cml.core.registry import MODELS, Plugin
+from cml.core.registry import Plugin
 from cml.core.schema import option
 
 
@@ -29,11 +29,6 @@ class PodOptions:
 
 
 def check(cfg, options: PodOptions) -> str | None:
-    if not MODELS.get(cfg.model.name).backbone_stages:
-        return (
-            f"strategy.plugins: pod does not apply to model {cfg.model.name!r}: it distils the stages of a "
-            f"timm backbone, which only models declaring backbone_stages expose"
-        )
     if not options.stages or min(options.stages) < 1:
         return f"strategy.pod.stages: expected a list of stages >= 1 (1: stride 4), got {options.stages}"
     return None
@@ -49,8 +44,10 @@ def build(cfg, scenario):
 # whether the backbone has the chosen stages is known once timm builds it: refused before training
 DECLARATION = Plugin(
     build=build,
+    kind="loss",
     options=PodOptions,
     uses_previous_model=True,
+    needs=frozenset({"backbone_stages"}),
     check=check,
     help="PODNet's spatial + flat distillation of the backbone's stages (KRT's POD baseline)",
 )

@@ -102,7 +102,7 @@ class PodDistillation(CmlPlugin):
         loss = self.spatial_weight * pod_spatial(new[:-1], old[:-1]) + self.flat_weight * pod_flat(
             new[-1].mean((2, 3)), old[-1].mean((2, 3))
         )
-        strategy.loss += strategy.plugin_term(step_factor(step.n_seen, len(step.classes)) * loss)
+        strategy.plugin_term(self.name, step_factor(step.n_seen, len(step.classes)) * loss)
 
     def after_training_exp(self, strategy, **kwargs):
         self._unwatch()

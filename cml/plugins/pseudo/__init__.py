@@ -43,6 +43,7 @@ def build(cfg, scenario):
 # with full labels an old class's 0 is a real negative, which pseudo-labels would overwrite
 DECLARATION = Plugin(
     build=build,
+    kind="targets",
     options=PseudoOptions,
     uses_previous_model=True,
     requires={"scenario.labels": "partial"},

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cml.core.registry import MODELS, Plugin
+from cml.core.registry import Plugin
 from cml.core.schema import option
 
 
@@ -20,15 +20,6 @@ class TdlOptions:
     )
 
 
-def check(cfg, options: TdlOptions) -> str | None:
-    if not MODELS.get(cfg.model.name).task_tokens:
-        return (
-            f"strategy.plugins: tdl does not apply to model {cfg.model.name!r}: it distils per-step task "
-            f"tokens, which only models declaring task_tokens have ({', '.join(MODELS.names(task_tokens=True))})"
-        )
-    return None
-
-
 def build(cfg, scenario):
     from cml.plugins.tdl.plugin import TokenDistillation
 
@@ -37,8 +28,9 @@ def build(cfg, scenario):
 
 DECLARATION = Plugin(
     build=build,
+    kind="loss",
     options=TdlOptions,
     uses_previous_model=True,
-    check=check,
+    needs=frozenset({"task_tokens"}),
     help="KRT's token distillation of the previous step's task tokens",
 )

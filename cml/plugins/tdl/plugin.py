@@ -51,4 +51,4 @@ class TokenDistillation(CmlPlugin):
         step = self.scenario.steps[strategy.experience.step]
         factor = step_factor(step.n_seen, len(step.classes))
         loss = token_distillation(strategy.mb_outputs["tokens"], old["tokens"])
-        strategy.loss += strategy.plugin_term(self.weight * factor * loss)
+        strategy.plugin_term(self.name, self.weight * factor * loss)

@@ -11,7 +11,7 @@ def build(cfg, scenario):
         def before_backward(self, strategy, **kwargs):
             previous = strategy.previous_model  # refused: no plugin declares uses_previous_model
             if previous is not None:
-                strategy.loss = strategy.loss + 0.0
+                strategy.plugin_term(self.name, 0.0 * strategy.mb_outputs["logits"].sum())
 
     return L2ToPrevious()
 
