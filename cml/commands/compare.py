@@ -25,6 +25,7 @@ from pathlib import Path
 
 import yaml
 
+from cml.core import safeyaml
 from cml.core.errors import UserError
 from cml.core.registry import PLUGINS, section_of
 
@@ -90,7 +91,8 @@ def _results_problem(results) -> str | None:
 def _load(folder: Path) -> Run:
     try:
         results = json.loads((folder / "results.json").read_text(encoding="utf-8"))
-        config = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8"))
+        path = folder / "config.yaml"
+        config = safeyaml.load(path.read_bytes(), str(path))  # no aliases: a shared folder may be hostile
     except (OSError, ValueError, yaml.YAMLError, RecursionError) as err:
         first = " ".join(str(err).split())[:200]
         raise UserError(f"{folder}: cannot read the run's results.json / config.yaml ({first})") from None

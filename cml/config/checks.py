@@ -93,6 +93,13 @@ def _check_needs(config: Any, source: str) -> None:
             )
 
 
+def _check_requires(config: Any, source: str, key: str, who: str, requires: dict) -> None:
+    """A declaration's `requires` ({"scenario.labels": "partial"}), the same for a model and a plugin."""
+    for needed, value in requires.items():
+        if _lookup(config, needed) != value:
+            raise UserError(f"{source}: {key}: {who} needs {needed}: {value}, got {show(_lookup(config, needed))}")
+
+
 def _check_declarations(config: Any, source: str) -> None:
     """Each chosen component's declared facts and its own check."""
     replay = [p for p in config.strategy.plugins if PLUGINS.get(p).kind == "replay"]
@@ -111,14 +118,12 @@ def _check_declarations(config: Any, source: str) -> None:
     options = model_options(config, source)
     if options is not None:
         config.model.options = options  # typed: cfg.model.options.embed_dim
-    chosen = [(f"model {config.model.name}", MODELS.get(config.model.name), options)]
+    model = MODELS.get(config.model.name)
+    _check_requires(config, source, "model.name", f"model {config.model.name}", model.requires)
+    chosen = [(f"model {config.model.name}", model, options)]
     for name in config.strategy.plugins:
         plugin = PLUGINS.get(name)
-        for key, value in plugin.requires.items():
-            if _lookup(config, key) != value:
-                raise UserError(
-                    f"{source}: strategy.plugins: {name} needs {key}: {value}, got {show(_lookup(config, key))}"
-                )
+        _check_requires(config, source, "strategy.plugins", name, plugin.requires)
         chosen.append((f"plugin {name}", plugin, getattr(config.strategy, section_of(plugin), None)))
     for kind_name, reg, value in (
         ("dataset", DATASETS, config.data.dataset),

@@ -83,6 +83,9 @@ class Model(Declaration):
     test_settings: dict = field(default_factory=dict)
     uses_image_size: bool = False  # built for data.image_size (SRN's regulariser kernel)
     capabilities: frozenset = frozenset()  # names of CAPABILITIES: what it offers plugins and strategies
+    # {"strategy.name": "l3a"}: config it needs, checked like Plugin.requires (l3a's head is only
+    # trained by the l3a strategy: under another it would be a linear head labelled l3a)
+    requires: dict = field(default_factory=dict)
 
 
 PLUGIN_KINDS = ("replay", "targets", "loss", "penalty", "")
@@ -177,6 +180,22 @@ def declares(path: Path) -> bool:
     )
 
 
+def configured_plugin_build(declaration: Plugin) -> Callable[..., Any]:
+    """The plugin's `build`, giving the built plugin its declared name, kind and
+    `uses_previous_model`: the registry's route is then the only one (a plugin built by the bare
+    function had none, so the strategy kept no previous model and LwF never distilled)."""
+    raw = getattr(declaration.build, "raw_build", declaration.build)
+
+    def build(cfg, scenario):
+        plugin = raw(cfg, scenario)
+        plugin.name, plugin.kind = declaration.name, declaration.kind
+        plugin.uses_previous_model = declaration.uses_previous_model
+        return plugin
+
+    build.raw_build = raw
+    return build
+
+
 class Registry:
     def __init__(self, kind: str, package: str, declares: type):
         self.kind, self.package, self.declares = kind, package, declares
@@ -197,6 +216,8 @@ class Registry:
             raise TypeError(f"{module}: a {self.kind} declares a {self.declares.__name__}")
         name = declaration.name or module.rsplit(".", 1)[-1]
         declaration = dataclasses.replace(declaration, name=name, module=module, **vocabulary(declaration, module))
+        if isinstance(declaration, Plugin):
+            declaration = dataclasses.replace(declaration, build=configured_plugin_build(declaration))
         old = self._entries.get(name)
         if old is not None and old.module != module:
             warnings.warn(

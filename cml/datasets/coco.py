@@ -12,7 +12,8 @@ Crowd annotations (`iscrowd: 1`, `data.coco.crowd`):
   with no positive label.
 Images with no label stay in the split (they belong to no step). Parsing the 450 MB train JSON
 is slow, so the parsed matrices (non-crowd and crowd annotations apart, whatever the mode) and
-the file list are cached, keyed by the JSON's name, size and mtime and the cache format.
+the file list are cached, keyed by the JSON's name, size and mtime and the cache format; a damaged
+cache file (truncated, emptied) is named in one warning and parsed again.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -85,16 +88,9 @@ def load_instances_cached(json_path: Path, cache: Path):
     stat = json_path.stat()
     key = f"{json_path.name}-{stat.st_size}-{stat.st_mtime_ns}-v{PARSE_FORMAT}"
     target = cache / f"{hashlib.sha1(key.encode()).hexdigest()[:16]}.npz"
-    if target.is_file():
-        z = np.load(target, allow_pickle=False)
-        return (
-            z["cat_ids"].tolist(),
-            z["names"].tolist(),
-            z["image_ids"].tolist(),
-            z["files"].tolist(),
-            z["plain"],
-            z["crowd"],
-        )
+    parsed = _read_parsed(target) if target.is_file() else None
+    if parsed is not None:
+        return parsed
     parsed = parse_instances(json_path)
     cat_ids, names, image_ids, files, plain, crowd = parsed
     try:
@@ -113,6 +109,24 @@ def load_instances_cached(json_path: Path, cache: Path):
     except OSError:
         pass  # a read-only place: parse again next time
     return parsed
+
+
+def _read_parsed(target: Path):
+    """The parsed instances cached at `target`, or None when the file is damaged (warned): a
+    truncated or emptied `.npz` (`BadZipFile`, `EOFError`) must not fail every later run and plan."""
+    try:
+        with np.load(target, allow_pickle=False) as z:
+            return (
+                z["cat_ids"].tolist(),
+                z["names"].tolist(),
+                z["image_ids"].tolist(),
+                z["files"].tolist(),
+                z["plain"],
+                z["crowd"],
+            )
+    except (zipfile.BadZipFile, EOFError, ValueError, KeyError, OSError) as err:
+        warnings.warn(f"{target}: the parsed-labels cache file is damaged ({err}); parsing again", stacklevel=3)
+        return None
 
 
 def unique_names(names: list[str], cat_ids: list[int]) -> list[str]:

@@ -24,14 +24,16 @@ w_k = K * n_k^-1/2 / sum_j n_j^-1/2 (0 for a class never seen positive), and ome
 w_k over the image's positives (after pseudo-labelling). Weights are fixed when the image is
 learnt: later counts do not re-weight earlier steps' images (as their code).
 
-Precision: float64 throughout (as their code). The sums gain one rank-one term per image; in
-float32 80k terms lose about 5 of the 7 digits, and the solve loses log10(cond) more (cond grows
-with the feature scale over the ridge); float64 keeps about 16. `forward` multiplies in float64
-and returns float32 logits.
+Precision: float64 throughout, a deliberate deviation: the authors' statistics and solve are
+float32 (reference sheet section 4c). The sums gain one rank-one term per image; in float32 80k
+terms lose about 5 of the 7 digits, and the solve loses log10(cond) more (cond grows with the
+feature scale over the ridge); float64 keeps about 16. `forward` multiplies in float64 and
+returns float32 logits.
 
-Deviations: an image with no positive label (KRT's crowd-only COCO images; their code divides by
-zero there) gets weight 0 and adds nothing; the solve uses a Cholesky factorisation of the
-symmetric positive definite matrix instead of `torch.inverse`.
+Deviations: float64 (above); an image with no positive label (KRT's crowd-only COCO images;
+their code divides by zero there) gets weight 0 and adds nothing; the solve uses a Cholesky
+factorisation of the symmetric positive definite matrix instead of `torch.inverse`; non-finite
+features and a ridge too small for the float64 solve are one line each, not a Cholesky traceback.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from __future__ import annotations
 import torch
 from avalanche.models import DynamicModule
 
+from cml.core.errors import UserError
 from cml.models._parts import head_size
 
 
@@ -105,8 +108,23 @@ class AnalyticClassifier(DynamicModule):
         self.cross += weighted.T @ y
 
     def solve(self) -> None:
+        """W from the statistics, or one line saying why not: a NaN or infinite feature makes every
+        statistic NaN, and Cholesky would only say "not positive-definite", which sends the user to
+        the ridge instead of to the features."""
+        if not (torch.isfinite(self.gram).all() and torch.isfinite(self.cross).all()):
+            raise UserError(
+                "model l3a: the backbone gave non-finite (NaN or infinite) features, so the closed-form "
+                "classifier cannot be solved; check model.pretrained's weights, and with "
+                "strategy.l3a.base_epochs > 0 lower train.lr or set train.amp: none"
+            )
         regularised = self.gram + self.ridge * torch.eye(len(self.gram), dtype=self.gram.dtype, device=self.gram.device)
-        self.weight = torch.cholesky_solve(self.cross, torch.linalg.cholesky(regularised))
+        factor, info = torch.linalg.cholesky_ex(regularised)
+        if int(info) != 0:
+            raise UserError(
+                f"model.options.ridge: {self.ridge:g} is too small for these features (the regularised "
+                "Gram matrix is not positive-definite in float64); raise it (their rg: 1000)"
+            )
+        self.weight = torch.cholesky_solve(self.cross, factor)
         self.fitted.fill_(True)
         self.is_fitted = True
 

@@ -8,7 +8,11 @@ or the timm model's own classifier name): only the backbone is loaded. timm's `c
 of the backbone's family then maps older layouts to timm's (for TResNet: ASL's inplace-ABN
 `conv1.0` / `conv1.1` names and batch-norm weights). A file made for a model without timm's
 `body.` prefix is read with it stripped. Every backbone weight must be found, and every weight of
-the file used, else one line names the first ones.
+the file used, else one line names the first ones, with one exception: batch norm's
+`num_batches_tracked` counters may be missing. The ASL checkpoint is written from inplace_abn's
+layers, whose state is weight, bias, running_mean and running_var only; a missing counter keeps
+the backbone's own value (0 for a fresh model). It only counts training batches: with a momentum
+set, as in every timm backbone, it changes no output.
 """
 
 from __future__ import annotations
@@ -51,6 +55,8 @@ def load_backbone_weights(backbone: nn.Module, path: str) -> None:
     filter_fn = getattr(sys.modules[type(backbone).__module__], "checkpoint_filter_fn", None)
     if filter_fn is not None:
         state = filter_fn(state, backbone)
+    counters = [k for k in own if k not in state and k.rsplit(".", 1)[-1] == "num_batches_tracked"]
+    state.update({k: own[k] for k in counters})  # inplace_abn's layers have no counter (docstring)
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     wrong = [k for k in own if k in state and state[k].shape != own[k].shape]

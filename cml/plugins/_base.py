@@ -18,9 +18,9 @@ from cml.core.registry import PLUGINS
 
 
 class CmlPlugin(SupervisedPlugin):
-    name = ""  # the registered name, set by `build_plugins`
-    uses_previous_model = False  # the declared fact, set by `build_plugins`
-    kind = ""  # the declared kind (`cml.core.registry.PLUGIN_KINDS`), set by `build_plugins`
+    name = ""  # the registered name, set by the registry's build
+    uses_previous_model = False  # the declared fact, set by the registry's build
+    kind = ""  # the declared kind (`cml.core.registry.PLUGIN_KINDS`), set by the registry's build
 
     def checkpoint_state(self) -> dict | None:
         """State to save (tensors, numbers, strings: `torch.load(weights_only=True)`), or None."""
@@ -35,10 +35,7 @@ class CmlPlugin(SupervisedPlugin):
 
 
 def build_plugin(name: str, cfg, scenario) -> CmlPlugin:
-    declaration = PLUGINS.get(name)
-    plugin = declaration.build(cfg, scenario)
-    plugin.name, plugin.uses_previous_model, plugin.kind = name, declaration.uses_previous_model, declaration.kind
-    return plugin
+    return PLUGINS.get(name).build(cfg, scenario)  # named and declared by the registry's build
 
 
 def build_plugins(cfg, scenario) -> list[CmlPlugin]:

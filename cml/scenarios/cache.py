@@ -9,7 +9,8 @@ The file name holds a hash of the split's image paths, S and FORMAT_VERSION, so 
 subset or size gets its own file and a stale one is never reused (an image replaced in place
 under the same path is not detected: delete the cache folder then). A build writes to a
 temporary name and is renamed into place only when complete, so a killed build never leaves a
-file that looks finished.
+file that looks finished. A file damaged afterwards (truncated, emptied: a full disk, a copy cut
+short) is detected when opened, named in one warning and rebuilt, so it cannot fail every later run.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import os
 import shutil
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -50,9 +52,23 @@ def split_pixels(paths: list[str], size: int, folder: Path, workers: int = 0) ->
     key = f"v{FORMAT_VERSION}\n{size}\n" + "\n".join(paths)
     target = folder / f"images-{size}px-{len(paths)}-{hashlib.sha1(key.encode()).hexdigest()[:16]}.npy"
     shape = (len(paths), size, size, 3)
-    if not target.is_file() or np.load(target, mmap_mode="r").shape != shape:
+    if _open(target, shape) is None:
         _build(paths, size, target, workers)
     return np.load(target, mmap_mode="r")
+
+
+def _open(target: Path, shape: tuple[int, ...]) -> np.ndarray | None:
+    """The cache file at `target` if it is whole and of `shape`, else None (a damaged one warned):
+    numpy fails on a truncated file (`mmap length`) or an empty one (`EOFError`), and such a file,
+    left by a full disk or a copy cut short, would otherwise fail every run that opens it."""
+    if not target.is_file():
+        return None
+    try:
+        pixels = np.load(target, mmap_mode="r")
+    except (ValueError, EOFError, OSError) as err:
+        warnings.warn(f"{target}: the image cache file is damaged ({err}); rebuilding it", stacklevel=3)
+        return None
+    return pixels if pixels.shape == shape and pixels.dtype == np.uint8 else None
 
 
 def _build(paths: list[str], size: int, target: Path, workers: int) -> None:

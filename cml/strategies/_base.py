@@ -31,7 +31,7 @@ from avalanche.training.templates import SupervisedTemplate
 
 from cml.core.errors import UserError
 from cml.core.registry import LOSSES
-from cml.models._base import input_stats
+from cml.models._base import MultiLabelModelProtocol, input_stats
 from cml.plugins._base import CmlPlugin
 from cml.runtime import distributed
 from cml.scenarios.augment import Augment, augment_batch
@@ -53,6 +53,11 @@ from cml.strategies._precision import Precision
 
 class MultiLabelStrategy(StepLoaders, SupervisedTemplate):
     def __init__(self, *, model, train_cfg, eval_batch_size: int, device, plugins=(), evaluator=None, seed: int = 0):
+        if not isinstance(model, MultiLabelModelProtocol):  # else a TypeError a minute in, at `full=True`
+            raise UserError(
+                f"model: a {type(model).__name__} is not a cml model; expected a cml.models.MultiLabelModel "
+                "(backbone, num_classes, forward(x, full=...), loss_terms, named_head_parameters)"
+            )
         if train_cfg.batch_size % distributed.world():
             raise UserError(
                 f"train.batch_size: {train_cfg.batch_size} is not divisible by the {distributed.world()} "

@@ -59,7 +59,15 @@ class L3aOptions:
 def check(cfg, options: L3aOptions) -> str | None:
     if cfg.strategy.plugins:
         return "strategy.plugins: strategy l3a is exemplar-free with its own pseudo-labels; expected no plugins"
-    return augmentation_message(cfg.train, "l3a")
+    if options.pseudo_labels and cfg.scenario.labels != "partial":  # as the pseudo plugin's `requires`
+        return (
+            f"strategy.l3a.pseudo_labels: needs scenario.labels: partial, got {cfg.scenario.labels} (there an old "
+            "class's 0 is a true negative that a pseudo-label would turn into a positive); "
+            "set strategy.l3a.pseudo_labels: false"
+        )
+    # as probe's: only the cache needs one input per image (before, the message advised turning
+    # the cache off and still refused when it was off)
+    return augmentation_message(cfg.train, "l3a") if cfg.strategy.feature_cache else None
 
 
 def build(cfg, scenario, plugins=(), **kwargs):

@@ -110,3 +110,15 @@ def test_model_option_help_names_the_model_once():
     assert rows and all(
         not help_text.split(": ", 1)[1].startswith(help_text.split(": ", 1)[0] + ": ") for _, _, _, help_text in rows
     )
+
+
+def test_the_registry_route_builds_a_named_declared_plugin():
+    """`PLUGINS.get(name).build(cfg, scenario)`, the public route, gives the plugin its name, kind
+    and uses_previous_model (without them the strategy kept no previous model and LwF never
+    distilled, silently); `build_plugins` takes the same route."""
+    lwf = PLUGINS.get("lwf").build(load_config(None, []), None)
+    assert (lwf.name, lwf.kind, lwf.uses_previous_model) == ("lwf", "loss", True)
+    plugins = Registry("plugin", "cml.plugins", Plugin)
+    plugins.add(Plugin(build=lambda cfg, scenario: type("Bare", (), {})(), kind="penalty"), "ext.bare")
+    bare = plugins.get("bare").build(None, None)
+    assert (bare.name, bare.kind, bare.uses_previous_model) == ("bare", "penalty", False)

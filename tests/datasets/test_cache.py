@@ -71,3 +71,33 @@ def test_dataset_reads_the_same_tensor_from_the_cache(tmp_path):
     for i in range(len(rows)):
         (x, y, row), (cx, cy, crow) = plain[i], cached[i]
         assert torch.equal(x, cx) and torch.equal(y, cy) and int(row) == int(crow) == rows[i]
+
+
+@pytest.mark.parametrize("damage", ["truncated", "emptied"])
+def test_a_damaged_cache_file_is_named_and_rebuilt(tmp_path, damage):
+    """A cut-short or empty .npy failed every later run (`mmap length`, `EOFError`)."""
+    cfg, data = tiny(tmp_path)
+    train, _ = cached_pixels(data, cfg)
+    expected = np.array(train)
+    del train
+    target = next(f for f in (tmp_path / "cache").glob("*.npy") if "-40-" in f.name)
+    body = target.read_bytes()
+    target.write_bytes(body[: len(body) // 2] if damage == "truncated" else b"")
+    with pytest.warns(UserWarning, match=f"{target.name}: the image cache file is damaged"):
+        again, _ = cached_pixels(data, cfg)
+    assert np.array_equal(again, expected)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "emptied"])
+def test_a_damaged_parsed_labels_cache_is_named_and_parsed_again(tmp_path, damage):
+    """A cut-short or empty parsed-labels .npz failed every later run and plan (`BadZipFile`)."""
+    cfg, data = tiny(tmp_path)
+    files = sorted((tmp_path / "cache").glob("*.npz"))
+    assert files
+    for f in files:
+        body = f.read_bytes()
+        f.write_bytes(body[:50] if damage == "truncated" else b"")
+    with pytest.warns(UserWarning, match="the parsed-labels cache file is damaged"):
+        again = DATASETS.get("synthetic").build(cfg)
+    assert np.array_equal(again.train.labels, data.train.labels)
+    assert all(f.stat().st_size > 50 for f in files)  # rebuilt

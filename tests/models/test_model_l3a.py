@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 import torch
 
+from cml.config import load_config
+from cml.core.errors import UserError
 from cml.models._analytic import AnalyticClassifier, class_weights, sample_weights
 
 TOLERANCE = 1e-10  # relative, on W; float64 rounding of a well-conditioned 12x12 system is ~1e-14
@@ -67,3 +69,32 @@ def test_logits_are_the_features_times_the_solution():
     expected = torch.tensor([[0.5, 0.0], [0.0, 0.5], [0.5, 0.5], [0.0, 0.0]], dtype=torch.float64)
     assert torch.allclose(head.weight, expected, rtol=0, atol=1e-15)
     assert torch.allclose(head(torch.tensor([[2.0, 0, 0, 0]])), torch.tensor([[1.0, 0.0]]), rtol=0, atol=1e-6)
+
+
+def test_non_finite_features_are_named_not_a_cholesky_traceback():
+    """NaN features made every statistic NaN; Cholesky then said "not positive-definite"."""
+    head = AnalyticClassifier(4, 1000.0, num_classes=2)
+    features = torch.eye(4, dtype=torch.float64)
+    features[1, 2] = float("nan")
+    head.accumulate(features, torch.tensor([[1.0, 0], [0, 1], [1, 1], [0, 0]]), torch.ones(4))
+    with pytest.raises(UserError, match="non-finite .NaN or infinite. features") as err:
+        head.solve()
+    assert "\n" not in str(err.value) and not head.is_fitted
+
+
+def test_a_ridge_too_small_for_float64_is_one_line():
+    head = AnalyticClassifier(8, 1e-6, num_classes=1)
+    rank_one = torch.full((3, 8), 1e6, dtype=torch.float64)  # a singular Gram of scale 1e12
+    head.accumulate(rank_one, torch.ones(3, 1), torch.ones(3))
+    with pytest.raises(UserError, match="model.options.ridge: 1e-06 is too small .* raise it"):
+        head.solve()
+
+
+@pytest.mark.parametrize(
+    ("option", "expected"), [("hidden=3000000", "model.options.hidden"), ("ridge=1e-300", "model.options.ridge")]
+)
+def test_sizes_that_cannot_be_allocated_or_solved_are_refused_by_the_config(option, expected):
+    """hidden=3000000 was a 72 TB allocation, ridge=1e-300 a Cholesky traceback: both refused before torch."""
+    with pytest.raises(UserError, match=expected) as err:
+        load_config(None, ["model.name=l3a", "strategy.name=l3a", f"model.options.{option}"])
+    assert "\n" not in str(err.value)

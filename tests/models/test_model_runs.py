@@ -27,11 +27,24 @@ def cli(tmp_path, out, name, overrides=(), *extra):
     return main(args + list(extra))
 
 
-@pytest.mark.parametrize("strategy", ["finetune", "joint"])
-@pytest.mark.parametrize("name", MODELS.names())  # every registered model
+def own_strategy(name: str) -> str | None:
+    """The strategy a model requires (l3a: its own), else None."""
+    return MODELS.get(name).requires.get("strategy.name")
+
+
+def under(name: str, strategy: str) -> list[str]:
+    """STRATEGY for model NAME; l3a's (closed form on fixed features) takes no random flips."""
+    return [f"strategy.name={strategy}"] + (["train.hflip=false"] if strategy == own_strategy(name) else [])
+
+
+# every registered model, under finetune and joint, or under the strategy it requires
+STEPWISE = [(n, s) for n in MODELS.names() for s in ([own_strategy(n)] if own_strategy(n) else ["finetune", "joint"])]
+
+
+@pytest.mark.parametrize("name,strategy", STEPWISE)
 def test_stepwise_run(tmp_path, name, strategy):
     out = tmp_path / "run"
-    assert cli(tmp_path, out, name, [f"strategy.name={strategy}"]) == 0
+    assert cli(tmp_path, out, name, under(name, strategy)) == 0
     results = json.loads((out / "results.json").read_text())
     assert [len(s["classes"]) for s in results["steps"]] == [2, 2, 2]
     assert all(v is not None for v in results["map_matrix"][2])
@@ -50,7 +63,8 @@ def test_stepwise_run(tmp_path, name, strategy):
 @pytest.mark.parametrize("name", MODELS.names())
 def test_static_run(tmp_path, name):
     out = tmp_path / "static"
-    assert cli(tmp_path, out, name, ["scenario.protocol=static"]) == 0
+    own = under(name, own_strategy(name)) if own_strategy(name) else []
+    assert cli(tmp_path, out, name, ["scenario.protocol=static", *own]) == 0
     results = json.loads((out / "results.json").read_text())
     assert len(results["steps"]) == 1 and len(results["steps"][0]["classes"]) == 6
 

@@ -83,7 +83,7 @@ def test_dynamic_threshold_hand_trace():
     # 0.795 (0.792 out): 19 moves; no score sits on the grid, so float arithmetic takes the same path
     threshold, per_image, reached = calibrate_threshold(scores, 0.7, 0.5)
     assert reached and per_image == 0.5 and threshold == pytest.approx(0.795, abs=1e-12)
-    # the target is out of reach: 100 moves down, clamped at 0.0001, then it says so
+    # the target is out of reach: 99 moves down, clamped at 0.0001, then it says so
     threshold, per_image, reached = calibrate_threshold(scores, 0.3, 5.0)
     assert not reached and threshold == pytest.approx(0.0001) and per_image == 2.0
     assert calibrate_threshold(scores, 0.8, 0.55) == (0.8, 0.5, True)  # already within 0.1

@@ -30,7 +30,7 @@ def loaders(monkeypatch):
     """(module, keyword arguments) of every DataLoader that training and the passes build. The
     loaders run in this process (workers are recorded, not started: the machine is small)."""
     calls = []
-    for module in ["cml.strategies._base", *PASSES]:
+    for module in ["cml.strategies._loaders", *PASSES]:
 
         def make(dataset, module=module, **kwargs):
             calls.append((module, kwargs))
@@ -72,7 +72,7 @@ def test_every_pass_gets_the_training_loaders_workers(tmp_path, loaders, config,
         *overrides,
     ]
     assert run_cli(CONFIGS / config, tmp_path / "run", items) == 0
-    training = passes_of(loaders, "cml.strategies._base")
+    training = passes_of(loaders, "cml.strategies._loaders")
     assert {(a["num_workers"], a["persistent_workers"], a["pin_memory"]) for a in training} == {(WORKERS, True, False)}
     for module in modules:
         for args in passes_of(loaders, module):

@@ -2,9 +2,11 @@
 on real models through forward hooks, and the refusal of a backbone without the asked stages."""
 
 import math
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import timm
 import torch
 from tests_helpers import make_model, with_loss_door
 
@@ -12,6 +14,8 @@ from cml.config import load_config
 from cml.core.errors import UserError
 from cml.plugins.pod.plugin import PodDistillation, pod_flat, pod_spatial, stage_modules
 from cml.strategies._base import frozen_copy
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 def test_spatial_term_by_hand():
@@ -43,7 +47,8 @@ def test_spatial_term_averages_over_images_and_flat_term_by_hand():
     assert pod_flat(a, b).item() == pytest.approx((1 + 0) / 2, abs=1e-7)
 
 
-def test_plugin_distils_the_stages_of_both_models():
+@pytest.mark.parametrize("chosen", [[1, 2], [1, 2, 3, 4]])  # [1, 2, 3, 4]: KRT's POD baseline (its configs)
+def test_plugin_distils_the_stages_of_both_models(chosen):
     torch.manual_seed(0)
     model = make_model("linear", "test_resnet", num_classes=3)
     previous = frozen_copy(model)
@@ -60,13 +65,13 @@ def test_plugin_distils_the_stages_of_both_models():
     with_loss_door(strategy)
     strategy.previous_outputs = lambda: previous(x, full=True)
     scenario = SimpleNamespace(steps=[None, SimpleNamespace(n_seen=8, classes=[6, 7])])
-    plugin = PodDistillation(0.5, 2.0, [1, 2], scenario)
+    plugin = PodDistillation(0.5, 2.0, chosen, scenario)
     plugin.before_training_exp(strategy)
     plugin.before_forward(strategy)
     model(x, full=True)
     plugin.before_backward(strategy)
     b = model.backbone
-    stages = lambda net: [net.layer1, net.layer2, net.layer4]
+    stages = lambda net: [net.layer1, net.layer2, net.layer3, net.layer4]
 
     def maps(net):
         out, h = [], net.conv1(x)
@@ -74,11 +79,11 @@ def test_plugin_distils_the_stages_of_both_models():
         for layer in (net.layer1, net.layer2, net.layer3, net.layer4):
             h = layer(h)
             out.append(h)
-        return [out[0], out[1], out[3]]
+        return [out[k - 1] for k in chosen] + [out[3]]
 
     with torch.no_grad():
         new, old = maps(b), maps(previous.backbone)
-        want = 2 * (0.5 * pod_spatial(new[:2], old[:2]) + 2.0 * pod_flat(new[2].mean((2, 3)), old[2].mean((2, 3))))
+        want = 2 * (0.5 * pod_spatial(new[:-1], old[:-1]) + 2.0 * pod_flat(new[-1].mean((2, 3)), old[-1].mean((2, 3))))
     assert strategy.loss.item() == pytest.approx(want.item(), rel=1e-5) and want.item() > 0
     assert not plugin.handles and all(not m._forward_hooks for m in stages(b) + stages(previous.backbone))
 
@@ -89,3 +94,16 @@ def test_refusals():
         stage_modules(vit.backbone, [1, 2, 3])
     with pytest.raises(UserError, match="strategy.pod.stages: expected a list of stages >= 1"):
         load_config(None, ["strategy.plugins=[pod]", "strategy.pod.stages=[0]"])
+
+
+def test_krts_pod_distils_all_four_tresnet_stages():
+    """The authors' TResNet returns the outputs of layer1-4 and their spatial POD averages over all
+    four (reference sheet 4b): stages 1-4, strides 4-32, are TResNet-M's layer1-layer4 (the last
+    one also gives the pooled embedding)."""
+    stages = load_config(str(CONFIGS / "coco_b0_c10_pod.yaml"), []).strategy.pod.stages
+    assert stages == [1, 2, 3, 4]
+    tresnet = timm.create_model("tresnet_m", num_classes=0)
+    modules = stage_modules(tresnet, stages)
+    body = tresnet.body
+    want = (body.layer1, body.layer2, body.layer3, body.layer4, body.layer4)
+    assert [id(m) for m in modules] == [id(m) for m in want]

@@ -53,3 +53,17 @@ def test_plugin_replaces_the_batch_targets():
 def test_full_labels_are_refused_with_the_config():
     with pytest.raises(UserError, match="pseudo needs scenario.labels: partial"):
         load_config(None, ["scenario.labels=full", "strategy.plugins=[pseudo]"])
+
+
+def test_with_every_output_only_the_old_classes_are_pseudo_labelled():
+    """model.outputs: all: the previous model scores all 4 classes; at step 1 (old: 0, 1) the
+    confident new and future classes stay 0, as do the dynamic count's scores beyond the old."""
+    targets = torch.tensor([[0.0, 0.0, 1.0, 0.0]])
+    strategy = SimpleNamespace(
+        mbatch=[None, targets, None],
+        mb_y=targets,
+        experience=SimpleNamespace(step=1),
+        previous_outputs=lambda: {"logits": torch.tensor([[4.0, -4.0, 4.0, 4.0]])},
+    )
+    PseudoLabels(0.7, n_classes=4, n_old_by_step=[0, 2]).after_forward(strategy)
+    assert strategy.mbatch[1].tolist() == [[1.0, 0.0, 1.0, 0.0]]

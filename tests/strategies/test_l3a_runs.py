@@ -10,6 +10,8 @@ from protocols.test_protocols import coco_root, voc_root  # noqa: F401
 from test_distributed import _assert_same_results, _one_and_two_processes, _overrides
 from tests_helpers import interrupt_after_step, run_cli, run_full_and_resumed, tiny
 
+from cml.config import load_config
+from cml.core.errors import UserError
 from cml.strategies._frozen import FeatureCache
 
 REPO = Path(__file__).resolve().parents[2]
@@ -77,3 +79,12 @@ def test_cache_embeds_each_row_once():
     assert first.tolist() == [[40, 0], [10, 0]] and again.tolist() == [[10, 0], [70, 0], [40, 0]]
     assert other.tolist() == [[50, 0]]  # splits do not share rows
     assert calls == [[4.0, 1.0], [7.0], [5.0]] and cache.computed == 4
+
+
+def test_augmentation_is_refused_only_with_the_feature_cache():
+    """The message's way out works: with the cache off, flips are accepted (before, the message
+    advised `strategy.feature_cache: false` and still refused with it)."""
+    base = ["strategy.name=l3a", "model.name=l3a", "train.hflip=true"]
+    with pytest.raises(UserError, match="train.hflip: strategy l3a caches each image's frozen-backbone feature"):
+        load_config(str(REPO / "configs" / "demo.yaml"), base)
+    assert load_config(str(REPO / "configs" / "demo.yaml"), base + ["strategy.feature_cache=false"]).train.hflip

@@ -10,6 +10,7 @@ from avalanche.training.plugins import EvaluationPlugin
 from tests_helpers import tiny
 
 from cml.config import load_config
+from cml.core.errors import UserError
 from cml.core.registry import DATASETS
 from cml.evaluation.progress import ProgressLogger
 from cml.models.linear.model import LinearModel
@@ -122,3 +123,11 @@ def test_checkpoint_state_round_trip(trained):
     assert fresh_probe.counter == probe.counter
     for a, b in zip(strategy.previous_model.state_dict().values(), fresh.previous_model.state_dict().values()):
         assert torch.equal(a, b)
+
+
+def test_a_plain_module_is_refused_when_the_strategy_is_built():
+    """Before: a TypeError about `full` a minute into training."""
+    cfg = load_config(None, tiny())
+    plain = torch.nn.Sequential(torch.nn.Flatten())
+    with pytest.raises(UserError, match="model: a Sequential is not a cml model; expected a cml.models.Multi"):
+        MultiLabelStrategy(model=plain, train_cfg=cfg.train, eval_batch_size=8, device="cpu")

@@ -28,7 +28,8 @@ Deviations: old lanes are frozen (requires_grad off) instead of relying on logit
 stay bit-identical whatever the optimizer does; the loss is cml's (`train.loss`) over all seen
 classes: old lanes' outputs are constants, so the gradient reaches only the new lane as in their
 masked BCE, but the mean runs over the seen classes rather than all 80 (a scale of the lr);
-their optional token merging and task-identifier ablations are not built.
+their optional token merging and task-identifier ablations are not built. Only a timm ViT whose
+blocks have the parts a lane runs by hand is accepted (`unsupported`, checked when built).
 """
 
 from __future__ import annotations
@@ -69,6 +70,46 @@ def lane_attention(attn: nn.Module, tokens: torch.Tensor, prompts: torch.Tensor 
         k, v = torch.cat([pk, k], dim=2), torch.cat([pv, v], dim=2)
     out = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, d)
     return attn.proj(attn.norm(out))
+
+
+VIT_PARTS = ("patch_embed", "_pos_embed", "patch_drop", "norm_pre", "norm")  # read by forward_outputs
+BLOCK_PARTS = ("norm1", "ls1", "drop_path1", "norm2", "mlp", "ls2", "drop_path2")  # by _lane_block
+ATTENTION_PARTS = ("num_heads", "q_norm", "k_norm", "proj", "norm")  # by lane_attention, with a fused qkv
+# what a lane's attention would silently leave out (it calls qkv, softmax and proj, nothing else)
+FOREIGN = {
+    "rope": "rotary position embeddings (rope)",
+    "rel_pos_bias": "a shared relative position bias (rel_pos_bias)",
+    "relative_position_bias_table": "a relative position bias",
+    "rel_pos": "a relative position bias (rel_pos)",
+    "temperature": "cross-covariance attention (XCiT)",
+    "proj_l": "talking-heads attention (CaiT)",
+}
+
+
+def unsupported(vit: nn.Module) -> str | None:
+    """What the lanes need of the ViT and it lacks, checked when the model is built: each lane
+    runs every block's parts by hand (the class token, norm1, a fused qkv, ls1, ...), so a ViT
+    variant without one (test_vit2 has no class token, EVA no fused qkv, BEiT, CaiT, XCiT and the
+    relpos ViTs other attention) used to be an AttributeError at the first batch."""
+    if getattr(vit, "cls_token", None) is None:
+        return "it has no class token (cls_token), which each lane's pathway starts from"
+    missing = [name for name in VIT_PARTS if getattr(vit, name, None) is None]
+    if missing:
+        return f"it lacks {', '.join(missing)} (timm's VisionTransformer has them)"
+    found = [what for name, what in FOREIGN.items() if getattr(vit, name, None) is not None]
+    for i, block in enumerate(vit.blocks):
+        attn = block.attn
+        missing = [f"blocks[{i}].{n}" for n in BLOCK_PARTS if getattr(block, n, None) is None]
+        missing += [f"blocks[{i}].attn.{n}" for n in ATTENTION_PARTS if getattr(attn, n, None) is None]
+        qkv = getattr(attn, "qkv", None)
+        if not isinstance(qkv, nn.Linear) or qkv.out_features != 3 * vit.embed_dim:
+            missing.append(f"blocks[{i}].attn.qkv (one fused query-key-value projection)")
+        if missing:
+            return f"it lacks {', '.join(missing)}"
+        found += [what for name, what in FOREIGN.items() if getattr(attn, name, None) is not None]
+    if found:
+        return f"its attention has {found[0]}, which a lane's attention would leave out"
+    return None
 
 
 class Lanes(DynamicModule):
@@ -118,6 +159,11 @@ class MultiLane(MultiLabelModel):
             raise not_a_vit from None
         if not hasattr(self.backbone, "blocks") or not hasattr(self.backbone.blocks[0], "attn"):
             raise not_a_vit
+        problem = unsupported(self.backbone)
+        if problem:
+            raise UserError(
+                f"model.backbone: multilane cannot run on {backbone!r}: {problem}; use a plain ViT (vit_*, deit_*)"
+            )
         self.backbone.requires_grad_(False)
         if prompt_layers > len(self.backbone.blocks):
             raise UserError(

@@ -24,7 +24,8 @@ class PodOptions:
     )
     stages: list[int] = option(
         [1, 2, 3],
-        help="pod: backbone stages distilled spatially; stage k has stride 2^(k+1) (KRT: 1-3, TResNet-M's layer1-3)",
+        help="pod: backbone stages distilled spatially; stage k has stride 2^(k+1) "
+        "(KRT's POD: 1-4, layer1-4, as the KRT configs set; 1-3 is the demo's)",
     )
 
 

@@ -9,10 +9,11 @@ over the width separately, concatenated and L2-normalised per image; the mean ov
 Euclidean distance between the previous and the current model's vectors, averaged over the stages.
 flat: the mean over images of 1 - cos between the two models' pooled embeddings (the last stage's
 map averaged over positions: the pre-logits of an average-pooled CNN such as TResNet-M).
-Stage k is the backbone's stage of stride 2^(k+1) (1: stride 4, ..., 4: stride 32; KRT distils
-1-3: TResNet-M's layer1-layer3). The stage outputs are read by forward hooks that live only from
-`before_forward` to `before_backward` of a training iteration, so evaluation, herding and the
-frozen copy of the model never see them. The term goes through `strategy.plugin_term`: the
+Stage k is the backbone's stage of stride 2^(k+1) (1: stride 4, ..., 4: stride 32; KRT's POD
+baseline distils all four, 1-4: TResNet-M's layer1-layer4, whose outputs their TResNet returns).
+The stage outputs are read by forward hooks that live only from `before_forward` to
+`before_backward` of a training iteration, so evaluation, herding and the frozen copy of the
+model never see them. The term goes through `strategy.plugin_term`: the
 authors' weights (5 and 180 beside ASL summed over 64 images per GPU) are 5/64 and 180/64 here.
 """
 

@@ -37,7 +37,10 @@ def build(cfg, scenario):
     from cml.plugins.pseudo.plugin import PseudoLabels
 
     p = cfg.strategy.pseudo
-    return PseudoLabels(p.threshold, p.dynamic, p.target, len(scenario.class_names) if scenario else 1)
+    if scenario is None:
+        return PseudoLabels(p.threshold, p.dynamic, p.target)
+    n_old = [min(step.classes) for step in scenario.steps]  # classes are numbered in step order
+    return PseudoLabels(p.threshold, p.dynamic, p.target, len(scenario.class_names), n_old)
 
 
 # with full labels an old class's 0 is a real negative, which pseudo-labels would overwrite

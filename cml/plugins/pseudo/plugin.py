@@ -14,11 +14,14 @@ reference sheet section 4b): at the start of every step after the first, the pre
 the step's whole training set (as the loader gives it: augmented, exemplars joined by `mix: concat`
 included); starting from the previous step's threshold (`threshold` at first) the threshold moves
 by 0.005 (within [0.0001, 0.999999]) until the mean number of old-class scores strictly above it
-per image is within 0.1 of target x n_old / n_classes; 100 moves at most. Then an old class is a
-pseudo-label when its score is strictly above the threshold. Deviation: where 100 moves do not
-reach the target, the authors' code stops with an error; here the run goes on with the threshold
-reached and says so. The threshold of each step is printed and written in results.json
-(`pseudo_threshold`), and carried in the checkpoint.
+per image is within 0.1 of target x n_old / n_classes; 99 moves at most. As in their code the
+test |mean - target| < 0.1 is evaluated in float32 (the mean, the target and 0.1 each rounded to
+float32, so a mean of 1.0 is not within 0.1 of 0.9 while in float64 it is) and the threshold
+after the 99th move is the last one tested. Then an old class is a pseudo-label when its score is
+strictly above the threshold. Deviation: where 99 moves do not reach the target, the authors' code
+stops with an error; here the run goes on with the threshold reached and says so. The threshold
+of each step is printed and written in results.json (`pseudo_threshold`), and carried in the
+checkpoint.
 
 The targets are replaced in `after_forward`, when the batch is final (replay plugins add their
 samples earlier) and before the criterion reads them, so the order of plugins does not matter.
@@ -36,7 +39,7 @@ from torch.utils.data import DataLoader
 from cml.plugins._base import CmlPlugin
 from cml.runtime import distributed
 
-MOVE, TOLERANCE, MAX_MOVES, LOWEST, HIGHEST = 0.005, 0.1, 100, 0.0001, 0.999999  # KRT's code
+MOVE, TOLERANCE, MAX_MOVES, LOWEST, HIGHEST = 0.005, 0.1, 99, 0.0001, 0.999999  # KRT's code
 
 
 def pseudo_labelled(
@@ -54,9 +57,11 @@ def calibrate_threshold(scores: torch.Tensor, start: float, target: float) -> tu
     """KRT's search: (threshold, mean old labels per image at it, whether the target was reached).
     `scores`: the previous model's sigmoids (images, old classes)."""
     threshold = start
+    target32, tolerance32 = torch.tensor(target, dtype=torch.float32), torch.tensor(TOLERANCE, dtype=torch.float32)
     for move in range(MAX_MOVES + 1):
-        per_image = float((scores > threshold).sum(1).float().mean())
-        if abs(per_image - target) <= TOLERANCE:
+        mean = (scores > threshold).sum(1).float().mean()  # float32, as the authors' count
+        per_image = float(mean)
+        if bool((mean - target32).abs() < tolerance32):  # their test, in float32
             return threshold, per_image, True
         if move == MAX_MOVES:
             return threshold, per_image, False
@@ -65,8 +70,13 @@ def calibrate_threshold(scores: torch.Tensor, start: float, target: float) -> tu
 
 
 class PseudoLabels(CmlPlugin):
-    def __init__(self, threshold: float, dynamic: bool = False, target: float = 2.9, n_classes: int = 1):
+    def __init__(
+        self, threshold: float, dynamic: bool = False, target: float = 2.9, n_classes: int = 1, n_old_by_step=None
+    ):
         super().__init__()
+        # the old classes of each step: with `model.outputs: all` the previous model scores every
+        # class, and only the old ones may be pseudo-labelled or counted towards the target
+        self.n_old_by_step = n_old_by_step
         self.threshold = threshold
         self.dynamic = dynamic
         self.target = target
@@ -94,6 +104,7 @@ class PseudoLabels(CmlPlugin):
         if not self.dynamic or strategy.previous_model is None or strategy.clock.train_exp_epochs > 0:
             return
         scores = self.old_scores(strategy).cpu()  # one read: the search reads its count at every move
+        scores = scores[:, : self.n_old(strategy, scores.shape[1])]
         target = self.target * scores.shape[1] / self.n_classes
         self.threshold, per_image, reached = calibrate_threshold(scores, self.threshold, target)
         self.calibrated = self.threshold
@@ -109,7 +120,11 @@ class PseudoLabels(CmlPlugin):
     def after_forward(self, strategy, **kwargs):
         old = strategy.previous_outputs()
         if old is not None:
-            strategy.mbatch[1] = pseudo_labelled(strategy.mb_y, old["logits"], self.threshold, self.dynamic)
+            logits = old["logits"][:, : self.n_old(strategy, old["logits"].shape[1])]
+            strategy.mbatch[1] = pseudo_labelled(strategy.mb_y, logits, self.threshold, self.dynamic)
+
+    def n_old(self, strategy, outputs: int) -> int:
+        return self.n_old_by_step[strategy.experience.step] if self.n_old_by_step else outputs
 
     def step_record(self) -> dict:
         return {"pseudo_threshold": self.calibrated} if self.dynamic else {}
