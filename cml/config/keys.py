@@ -185,7 +185,9 @@ class LogConfig:
 @dataclass
 class Config:
     imports: list[str] = option(
-        [], help="modules (on PYTHONPATH) that declare more components; imported before the rest is checked"
+        [],
+        help="modules (on PYTHONPATH, not the working directory) that declare more components; imported, "
+        "so run, before the rest is checked: a config with imports is code, run only configs you trust",
     )
     seed: int = option(0, low=0, high=SEED_MAX, help="one seed for data order, initialisation and augmentation")
     data: DataConfig = field(default_factory=DataConfig)

@@ -4,7 +4,9 @@ Written into the run's own `tb/` event files through the Avalanche TensorboardLo
 `SummaryWriter.add_hparams` would put them in a new sub-folder, which TensorBoard shows as
 another run, apart from the run's scalars. The metrics are the running Avg mAP, Last mAP and
 average forgetting, logged after every step, so HParams shows the latest values of any run,
-finished or not. Runs can then be filtered by strategy, plugins, model and backbone.
+finished or not. Runs can then be filtered by strategy, plugins, model and backbone, and by the
+options of the chosen strategy (`l3a.base_epochs`), of its plugins and of the model
+(`model.options.hidden`), flattened to dotted keys.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import dataclasses
 
 from torch.utils.tensorboard.summary import hparams
 
-from cml.core.registry import PLUGINS, section_of
+from cml.core.registry import PLUGINS, STRATEGIES, section_of
 
 METRICS = {"avg_map": "summary/avg_mAP", "last_map": "summary/last_mAP", "avg_forgetting": "summary/avg_forgetting"}
 
@@ -41,14 +43,26 @@ def run_hparams(cfg) -> dict:
         "online": t.online,
         "seed": cfg.seed,
     }
-    for plugin in s.plugins:  # each plugin's declared section (the replay buffers share `strategy.replay`)
-        declaration = PLUGINS.get(plugin)
-        if declaration.options is None:  # a plugin without options has no section
+    declarations = [STRATEGIES.get(s.name), *(PLUGINS.get(p) for p in s.plugins)]
+    for declaration in declarations:  # each one's declared section (the replay buffers share `strategy.replay`)
+        if declaration.options is None:  # one without options has no section
             continue
         section = section_of(declaration)
-        for key, value in dataclasses.asdict(getattr(s, section)).items():
-            values[f"{section}.{key}"] = str(value) if isinstance(value, list) else value  # pod.stages
+        _flatten(values, section, getattr(s, section, None))
+    _flatten(values, "model.options", cfg.model.options)
     return values
+
+
+def _flatten(values: dict, prefix: str, options) -> None:
+    """OPTIONS (a dataclass or a mapping, nested ones too) as `prefix.key` entries; values that
+    HParams cannot hold (lists like pod.stages, None) as their text."""
+    if dataclasses.is_dataclass(options):
+        options = dataclasses.asdict(options)
+    for key, value in (options or {}).items():
+        if isinstance(value, dict):
+            _flatten(values, f"{prefix}.{key}", value)
+        else:
+            values[f"{prefix}.{key}"] = value if isinstance(value, (bool, int, float, str)) else str(value)
 
 
 def log_hparams(writer, cfg) -> None:

@@ -12,7 +12,10 @@ Reading: the file's format VERSION, its keys, its step and the shapes of every s
 checked against this run before anything is loaded, so that a file from another run, another
 version or a damaged one gets one line saying what is wrong.
 
-The data a checkpoint refers to are identified by `cml.runtime.data_identity`.
+The data a checkpoint refers to are identified by `cml.runtime.data_identity`. Avalanche's clock
+counters (CLOCK) are saved too, so metrics plotted against `train_iterations` (TensorBoard's
+epoch loss) continue their axis after a resume instead of starting again at 0 (a checkpoint of
+an older cml, without them, leaves the clock at 0).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from cml.runtime.files import storage_error, write_atomic
 FILE = "checkpoint.pt"
 VERSION = 1  # bump when the layout below changes
 KEYS = ("version", "step", "model", "optimizer", "scheduler", "rng", "steps", "strategy")
+CLOCK = ("train_iterations", "train_exp_counter", "total_iterations")  # Avalanche's run-long counters
 RECORD_KEYS = ("classes", "n_train", "n_test", "step_map", "classes_without_positive", *STEP_KEYS)
 
 
@@ -97,6 +101,7 @@ def save(run_dir: Path, step: int, strategy, steps: list[dict], data: dict | Non
         "steps": steps,
         "strategy": strategy.checkpoint_state(),
         "data": data,
+        "clock": {name: int(getattr(strategy.clock, name)) for name in CLOCK},
     }
     path = Path(run_dir) / FILE
     need = int(stored_bytes(state) * 1.01) + (1 << 20)  # + pickled records, zip headers
@@ -152,6 +157,9 @@ def _problem(state, n_steps: int) -> str | None:
         and all(isinstance(data.get(k), torch.Tensor) for k in ("train", "test"))
     ):
         return "'data' should hold the class order and the row hashes of both splits"
+    clock = state.get("clock")
+    if clock is not None and not (isinstance(clock, dict) and all(isinstance(clock.get(k), int) for k in CLOCK)):
+        return f"'clock' should hold the counters {', '.join(CLOCK)}"
     return None
 
 
@@ -229,6 +237,8 @@ def restore(run_dir: Path, state: dict, model, strategy, train_stream) -> None:
     try:
         strategy.load_checkpoint_state(state["strategy"])
         set_rng_state(state["rng"])
+        for name, value in (state.get("clock") or {}).items():  # absent in an older cml's checkpoint
+            setattr(strategy.clock, name, value)
     except (KeyError, IndexError, TypeError, ValueError, RuntimeError, AttributeError) as err:
         first = " ".join(str(err).split())[:200]
         raise UserError(

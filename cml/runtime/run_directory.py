@@ -3,6 +3,7 @@ same config), and the command that resumes it."""
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 import signal
 import sys
@@ -18,14 +19,36 @@ from cml.runtime.launch import launch_rank
 MARKERS = ("checkpoint.pt", "results.json")
 
 
-def first_difference(a, b, prefix: str = "") -> str | None:
-    if isinstance(a, dict) and isinstance(b, dict):
-        for key in sorted(set(a) | set(b)):
-            found = first_difference(a.get(key), b.get(key), f"{prefix}{key}.")
+ABSENT = object()  # a key the saved config.yaml does not have (or the current config no longer has)
+
+
+def first_difference(now, saved, default=ABSENT, prefix: str = "") -> str | None:
+    """The first key whose value differs between the current config and the run's saved one.
+
+    A key absent from the saved config.yaml (the run was started by a cml that did not have it)
+    is no difference when its value now is its default, taken as the behaviour the old cml had."""
+    if isinstance(now, dict) and isinstance(saved, dict):
+        for key in sorted(set(now) | set(saved)):
+            below = default.get(key, ABSENT) if isinstance(default, dict) else ABSENT
+            found = first_difference(now.get(key, ABSENT), saved.get(key, ABSENT), below, f"{prefix}{key}.")
             if found:
                 return found
         return None
-    return None if a == b else f"{prefix[:-1]} ({b!r} in the run, {a!r} now)"
+    if saved is ABSENT:
+        if default is not ABSENT and now == default:
+            return None
+        return f"{prefix[:-1]} (not in the run's config.yaml, {now!r} now)"
+    if now is ABSENT:
+        now = None
+    return None if now == saved else f"{prefix[:-1]} ({saved!r} in the run, {now!r} now)"
+
+
+def defaults(cfg) -> dict:
+    """The config's keys at their defaults, `model.options` at the model's declared ones."""
+    found = to_dict(type(cfg)())
+    if dataclasses.is_dataclass(cfg.model.options):
+        found["model"]["options"] = dataclasses.asdict(type(cfg.model.options)())
+    return found
 
 
 def run_directory(args) -> Path:
@@ -51,9 +74,13 @@ def check_run_directory(args, cfg, run_dir: Path) -> None:
             saved = safeyaml.load(saved_path.read_bytes(), str(saved_path))
         except OSError as err:
             raise storage_error(saved_path, err, "cannot read") from None
-        diff = first_difference(to_dict(cfg), saved)
+        diff = first_difference(to_dict(cfg), saved, defaults(cfg))
         if diff:
-            raise UserError(f"--resume: the config differs from the one {run_dir} was started with: {diff}")
+            raise UserError(
+                f"--resume: the config differs from the one {run_dir} was started with: {diff}; resume with "
+                f"the run's value, edit {saved_path} if the change is meant for the rest of the run, or start "
+                "a new run (another --out)"
+            )
     elif any((run_dir / m).exists() for m in MARKERS):
         raise UserError(
             f"--out: {run_dir} already holds a run; add --resume to continue it, or choose another directory"

@@ -5,9 +5,10 @@ strategy decodes the same files again. The cache does it once per split: an (N, 
 `.npy` file of `read_image(path, S)`, then opened read-only with `mmap_mode="r"`, so items are
 plain slices served from the page cache and DataLoader workers share one copy.
 
-The file name holds a hash of the split's image paths, S and FORMAT_VERSION, so another dataset,
-subset or size gets its own file and a stale one is never reused (an image replaced in place
-under the same path is not detected: delete the cache folder then). A build writes to a
+The file name holds a hash of the split's image paths with each file's size and modification
+time (as the image check stats them), S and FORMAT_VERSION, so another dataset, subset or size,
+or an image edited or replaced in place, gets its own file and a stale one is never reused (an
+edit that keeps both size and modification time is not seen). A build writes to a
 temporary name and is renamed into place only when complete, so a killed build never leaves a
 file that looks finished. A file damaged afterwards (truncated, emptied: a full disk, a copy cut
 short) is detected when opened, named in one warning and rebuilt, so it cannot fail every later run.
@@ -49,12 +50,21 @@ def cached_pixels(data: MultiLabelData, data_cfg) -> tuple[np.ndarray, np.ndarra
 
 def split_pixels(paths: list[str], size: int, folder: Path, workers: int = 0) -> np.ndarray:
     """The cached images of `paths` in `folder`, built first if absent (with `workers` processes)."""
-    key = f"v{FORMAT_VERSION}\n{size}\n" + "\n".join(paths)
+    key = f"v{FORMAT_VERSION}\n{size}\n" + "\n".join(f"{p}\0{_stamp(p)}" for p in paths)
     target = folder / f"images-{size}px-{len(paths)}-{hashlib.sha1(key.encode()).hexdigest()[:16]}.npy"
     shape = (len(paths), size, size, 3)
     if _open(target, shape) is None:
         _build(paths, size, target, workers)
     return np.load(target, mmap_mode="r")
+
+
+def _stamp(path: str) -> str:
+    """`size-mtime_ns` of the file at `path` (an image edited in place changes the cache key)."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return "missing"
+    return f"{stat.st_size}-{stat.st_mtime_ns}"
 
 
 def _open(target: Path, shape: tuple[int, ...]) -> np.ndarray | None:

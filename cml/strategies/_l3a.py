@@ -54,9 +54,12 @@ class L3AStrategy(MultiLabelStrategy):
         self.model = self.model_adaptation(self.core_model)  # grow the classifier; nothing trains
 
     def _train_exp(self, experience, eval_streams=None, **kwargs):
-        if self.trains_backbone():
+        trains = self.trains_backbone()
+        if trains:
             super()._train_exp(experience, eval_streams, **kwargs)
         self.fit_analytic()
+        if not trains:  # the closed form alone learnt the step, from every image (results' n_trained)
+            self.trained_size = len(self.adapted_dataset)
 
     @torch.no_grad()
     def fit_analytic(self) -> None:

@@ -101,3 +101,22 @@ def test_a_damaged_parsed_labels_cache_is_named_and_parsed_again(tmp_path, damag
         again = DATASETS.get("synthetic").build(cfg)
     assert np.array_equal(again.train.labels, data.train.labels)
     assert all(f.stat().st_size > 50 for f in files)  # rebuilt
+
+
+def test_an_image_edited_in_place_is_not_served_stale(tmp_path):
+    """The key held only paths and sizes: an image rewritten under its own path kept its old pixels."""
+    import os
+
+    from PIL import Image
+
+    cfg, data = tiny(tmp_path)
+    train, _ = cached_pixels(data, cfg)
+    path = data.train.paths[5]
+    before = np.array(train[5])
+    del train
+    stat = os.stat(path)
+    Image.new("RGB", (32, 32), (255 - int(before[0, 0, 0]), 7, 200)).save(path)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    again, _ = cached_pixels(data, cfg)
+    assert np.array_equal(again[5], read_image(path, 24))
+    assert not np.array_equal(again[5], before)

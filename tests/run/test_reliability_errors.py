@@ -71,7 +71,9 @@ def test_seeds_resume_refuses_a_changed_config_for_a_finished_seed(tmp_path, cap
     )
     assert one_error_line(capsys) == (
         f"error: --resume: the config differs from the one {parent / 'seed0'} was "
-        "started with: train.lr (0.01 in the run, 0.02 now)"
+        "started with: train.lr (0.01 in the run, 0.02 now); resume with the run's value, edit "
+        f"{parent / 'seed0' / 'config.yaml'} if the change is meant for the rest of the run, or start a new "
+        "run (another --out)"
     )
     assert not (parent / "seed1").exists()
 

@@ -59,6 +59,7 @@ def test_free_space_is_checked_before_writing(tmp_path, monkeypatch):
         optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
         scheduler=None,
         checkpoint_state=lambda: {"previous_model": previous, "plugins": {}},
+        clock=SimpleNamespace(**dict.fromkeys(checkpoint.CLOCK, 0)),
     )
     real = checkpoint.shutil.disk_usage
     monkeypatch.setattr(checkpoint.shutil, "disk_usage", lambda p: real(p)._replace(free=5 << 20))

@@ -31,7 +31,21 @@ def model_for(plugin: str, tmp_path) -> list[str]:
     raise AssertionError(f"no registered model takes plugin {plugin}")
 
 
-@pytest.mark.parametrize("name", PLUGINS.names())
+# csc needs model csc, whose graph convolution has a BatchNorm1d of its own: on the CPU each rank
+# normalises over its slice (measured: step 0 mAP 71.94 vs 71.40 with 2 processes, before the
+# plugin acts); test_distributed.py's csc test compares what must be equal there (the label graph)
+PER_RANK_NORM = {"csc"}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(n, marks=pytest.mark.skip(reason="its model normalises per rank on the CPU"))
+        if n in PER_RANK_NORM
+        else n
+        for n in PLUGINS.names()
+    ],
+)
 def test_every_plugin_matches_one_process(tmp_path, name):
     overrides = _overrides(tmp_path, *model_for(name, tmp_path), *ACTING, f"strategy.plugins=[{name}]")
     one, two = _one_and_two_processes(tmp_path, overrides)

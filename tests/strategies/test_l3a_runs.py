@@ -88,3 +88,14 @@ def test_augmentation_is_refused_only_with_the_feature_cache():
     with pytest.raises(UserError, match="train.hflip: strategy l3a caches each image's frozen-backbone feature"):
         load_config(str(REPO / "configs" / "demo.yaml"), base)
     assert load_config(str(REPO / "configs" / "demo.yaml"), base + ["strategy.feature_cache=false"]).train.hflip
+
+
+def test_n_trained_counts_the_images_the_closed_form_used(tmp_path):
+    """Under train.online the batches drop an incomplete last one, but a step that only the closed
+    form learns uses every image: n_trained said 32 of 33."""
+    overrides = TINY_L3A + ["train.online=true", "train.batch_size=7", f"data.root={tmp_path / 'data'}"]
+    assert run_cli(DEMO_L3A, tmp_path / "run", overrides) == 0
+    steps = json.loads((tmp_path / "run" / "results.json").read_text())["steps"]
+    assert steps[0]["n_trained"] == steps[0]["n_train"] // 7 * 7  # the backbone's batches
+    assert any(s["n_train"] % 7 for s in steps[1:]), [s["n_train"] for s in steps]
+    assert all(s["n_trained"] == s["n_train"] for s in steps[1:]), [(s["n_train"], s["n_trained"]) for s in steps]

@@ -17,7 +17,7 @@ class L3aModelOptions:
         4096,
         low=1,
         high=16384,
-        help="width of the random buffer layer (theirs: 4096 COCO, 8192 VOC); its Gram matrix takes hidden^2 x 8 bytes",
+        help="width of the random buffer layer (theirs: 4096 as run, COCO and VOC); its Gram takes hidden^2 x 8 bytes",
     )
     # bounded below: a ridge of 1e-300 adds nothing to a singular Gram matrix, whose float64 solve
     # then fails (a too small ridge for the features' scale is still one line at the solve)

@@ -9,7 +9,8 @@ first layer kept at its random initialisation (nn.Linear's U(-1/sqrt(D), 1/sqrt(
 solved in closed form. Before that, the base step may train the backbone with an ordinary linear
 head (`base_head`, their `head.fc` trained with ASL); it is unused once the classifier is fitted.
 
-`model.options`: `hidden` (their `Hidden`: 4096 on COCO, 8192 on VOC), `ridge` (their `rg`: 1000).
+`model.options`: `hidden` (their `Hidden`: 4096 as their scripts run, COCO and VOC: the argparse
+default overrides the VOC yaml's 8192), `ridge` (their `rg`: 1000).
 `embed(x)` (the frozen backbone's pooled feature) and `classify(embedding)` let the strategy
 cache the backbone's output (`cml/strategies/_frozen.py`).
 
