@@ -3,7 +3,8 @@
 A run directory is a folder with `results.json` and `config.yaml`; any other folder given is
 searched for them. Runs whose configs are equal apart from `seed` and the data locations
 (`data.root`, `data.cache_dir`), and whose data are the same (`data_digest` in results.json:
-class names, image ids and labels, see `cml.runtime.checkpoint.content_digest`), form one configuration;
+class names, image ids and labels, see `cml.runtime.checkpoint.content_digest`), and whose starting
+weights are the same file by content (`pretrained` in results.json), form one configuration;
 its numbers are the mean and the sample standard deviation (n - 1) over its runs. A run written
 before the digest existed is grouped by its `data.root` instead. CF1 and OF1 are those of the last
 step. Left out, each with a note on stderr, the rest still compared: unfinished runs (fewer steps
@@ -102,6 +103,8 @@ def _load(folder: Path) -> Run:
     flat = flatten(config)
     # the data: their content digest, or for a run written before it existed, their location
     flat["data_digest"] = results.get("data_digest") or f"unknown, data.root {flat.get('data.root')}"
+    if "pretrained" in results:  # the starting weights by content, not by path (older runs: the path)
+        flat["model.pretrained"] = results["pretrained"]
     return Run(folder, flat, results)
 
 

@@ -27,6 +27,7 @@ from cml.models._parts import check_input_size
 from cml.plugins._base import build_plugins
 from cml.protocols.steps import untrainable_step
 from cml.runtime import checkpoint, distributed
+from cml.runtime.files import weights_identity
 from cml.runtime.launch import loader_workers
 from cml.runtime.signals import deferred_signals
 from cml.scenarios.builder import build_scenario
@@ -123,6 +124,7 @@ def run(cfg: Config, data: MultiLabelData, run_dir: Path, resume: bool = False) 
         "skipped": scenario.data.skipped,
         "n_steps": len(steps),
         "data_digest": checkpoint.content_digest(data),
+        "pretrained": weights_identity(cfg.model.pretrained),
     }
     identity = checkpoint.data_identity(scenario.data)
     if scenario.class_groups is not None:
@@ -169,9 +171,10 @@ def run(cfg: Config, data: MultiLabelData, run_dir: Path, resume: bool = False) 
             }
         )
         summary = build_summary(records, extra)
+        rng = checkpoint.rank_rng_states()  # every rank's, gathered before rank 0 saves
         if main:
             with deferred_signals():  # checkpoint first: results are never ahead of it
-                checkpoint.save(run_dir, t, strategy, summary["steps"], identity)
+                checkpoint.save(run_dir, t, strategy, summary["steps"], identity, rng)
                 write_summary(run_dir, summary)
             log_summary(tensorboard.writer, summary, t)
         say(format_row(t, summary["steps"][t]), flush=True)

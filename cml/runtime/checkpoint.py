@@ -23,6 +23,7 @@ from __future__ import annotations
 import random
 import shutil
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +55,27 @@ def rng_state() -> dict:
     if torch.cuda.is_available():  # this process's GPU only: a resume may see fewer of them
         state["cuda"] = torch.cuda.get_rng_state()
     return state
+
+
+def rank_rng_states() -> list[dict]:
+    """Every rank's RNG state, in rank order: a collective, so every rank calls it before rank 0
+    saves. Ranks draw different amounts of randomness (their slices' flips, the passes over
+    augmented images): with rank 0's state alone, every rank drew rank 0's numbers after a resume
+    and the resumed run was another run (issue 28: KRT demo 52.20 vs 57.81 with 2 processes)."""
+    return distributed.all_gather_object(rng_state())
+
+
+def restore_rank_rng(state: dict) -> None:
+    """This rank's saved RNG state; a resume under another number of processes continues with
+    rank r's state for r < the saved count, else rank 0's, and says it is not the same run."""
+    saved = state.get("rank_rng") or [state["rng"]]  # an older checkpoint: rank 0's only
+    if len(saved) != distributed.world() and distributed.is_main():
+        warnings.warn(
+            f"--resume: the checkpoint holds the random state of {len(saved)} process(es), this run has "
+            f"{distributed.world()}: it continues, but not as the uninterrupted run would",
+            stacklevel=2,
+        )
+    set_rng_state(saved[distributed.rank()] if distributed.rank() < len(saved) else saved[0])
 
 
 def set_rng_state(state: dict) -> None:
@@ -89,15 +111,18 @@ def stored_bytes(obj) -> int:
     return sum(storages.values())
 
 
-def save(run_dir: Path, step: int, strategy, steps: list[dict], data: dict | None = None) -> None:
-    """`data`: the `data_identity` of the run's data, checked on --resume."""
+def save(run_dir: Path, step: int, strategy, steps: list[dict], data: dict | None = None, rng=None) -> None:
+    """`data`: the `data_identity` of the run's data, checked on --resume; `rng`: every rank's RNG
+    state (`rank_rng_states()`, gathered by all ranks), else this process's."""
+    rng = rng or [rng_state()]
     state = {
         "version": VERSION,
         "step": step,
         "model": strategy.core_model.state_dict(),
         "optimizer": strategy.optimizer.state_dict(),
         "scheduler": strategy.scheduler.state_dict() if strategy.scheduler else None,
-        "rng": rng_state(),
+        "rng": rng[0],
+        "rank_rng": rng,
         "steps": steps,
         "strategy": strategy.checkpoint_state(),
         "data": data,
@@ -148,8 +173,9 @@ def _problem(state, n_steps: int) -> str | None:
         or not isinstance(strategy.get("plugins"), dict)
     ):
         return "'strategy' should hold 'previous_model' and 'plugins'"
-    if not isinstance(state["rng"], dict) or any(k not in state["rng"] for k in ("torch", "python", "numpy")):
-        return "'rng' should hold the torch, python and numpy states"
+    for rng in [state["rng"], *(state.get("rank_rng") or [])]:
+        if not isinstance(rng, dict) or any(k not in rng for k in ("torch", "python", "numpy")):
+            return "'rng' and 'rank_rng' should hold the torch, python and numpy states"
     data = state.get("data")
     if data is not None and not (
         isinstance(data, dict)
@@ -236,7 +262,7 @@ def restore(run_dir: Path, state: dict, model, strategy, train_stream) -> None:
             raise UserError(f"--resume: {path}: no saved state for plugin {plugin.name}")
     try:
         strategy.load_checkpoint_state(state["strategy"])
-        set_rng_state(state["rng"])
+        restore_rank_rng(state)
         for name, value in (state.get("clock") or {}).items():  # absent in an older cml's checkpoint
             setattr(strategy.clock, name, value)
     except (KeyError, IndexError, TypeError, ValueError, RuntimeError, AttributeError) as err:

@@ -99,6 +99,15 @@ def _route(tensor: torch.Tensor):
     return None, _comm_device()
 
 
+def all_gather_object(obj) -> list:
+    """Every rank's picklable `obj`, in rank order, on every rank (the host group under nccl)."""
+    if not active():
+        return [obj]
+    out = [None] * world()
+    dist.all_gather_object(out, obj, group=_host_group)
+    return out
+
+
 def all_gather_cat(tensor: torch.Tensor) -> torch.Tensor:
     """Every rank's tensor concatenated along dim 0 in rank order (first dims may differ)."""
     if not active():

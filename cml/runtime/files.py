@@ -49,3 +49,21 @@ def write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:
 
 def write_text_atomic(path: Path, text: str) -> None:
     write_atomic(path, lambda fh: fh.write(text.encode("utf-8")))
+
+
+def weights_identity(pretrained) -> str | bool:
+    """What `model.pretrained` names, by content: "sha256:<first 16 hex>" of a file (two files at
+    one path are two starting points, one file at two paths is one), else the value itself
+    (False: from scratch, True: timm's weights). `compare` groups runs by it."""
+    if not isinstance(pretrained, str):
+        return pretrained
+    import hashlib
+
+    digest = hashlib.sha256()
+    try:
+        with open(pretrained, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    except OSError as err:
+        raise storage_error(pretrained, err, "cannot read") from None
+    return "sha256:" + digest.hexdigest()[:16]

@@ -1,6 +1,7 @@
 """`cml compare` never averages runs that are not seeds of one experiment (issue 17, finding 2),
 and a bad run directory or `--out` is one line, not a traceback."""
 
+import hashlib
 import json
 import os
 import shutil
@@ -16,7 +17,7 @@ from cml.datasets._types import MultiLabelData, Split
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def run_dir(folder: Path, seed: int, last_map: float, root="/data/coco", digest="d1"):
+def run_dir(folder: Path, seed: int, last_map: float, root="/data/coco", digest="d1", weights=None):
     """A finished two-step run whose Avg mAP is (60 + last_map) / 2."""
     folder.mkdir(parents=True)
     config = {
@@ -35,6 +36,8 @@ def run_dir(folder: Path, seed: int, last_map: float, root="/data/coco", digest=
     }
     if digest is not None:
         results["data_digest"] = digest
+    if weights is not None:  # (path, identity): the config names the path, results its content
+        config["model"]["pretrained"], results["pretrained"] = weights
     (folder / "config.yaml").write_text(yaml.safe_dump(config))
     (folder / "results.json").write_text(json.dumps(results))
 
@@ -61,6 +64,30 @@ def test_same_data_under_two_roots_are_seeds_of_one_experiment(tmp_path, capsys)
     groups, _ = groups_of(capsys, tmp_path, tmp_path / "runs")
     assert len(groups) == 1 and groups[0]["seeds"] == [0, 1]
     assert groups[0]["last_map"] == {"mean": 45.0, "std": pytest.approx(50**0.5), "n": 2}
+
+
+def test_runs_from_other_weights_at_one_path_are_not_averaged(tmp_path, capsys):
+    """Issue 28: two files at one `model.pretrained` path were one configuration (or a "copy")."""
+    run_dir(tmp_path / "runs" / "a", 0, 40.0, weights=("/w/asl.pth", "sha256:aaaa"))
+    run_dir(tmp_path / "runs" / "b", 0, 50.0, weights=("/w/asl.pth", "sha256:bbbb"))
+    run_dir(tmp_path / "runs" / "c", 1, 60.0, weights=("/elsewhere/copy.pth", "sha256:aaaa"))
+    groups, err = groups_of(capsys, tmp_path, tmp_path / "runs")
+    assert [(g["label"], g["seeds"]) for g in groups] == [
+        ("finetune, linear/resnet10t, model.pretrained=sha256:aaaa", [0, 1]),
+        ("finetune, linear/resnet10t, model.pretrained=sha256:bbbb", [0]),
+    ]
+    assert "left out" not in err
+
+
+def test_weights_identity_is_the_files_content(tmp_path):
+    from cml.runtime.files import weights_identity
+
+    (tmp_path / "a").write_bytes(b"weights")
+    (tmp_path / "b").write_bytes(b"weights")
+    (tmp_path / "c").write_bytes(b"other")
+    ids = [weights_identity(str(tmp_path / n)) for n in "abc"]
+    assert ids[0] == ids[1] != ids[2] and ids[0] == "sha256:" + hashlib.sha256(b"weights").hexdigest()[:16]
+    assert weights_identity(False) is False and weights_identity(True) is True
 
 
 def test_old_runs_without_digest_are_grouped_by_their_data_root(tmp_path, capsys):

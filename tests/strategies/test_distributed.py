@@ -3,7 +3,8 @@
 The backbone is test_convnext (LayerNorm): per-rank BatchNorm statistics, the one thing that
 differs between 1 and N processes on the CPU (no SyncBatchNorm there, docs/scaling.md), is out
 of the comparison, so the results must agree to float rounding: TOLERANCE, in points of AP.
-Flips are off: each rank draws them from its own random stream.
+Flips are off where 1 and 2 processes are compared: each rank draws them from its own random stream
+(a resume with flips on is compared with the uninterrupted 2-process run).
 """
 
 import json
@@ -253,3 +254,23 @@ def test_a_contributed_plugin_reading_strategy_model_acts_under_torchrun(tmp_pat
     _finish(_start(finetune, _overrides(tmp_path), 1))
     last = [json.loads((d / "results.json").read_text())["steps"][-1]["map"] for d in (two, finetune)]
     assert last[0] != last[1]
+
+
+def test_a_torchrun_resume_with_augmentation_is_the_same_run(tmp_path):
+    """Flips on: each rank draws its own, so the 2-process run is compared with itself, stopped by
+    SIGTERM after a step and resumed: every rank continues from its own saved RNG state (before,
+    from rank 0's, and the resumed run drew other flips on rank 1: issue 28)."""
+    overrides = _overrides(tmp_path, "train.hflip=true", "strategy.replay.per_class=2", "strategy.plugins=[herding]")
+    _generate(overrides)
+    full, two = tmp_path / "full", tmp_path / "two"
+    reference, stopped = _start(full, overrides, 2), _start(two, overrides, 2)
+    while not (two / "checkpoint.pt").exists() and stopped.poll() is None:
+        time.sleep(0.05)
+    stopped.send_signal(signal.SIGTERM)
+    stopped.communicate(timeout=120)
+    _finish(reference)
+    assert len(json.loads((two / "results.json").read_text())["steps"]) < 3
+    _finish(_start(two, overrides, 2, "--resume"))
+    _assert_same_results(full, two)
+    saved = torch.load(two / "checkpoint.pt", weights_only=False)["rank_rng"]
+    assert len(saved) == 2 and not torch.equal(saved[0]["torch"], saved[1]["torch"])
