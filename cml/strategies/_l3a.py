@@ -57,6 +57,9 @@ class L3AStrategy(MultiLabelStrategy):
         trains = self.trains_backbone()
         if trains:
             super()._train_exp(experience, eval_streams, **kwargs)
+            # rank 0's BatchNorm statistics before any feature is computed, and cached: else rank 1
+            # kept features of its own statistics (issue 28: cache on vs off up to 5.15 AP apart)
+            distributed.broadcast_buffers(self.core_model)
         self.fit_analytic()
         if not trains:  # the closed form alone learnt the step, from every image (results' n_trained)
             self.trained_size = len(self.adapted_dataset)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 from protocols.test_protocols import coco_root, voc_root  # noqa: F401
-from test_distributed import _assert_same_results, _one_and_two_processes, _overrides
+from test_distributed import _assert_same_results, _finish, _generate, _one_and_two_processes, _overrides, _start
 from tests_helpers import interrupt_after_step, run_cli, run_full_and_resumed, tiny
 
 from cml.config import load_config
@@ -53,6 +53,28 @@ def test_l3a_two_processes_equal_one(tmp_path):
         tmp_path, "model.name=l3a", "strategy.name=l3a", "model.options.hidden=64", "strategy.l3a.base_epochs=1"
     )
     _assert_same_results(*_one_and_two_processes(tmp_path, overrides))
+
+
+def test_l3a_cache_changes_nothing_under_torchrun_with_batchnorm(tmp_path):
+    """test_resnet's BatchNorm trains per rank in step 0: the closed form must see rank 0's
+    statistics on every rank, whether the features are cached or computed at every pass."""
+    runs = []
+    for cache in ("true", "false"):
+        out = tmp_path / f"cache-{cache}"
+        overrides = _overrides(
+            out,
+            "model.name=l3a",
+            "strategy.name=l3a",
+            "model.backbone=test_resnet",
+            "model.options.hidden=64",
+            "strategy.l3a.base_epochs=1",
+            f"strategy.feature_cache={cache}",
+        )
+        _generate(overrides)
+        runs.append((out / "two", _start(out / "two", overrides, 2)))
+    for _, proc in runs:
+        _finish(proc)
+    _assert_same_results(runs[0][0], runs[1][0])
 
 
 def test_probe_trains_the_head_only_and_the_cache_changes_nothing(tmp_path):
