@@ -22,9 +22,8 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
 from cml.losses.bce.loss import masked_bce
-from cml.models._base import input_stats
+from cml.models._base import input_stats, normalized
 from cml.plugins.pod.plugin import stage_modules
-from cml.scenarios.images import normalize
 from cml.strategies._base import frozen_copy
 from cml.strategies._batches import StepBatches
 from cml.strategies._optim import build_optimizer
@@ -39,7 +38,7 @@ def bare_fisher(model, dataset, batch_size, device):
     model.eval()
     batches = 0
     for x, y, _ in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-        x, y = normalize(x.to(device), stats), y.to(device)
+        x, y = normalized(x.to(device), stats), y.to(device)
         grads = torch.autograd.grad(masked_bce(model(x), y), list(params.values()), allow_unused=True)
         for name, grad in zip(params, grads):
             if grad is not None:
@@ -56,7 +55,7 @@ def calibrated_threshold(
     """KRT's search: move by 0.005 until the mean count of old scores > threshold is within 0.1."""
     scores = torch.cat(
         [
-            torch.sigmoid(previous(normalize(x.to(device), stats)))
+            torch.sigmoid(previous(normalized(x.to(device), stats)))
             for x, _, _ in DataLoader(dataset, batch_size=batch_size)
         ]
     )
@@ -107,7 +106,7 @@ def bare_loop(
                 slots = buffer.draw(k)
                 stored = scenario.train_images(buffer.rows[slots], buffer.targets[slots])
                 x, y = torch.cat([x, torch.stack([stored[i][0] for i in range(k)])]), torch.cat([y, stored.targets])
-            x, y = normalize(x.to(device), stats), y.to(device)
+            x, y = normalized(x.to(device), stats), y.to(device)
             out = model(x, full=True)
             if set(plugins) & set(PREVIOUS):
                 with torch.no_grad():
@@ -166,7 +165,7 @@ def bare_loop(
             core_model=model,
             eval_mb_size=cfg.eval.batch_size,
             autocast=contextlib.nullcontext,
-            prepare_images=lambda images: normalize(images.to(device), stats),
+            prepare_images=lambda images: normalized(images.to(device), stats),
         )
         buffer.end_of_step(helper, scenario, step, first, bs)
     if device.type == "cuda":

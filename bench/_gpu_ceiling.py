@@ -35,8 +35,7 @@ import torch  # noqa: E402
 from model_throughput import build  # noqa: E402  (also puts the repository root on the path)
 
 from cml.losses.bce.loss import masked_bce  # noqa: E402
-from cml.models._base import input_stats  # noqa: E402
-from cml.scenarios.images import normalize  # noqa: E402
+from cml.models._base import input_stats, normalized  # noqa: E402
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -56,7 +55,7 @@ def measure(model_name, backbone, size, batch, amp, classes, cl, args, device) -
     targets = (torch.rand(batch, classes, generator=g) < 0.04).float().to(device)
 
     def step():
-        x = normalize(images, stats)
+        x = normalized(images, stats)
         with torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext():
             outputs = model(x, full=True)
         loss = masked_bce(outputs["logits"].float(), targets)

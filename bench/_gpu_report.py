@@ -104,8 +104,21 @@ def numbers(value, path=""):
         yield path, float(value)
 
 
+MEASURED = {"wall_s", "train_s", "images_per_s", "peak_ram_mib", "peak_gpu_mib", "environment"}  # results.MEASURED
+
+
+def learnt(value):
+    """results.json without what the machine measured (times, memory, host): what a resume reproduces."""
+    if isinstance(value, dict):
+        return {k: learnt(v) for k, v in value.items() if k not in MEASURED}
+    if isinstance(value, list):
+        return [learnt(v) for v in value]
+    return value
+
+
 def difference(a: dict, b: dict) -> tuple[float, str, bool]:
-    """(max |a - b| over the numbers both hold, where, whether a == b exactly)."""
+    """(max |a - b| over the numbers both hold, where, whether a == b exactly), measured values left out."""
+    a, b = learnt(a), learnt(b)
     na, nb = dict(numbers(a)), dict(numbers(b))
     worst, where = 0.0, ""
     for key in na.keys() & nb.keys():

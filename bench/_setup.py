@@ -22,10 +22,10 @@ def bench_parser(doc: str) -> argparse.ArgumentParser:
 def bench_setup(args, overrides: list[str] = ()):
     """(config, scenario, device), the config without a schedule: the bare loops have none, and
     both sides must do the same work; data.num_workers as a number, and cuDNN set, as `cml run` does."""
-    from cml.commands.run import pick_device, set_determinism
     from cml.config import load_config
     from cml.core.registry import DATASETS
     from cml.runtime.launch import loader_workers
+    from cml.runtime.setup import pick_device, set_determinism
     from cml.scenarios.builder import build_scenario
 
     cfg = load_config(args.config, [*overrides, *args.overrides])

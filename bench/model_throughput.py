@@ -30,8 +30,7 @@ import torch  # noqa: E402
 
 from cml.core.registry import MODELS  # noqa: E402
 from cml.losses.bce.loss import masked_bce  # noqa: E402
-from cml.models._base import input_stats  # noqa: E402
-from cml.scenarios.images import normalize  # noqa: E402
+from cml.models._base import input_stats, normalized  # noqa: E402
 
 MODEL_NAMES = MODELS.names()
 
@@ -54,7 +53,7 @@ def train_seconds(model, optimizer, batches, iterations: int, autocast, device) 
     stats = input_stats(model)
 
     def step(images, targets):
-        x = normalize(images, stats)
+        x = normalized(images, stats)
         with autocast():
             outputs = model(x, full=True)
         # the losses outside autocast, as in the strategy

@@ -47,9 +47,9 @@ from avalanche.evaluation.metrics import loss_metrics  # noqa: E402
 from avalanche.models.dynamic_modules import avalanche_model_adaptation  # noqa: E402
 from avalanche.training.plugins import EvaluationPlugin  # noqa: E402
 
-from cml.commands.run import build_model  # noqa: E402
 from cml.core.registry import PLUGINS  # noqa: E402
 from cml.evaluation.progress import ProgressLogger  # noqa: E402
+from cml.models._build import build_model  # noqa: E402
 from cml.plugins._base import build_plugin  # noqa: E402
 from cml.strategies._base import MultiLabelStrategy  # noqa: E402
 

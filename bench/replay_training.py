@@ -30,11 +30,10 @@ from avalanche.evaluation.metrics import loss_metrics  # noqa: E402
 from avalanche.training.plugins import EvaluationPlugin  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
-from cml.commands.run import build_model  # noqa: E402
 from cml.evaluation.progress import ProgressLogger  # noqa: E402
-from cml.models._base import input_stats  # noqa: E402
+from cml.models._base import input_stats, normalized  # noqa: E402
+from cml.models._build import build_model  # noqa: E402
 from cml.plugins._base import build_plugin  # noqa: E402
-from cml.scenarios.images import normalize  # noqa: E402
 from cml.strategies._base import MultiLabelStrategy, build_criterion  # noqa: E402
 from cml.strategies._batches import StepBatches  # noqa: E402
 from cml.strategies._optim import build_optimizer  # noqa: E402
@@ -72,7 +71,7 @@ def bare_loop(model, scenario, buffer, cfg, device) -> tuple[float, int]:
             stored = scenario.train_images(buffer.rows[slots], buffer.targets[slots])
             x = torch.cat([x, torch.stack([stored[i][0] for i in range(k)])])
             y = torch.cat([y, stored.targets])
-        x, y = normalize(x.to(device, non_blocking=True), stats), y.to(device, non_blocking=True)
+        x, y = normalized(x.to(device, non_blocking=True), stats), y.to(device, non_blocking=True)
         loss = criterion(model(x), y)
         optimizer.zero_grad()
         loss.backward()

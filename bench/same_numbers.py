@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 IGNORED = {"wall_s", "wall_time_s", "seconds", "time_s", "images_per_s", "run_dir", "config_path"}
+IGNORED |= {"train_s", "peak_ram_mib", "peak_gpu_mib", "environment"}  # cml.evaluation.results.MEASURED
 
 
 def scored(value):

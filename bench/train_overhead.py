@@ -26,10 +26,9 @@ from avalanche.evaluation.metrics import loss_metrics  # noqa: E402
 from avalanche.training.plugins import EvaluationPlugin  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
-from cml.commands.run import build_model  # noqa: E402
 from cml.evaluation.progress import ProgressLogger  # noqa: E402
-from cml.models._base import input_stats  # noqa: E402
-from cml.scenarios.images import normalize  # noqa: E402
+from cml.models._base import input_stats, normalized  # noqa: E402
+from cml.models._build import build_model  # noqa: E402
 from cml.strategies._base import MultiLabelStrategy, build_criterion  # noqa: E402
 from cml.strategies._batches import StepBatches  # noqa: E402
 from cml.strategies._optim import build_optimizer  # noqa: E402
@@ -47,7 +46,7 @@ def bare_loop(model, dataset, cfg, device) -> float:
     start = time.perf_counter()
     for _ in range(cfg.train.epochs):
         for x, y, _ in loader:
-            x, y = normalize(x.to(device, non_blocking=True), stats), y.to(device, non_blocking=True)
+            x, y = normalized(x.to(device, non_blocking=True), stats), y.to(device, non_blocking=True)
             loss = criterion(model(x), y)
             optimizer.zero_grad()
             loss.backward()

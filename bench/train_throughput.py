@@ -31,11 +31,10 @@ from avalanche.core import SupervisedPlugin  # noqa: E402
 from avalanche.training.plugins import EvaluationPlugin  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
-from cml.commands.run import build_model  # noqa: E402
 from cml.evaluation.progress import ProgressLogger  # noqa: E402
-from cml.models._base import input_stats  # noqa: E402
+from cml.models._base import input_stats, normalized  # noqa: E402
+from cml.models._build import build_model  # noqa: E402
 from cml.plugins._base import build_plugin  # noqa: E402
-from cml.scenarios.images import normalize  # noqa: E402
 from cml.strategies._base import MultiLabelStrategy, build_criterion  # noqa: E402
 from cml.strategies._optim import build_optimizer  # noqa: E402
 
@@ -71,7 +70,7 @@ def bare_loop(cfg, scenario, device, epochs: int) -> tuple[float, int]:
     def train_epoch() -> int:
         images = 0
         for x, y, _ in loader:
-            x, y = normalize(x.to(device, non_blocking=True), stats), y.to(device, non_blocking=True)
+            x, y = normalized(x.to(device, non_blocking=True), stats), y.to(device, non_blocking=True)
             if cfg.train.channels_last and device.type == "cuda":
                 x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast("cuda", dtype=amp) if amp else torch.autocast("cpu", enabled=False):

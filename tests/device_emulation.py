@@ -127,7 +127,7 @@ class EpochWindow(SupervisedPlugin):
 @contextlib.contextmanager
 def meta_device(monkeypatch):
     """Within: `cml run` trains and evaluates on `meta`; yields (HostReads, EpochWindow)."""
-    from cml.commands import run
+    from cml import experiment as run
 
     reads = HostReads()
     window = EpochWindow(reads)

@@ -103,15 +103,17 @@ def run_cli(config, out, overrides, *extra) -> int:
 
 def run_full_and_resumed(config, tmp_path, monkeypatch, overrides, step: int = 1) -> tuple[dict, dict]:
     """The run uninterrupted (tmp_path/full), and stopped after `step` then resumed (tmp_path/killed):
-    both results.json."""
+    both results.json, without what the machine measured (times, memory)."""
     import json
+
+    from cml.evaluation.results import reproducible
 
     assert run_cli(config, tmp_path / "full", overrides) == 0
     real_save = interrupt_after_step(monkeypatch, step)
     assert run_cli(config, tmp_path / "killed", overrides) == 130
     monkeypatch.setattr("cml.runtime.checkpoint.save", real_save)
     assert run_cli(config, tmp_path / "killed", overrides, "--resume") == 0
-    return tuple(json.loads((tmp_path / d / "results.json").read_text()) for d in ("full", "killed"))
+    return tuple(reproducible(json.loads((tmp_path / d / "results.json").read_text())) for d in ("full", "killed"))
 
 
 def with_loss_door(strategy, scale: float = 1.0):

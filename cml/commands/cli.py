@@ -1,9 +1,12 @@
 """`python -m cml run CONFIG [--set key=value ...] [--out DIR] [--seeds N ...] [--resume]`,
-`python -m cml plan CONFIG [--set key=value ...] [--json FILE]` (the steps, without torch) and
-`python -m cml compare RUN_DIR_OR_PARENT ... [--out FILE.png] [--json]`.
+`python -m cml plan CONFIG [--set key=value ...] [--json FILE]` (the steps, without torch),
+`python -m cml eval RUN_DIR [--step K] [--set eval.KEY=VALUE ...] [--config OTHER] [--json FILE]` and
+`python -m cml compare RUN_DIR_OR_PARENT ... [--out FILE.png] [--json] [--format markdown|latex|csv]`.
 
 Under torchrun (`torchrun --nproc_per_node N -m cml run CONFIG ...`, docs/scaling.md) every
 process runs this; rank 0 alone checks, locks and writes the run directory.
+run, plan, eval and keys take `--allow-imports` or `--import MODULE` (or CML_ALLOW_IMPORTS=1): without
+them a config's `imports:` is refused, never imported (cml.config.loading).
 
 Arguments, the config, the dataset and its images are checked before torch and Avalanche are
 imported (they take seconds), so mistakes are reported at once: one line naming the file or key,
@@ -24,9 +27,9 @@ import yaml
 
 from cml.commands.arguments import parser
 from cml.config import describe, load_config, markdown_reference, to_dict
+from cml.config.loading import consent_to_imports
 from cml.core.errors import TrainingDiverged, UserError
-from cml.core.registry import DATASETS
-from cml.datasets.imagefiles import check_images
+from cml.datasets.imagefiles import load_data
 from cml.runtime.files import os_error_text, storage_error, write_text_atomic
 from cml.runtime.launch import check_launch, launch_rank, launched, peer_lost, torchrun_environment
 from cml.runtime.lock import RunLock
@@ -68,7 +71,7 @@ def _start(args, session: _Session):
     """Under torchrun, rank 0 alone checks, locks and creates the run directory, then tells the
     others its path (or that it stopped); they load the data after it."""
     check_launch()
-    cfg = load_config(args.config, args.overrides)
+    cfg = load_config(args.config, args.overrides, resume=args.resume)
     if not launched():
         return (cfg, *_prepare(args, session, cfg))
     import cml.commands.run  # noqa: F401  Avalanche makes a logger at import, refused off rank 0 once the group exists
@@ -90,7 +93,7 @@ def _start(args, session: _Session):
         raise err
     if not distributed.is_main():
         run_dir = session.run_dir = Path(shared)
-        data = session.data = session.data or _load_data(cfg)
+        data = session.data = session.data or load_data(cfg.data)
     return cfg, data, run_dir
 
 
@@ -99,7 +102,7 @@ def _prepare(args, session: _Session, cfg):
     if run_dir.is_dir():  # lock before looking inside: a run in progress is named with its pid
         session.lock = RunLock(run_dir)
     check_run_directory(args, cfg, run_dir)
-    data = session.data = session.data or _load_data(cfg)
+    data = session.data = session.data or load_data(cfg.data)
     if session.lock is None:  # a new directory, made only now that the data are known to be good
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -109,14 +112,6 @@ def _prepare(args, session: _Session, cfg):
         check_run_directory(args, cfg, run_dir)  # another run may have used it in the meantime
     write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
     return data, run_dir
-
-
-def _load_data(cfg):
-    data = check_images(DATASETS.get(cfg.data.dataset).build(cfg.data), cfg.data)
-    if data.skipped and launch_rank() == 0:
-        counts = ", ".join(f"{key} {count}" for key, count in data.skipped.items())
-        print(f"{cfg.data.dataset}: counted in results' skipped: {counts}", flush=True)
-    return data
 
 
 def _run_seeds(args) -> int:
@@ -166,7 +161,7 @@ def _check_seed_config(one) -> None:
     if _is_file(run_dir / "config.yaml") and any(_is_file(run_dir / m) for m in MARKERS):
         resumed = copy.copy(one)
         resumed.resume = True
-        check_run_directory(resumed, load_config(one.config, one.overrides), run_dir)
+        check_run_directory(resumed, load_config(one.config, one.overrides, resume=True), run_dir)
 
 
 def _finished(run_dir: Path) -> bool:
@@ -223,6 +218,12 @@ def _run(args, session: _Session | None = None) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if hasattr(args, "allow_imports"):  # run, plan, keys; every torchrun rank parses the same arguments
+        try:
+            consent_to_imports(args.allow_imports, args.imports)
+        except UserError as err:
+            print(f"error: {_one_line(err)}", file=sys.stderr)
+            return err.exit_code
     if args.command == "keys":
         if args.config:
             try:
@@ -240,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         from cml.commands.compare import compare
 
         try:
-            compare([Path(p) for p in args.paths], Path(args.out), as_json=args.json)
+            compare([Path(p) for p in args.paths], Path(args.out), as_json=args.json, fmt=args.format)
         except UserError as err:
             print(f"error: {err}", file=sys.stderr)
             return err.exit_code
@@ -248,6 +249,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {err.filename or 'a file'}: {os_error_text(err)}", file=sys.stderr)
             return 2
         return 0
+    if args.command == "eval":
+        from cml.commands.evaluate import eval_command
+
+        try:
+            return eval_command(args)
+        except UserError as err:
+            print(f"error: {_one_line(err)}", file=sys.stderr)
+            return err.exit_code
+        except OSError as err:
+            print(f"error: {err.filename or 'a file'}: {os_error_text(err)}", file=sys.stderr)
+            return 2
     if args.command == "plan":
         from cml.commands.plan import plan_command
 

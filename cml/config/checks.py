@@ -4,9 +4,11 @@ facts and checks, paths that must exist, and keys that depend on each other. Tor
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 from pathlib import Path
 from typing import Any
 
+from cml.config.keys import LOG_METRICS, LOGGERS
 from cml.core import schema
 from cml.core.errors import UserError
 from cml.core.hints import did_you_mean
@@ -140,7 +142,22 @@ def _check_declarations(config: Any, source: str) -> None:
             raise UserError(f"{source}: {message}")
 
 
-def check_semantics(config: Any, source: str) -> None:
+def _check_log(config: Any, source: str) -> None:
+    """log.loggers and log.metrics: known names, each once; wandb needs its package."""
+    log = config.log
+    for key, names, known in (("log.loggers", log.loggers, LOGGERS), ("log.metrics", log.metrics, LOG_METRICS)):
+        for name in names:
+            if name not in known:
+                hint = did_you_mean(name, known)
+                raise UserError(f"{source}: {key}: unknown {show(name)}{hint}; expected any of {', '.join(known)}")
+            if names.count(name) > 1:
+                raise UserError(f"{source}: {key}: {name!r} is listed twice; expected each once")
+    if "wandb" in log.loggers and importlib.util.find_spec("wandb") is None:
+        raise UserError(f"{source}: log.loggers: wandb needs the wandb package (pip install wandb)")
+
+
+def check_semantics(config: Any, source: str, pretrained_may_be_gone: bool = False) -> None:
+    """PRETRAINED_MAY_BE_GONE: a resume, whose checkpoint holds the weights (see load_config)."""
     _check_names(config, source)
     d, s = config.data, config.scenario
     paths = [
@@ -157,7 +174,7 @@ def check_semantics(config: Any, source: str) -> None:
     for key, value in paths:
         if isinstance(value, str):
             _path(value, key, source)
-    pretrained = config.model.pretrained
+    pretrained = config.model.pretrained if not pretrained_may_be_gone else None
     if isinstance(pretrained, str) and not _exists(_path(pretrained, "model.pretrained", source), "is_file"):
         raise UserError(f"{source}: model.pretrained: file not found: {key_name(pretrained, 200)}")
     if isinstance(s.order, str) and s.order not in ("alphabetical", "shuffle"):
@@ -183,4 +200,5 @@ def check_semantics(config: Any, source: str) -> None:
         raise UserError(
             f"{source}: eval.groups.thresholds: expected [low, high] with 0 <= low <= high <= 1, got {low_high}"
         )
+    _check_log(config, source)
     _check_declarations(config, source)

@@ -98,7 +98,11 @@ class TrainConfig:
         True, help="weight decay on biases and other 1-d parameters too (KRT / ASL: false, weights only)"
     )
     momentum: float = option(0.9, low=0, high=1)
-    scheduler: Literal["none", "cosine", "onecycle"] = option("none", help="per-iteration schedule over each step")
+    scheduler: Literal["none", "cosine", "cosine_epoch", "onecycle"] = option(
+        "none",
+        help="lr schedule over each step: cosine and onecycle per iteration; cosine_epoch: "
+        "cosine over the epochs, held through each (MULTI-LANE's)",
+    )
     loss: str = option("bce", help="a registered loss; train.<loss>: its options")
     hflip: bool = option(True, help="random horizontal flips while training")
     crop_scale: Optional[float] = option(
@@ -114,7 +118,12 @@ class TrainConfig:
         help="Cutout as ASL / KRT (CutoutPIL): a rectangle of this "
         "fraction of each side in a random colour (KRT: 0.5); 0 = off",
     )
-    randaugment: bool = option(False, help="torchvision's RandAugment (2 operations, magnitude 9), as KRT")
+    randaugment: bool = option(False, help="RandAugment after Cutout, as KRT / CSC; which: train.randaugment_variant")
+    randaugment_variant: Literal["uda", "torchvision"] = option(
+        "uda",
+        help="uda: the randaugment package's, as KRT / CSC / ASL (2 of 15 operations, each with probability 0.5, "
+        "level 1-9 of 10); torchvision: v2.RandAugment (2 of 14 always, magnitude 9 of 31; cml before issue 26)",
+    )
     clip_grad_value: Optional[float] = option(
         None, positive=True, help="clip each gradient to [-v, v] before the step (PRS: 5); null = off"
     )
@@ -173,12 +182,40 @@ class EvalConfig:
     groups: GroupsConfig = field(default_factory=GroupsConfig)
 
 
+LOGGERS = ("tensorboard", "csv", "wandb", "interactive")  # log.loggers (cml.evaluation.loggers)
+LOG_METRICS = ("timing", "ram", "gpu")  # log.metrics: Avalanche's metrics
+
+
+@dataclass
+class WandbConfig:
+    project: str = option("cml", help="the W&B project")
+    entity: Optional[str] = option(None, help="the W&B team or user (default: the account's)")
+    mode: Literal["offline", "online"] = option(
+        "offline",
+        help="offline: files under RUN_DIR/wandb only, no network (upload with `wandb sync`); online: to the server",
+    )
+
+
 @dataclass
 class LogConfig:
     every_s: float = option(
         60.0,
         positive=True,
         help="off a terminal (a log file): a progress line at most this often (seconds), and at the end of each epoch",
+    )
+    loggers: list[str] = option(
+        ["tensorboard"],
+        help="any of tensorboard (RUN_DIR/tb), csv (RUN_DIR/csv), wandb (log.wandb), interactive (Avalanche's "
+        "printout); cml's progress line is always on (docs/metrics.md)",
+    )
+    metrics: list[str] = option(
+        [], help="Avalanche metrics to add: timing (epoch, eval) | ram (peak, process) | gpu (utilisation, CUDA only)"
+    )
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+    save_models: Literal["last", "every", "none"] = option(
+        "last",
+        help="model.pt (weights, class order, head sizes, config; `cml eval`): the last step's, also "
+        "model_step<K>.pt for every step K, or none (checkpoint.pt keeps the last step's weights)",
     )
 
 

@@ -1,7 +1,11 @@
 """YAML in, a validated `Config` out, before anything heavy is imported: the file (through
 `cml.core.safeyaml`'s limits), `--set` overrides, the value checks, `imports:`, the typed build and
 the semantic checks. Errors name the file and the dotted key, say what was expected, and suggest
-the closest valid key."""
+the closest valid key.
+
+A config is data: the modules its `imports:` names are imported, so run, only with the user's
+consent (`--allow-imports`, `CML_ALLOW_IMPORTS=1`, or each module given as `--import NAME`), as
+Hydra runs `_target_` only from trusted configs; without it the config is refused in one line."""
 
 from __future__ import annotations
 
@@ -85,7 +89,40 @@ def load_raw(path: str | os.PathLike, _chain: tuple[Path, ...] = ()) -> dict:
     return _merged(load_raw(target, chain), raw)
 
 
-def load_config(path: str | os.PathLike | None, overrides: list[str] = ()) -> Config:
+ALLOW_IMPORTS = "CML_ALLOW_IMPORTS"
+_consent = {"all": False, "modules": frozenset()}  # the command line's, set by consent_to_imports
+
+
+def _environment_allows() -> bool:
+    value = os.environ.get(ALLOW_IMPORTS, "")
+    if value not in ("", "0", "1"):
+        raise UserError(f"{ALLOW_IMPORTS}={show(value)}: expected 1 (run the modules a config imports) or 0")
+    return value == "1"
+
+
+def consent_to_imports(allow_all: bool, modules: list[str]) -> None:
+    """The command line's consent for this process (every torchrun rank parses the same one):
+    `--allow-imports` for any config's `imports:`, `--import NAME` for NAME alone, imported now."""
+    _environment_allows()  # a bad value is refused even when no config imports anything
+    registry.import_components(list(modules), "--import")
+    _consent.update(all=allow_all, modules=frozenset(modules))
+
+
+def _check_consent(imports: list[str], source: str, allowed: bool) -> None:
+    refused = [name for name in imports if name not in _consent["modules"]]
+    if refused and not (allowed or _consent["all"] or _environment_allows()):
+        raise UserError(
+            f"{source}: imports: {', '.join(refused)}: a config's imports run code, so only when asked; "
+            f"allow them with --allow-imports (or {ALLOW_IMPORTS}=1), or name each with --import NAME"
+        )
+
+
+def load_config(
+    path: str | os.PathLike | None, overrides: list[str] = (), resume: bool = False, allow_imports: bool = False
+) -> Config:
+    """RESUME: the run's checkpoint holds the weights, so `model.pretrained` may be gone (the
+    resume checks the file's digest instead: cml.runtime.starting_weights). ALLOW_IMPORTS: the
+    caller's consent to `imports:` (a program's own; the command line's is consent_to_imports)."""
     raw: Any = load_raw(path) if path is not None else {}
     source = str(path) if path else "config"
     for item in overrides:
@@ -97,9 +134,10 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] = ()) -> Co
     imports = raw.get("imports", [])
     if not schema.matches(imports, list[str]):
         raise UserError(f"{source}: imports: expected a list of module names, got {show(imports)}")
-    registry.import_components(imports, source)
+    _check_consent(imports, source, allow_imports)
+    registry.import_components(imports, f"{source}: imports")
     config = schema.build(config_class(), raw, "", source)
-    check_semantics(config, source)
+    check_semantics(config, source, pretrained_may_be_gone=resume)
     return config
 
 

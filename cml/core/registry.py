@@ -274,14 +274,15 @@ def add_module(module, registry: Registry | None = None) -> Declaration:
     )
 
 
-def import_components(modules: list[str], source: str) -> None:
-    """The config's `imports:`: each module (found on sys.path / PYTHONPATH) declares one component."""
+def import_components(modules: list[str], where: str) -> None:
+    """A config's `imports:` or the command line's `--import` (WHERE, the messages' prefix): each
+    module (found on sys.path / PYTHONPATH) declares one component."""
     for name in modules:
         try:
             module = importlib.import_module(name)
         except Exception as err:  # a missing module, or one that fails to import
             raise UserError(
-                f"{source}: imports: cannot import {name!r} ({type(err).__name__}: "
+                f"{where}: cannot import {name!r} ({type(err).__name__}: "
                 f"{str(err).splitlines()[0][:200] if str(err) else ''}); expected a module "
                 f"on PYTHONPATH that declares a cml component"
             ) from None
@@ -289,7 +290,7 @@ def import_components(modules: list[str], source: str) -> None:
             try:
                 add_module(module)
             except UserError as err:
-                raise UserError(f"{source}: imports: {err}") from None
+                raise UserError(f"{where}: {err}") from None
             _imported.add(module.__name__)
 
 

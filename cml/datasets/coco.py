@@ -5,7 +5,8 @@
 Categories keep COCO's (non-contiguous) ids internally; columns follow ascending category id.
 Crowd annotations (`iscrowd: 1`, `data.coco.crowd`):
 - `ignore` (default): neither a label nor a reason to select the image;
-- `positive`: a label like any other (PRS's COCOseq maker reads every annotation);
+- `positive`: a label like any other (PRS's COCOseq maker and MULTI-LANE's loader read every
+  annotation);
 - `krt`: as KRT's official loader, the image is selected for a step by any annotation of the
   step's classes, crowd included (pycocotools' `catToImgs`), but its labels come from the
   non-crowd annotations only (`getAnnIds(iscrowd=False)`), so a crowd-only image is in the step
@@ -182,7 +183,7 @@ def load_coco_folder(
 class CocoOptions:
     crowd: Literal["ignore", "positive", "krt"] = option(
         "ignore",
-        help="iscrowd=1 annotations: ignored; a label (PRS's COCOseq); krt: they select "
+        help="iscrowd=1 annotations: ignored; a label (PRS's COCOseq, MULTI-LANE); krt: they select "
         "the image for a step but are not labels (KRT's loader)",
     )
 

@@ -209,3 +209,15 @@ def check_images(data: MultiLabelData, data_cfg) -> MultiLabelData:
     return MultiLabelData(
         data.name, data.class_names, data.train.subset(keep["train"]), data.test.subset(keep["test"]), skipped, ignore
     )
+
+
+def load_data(data_cfg) -> MultiLabelData:
+    """`data.dataset` built from `data` and its images checked: what every command trains on."""
+    from cml.core.registry import DATASETS
+    from cml.runtime.launch import launch_rank
+
+    data = check_images(DATASETS.get(data_cfg.dataset).build(data_cfg), data_cfg)
+    if data.skipped and launch_rank() == 0:
+        counts = ", ".join(f"{key} {count}" for key, count in data.skipped.items())
+        print(f"{data_cfg.dataset}: counted in results' skipped: {counts}", flush=True)
+    return data

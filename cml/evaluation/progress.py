@@ -13,8 +13,8 @@ step's mean time per batch. On a terminal one bar per step shows the same (its r
 left, the epoch and the loss). The loss is summed on the device and read only when shown, so
 there is no GPU sync per batch.
 
-Avalanche's InteractiveLogger also prints every metric value (hundreds of per-class APs); the
-per-step table is printed by the runner instead.
+Avalanche's InteractiveLogger also prints every metric value (hundreds of per-class APs), so it
+is only an option (`log.loggers: [interactive]`); the per-step table is printed by the runner.
 """
 
 from __future__ import annotations

@@ -19,16 +19,19 @@ from cml.evaluation.per_task import relative_forgetting
 from cml.runtime.files import write_text_atomic
 
 STEP_KEYS = ("map", "cp", "cr", "cf1", "macro_f1", "op", "or", "of1")
+# what the machine measured (cml.runtime.run_facts): per step, and at the top level
+MEASURED = ("wall_s", "train_s", "images_per_s", "peak_ram_mib", "peak_gpu_mib")
+MEASURED_RUN = ("wall_s", "environment")
 
 
-def _clean(value):
+def json_safe(value):
     """JSON has no NaN: undefined values are written as null."""
     if isinstance(value, float) and math.isnan(value):
         return None
     if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_clean(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 
 
@@ -57,17 +60,30 @@ def summarize(steps: list[dict]) -> dict:
     }
     if steps[0].get("per_task"):
         summary["relative_forgetting"] = relative_forgetting(steps)
-    return _clean(summary)
+    return json_safe(summary)
 
 
 def build_summary(steps: list[dict], extra: dict) -> dict:
     """The contents of results.json; batches skipped for a non-finite loss (`train.nonfinite:
-    skip`, per step in `skipped_batches`) are added up in `skipped`."""
+    skip`, per step in `skipped_batches`) are added up in `skipped`. `wall_s`: the steps' wall
+    times added up (a resumed run's too: the time its steps took, not the time between start and
+    end), null if a step has none (one of an older cml); `params_total`: the last step's model's."""
     summary = {**summarize(steps), **extra}
     nonfinite = sum(s.get("skipped_batches", 0) for s in steps)
     if nonfinite:
         summary["skipped"] = {**summary.get("skipped", {}), "train_nonfinite_batches": nonfinite}
+    walls = [s.get("wall_s") for s in steps]
+    summary["wall_s"] = round(sum(walls), 3) if None not in walls else None
+    summary["params_total"] = steps[-1].get("params_total")
     return summary
+
+
+def reproducible(summary: dict) -> dict:
+    """results.json without what the machine measured (times, throughput, memory, software, host):
+    what a rerun with the same config and seed, or a resumed run, reproduces."""
+    kept = {k: v for k, v in summary.items() if k not in MEASURED_RUN}
+    kept["steps"] = [{k: v for k, v in s.items() if k not in MEASURED} for s in summary["steps"]]
+    return kept
 
 
 def write_summary(run_dir: Path, summary: dict) -> None:

@@ -14,6 +14,7 @@ __getattr__ = lazy_exports(
         "input_stats": "_base",
         "GrowingLinear": "_parts",
         "create_backbone": "_parts",
+        "build_model": "_build",
         "feature_dim": "_parts",
         "full_precision": "_parts",
         "Fp32Linear": "_parts",
@@ -22,6 +23,7 @@ __getattr__ = lazy_exports(
 )  # torch-bound: loaded on first use
 __all__ = [
     "Fp32Linear",
+    "build_model",
     "GrowingLinear",
     "Model",
     "MultiLabelModel",

@@ -45,8 +45,9 @@ class MultiLabelModelProtocol(Protocol):
 
     backbone: nn.Module
     """The timm model the features come from: `input_stats` reads its `pretrained_cfg` to
-    normalise the images, the run checks the input size on it before training, probe freezes it,
-    herding pools with its `forward_head`, pod hooks its stages."""
+    normalise the images (unless the model declares `input_mean_std`), the run checks the input
+    size on it before training, probe freezes it, herding pools with its `forward_head`, pod hooks
+    its stages."""
 
     @property
     def num_classes(self) -> int:
@@ -82,6 +83,8 @@ class MultiLabelModel(nn.Module):
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor, full: bool = False):
+        if x.dtype == torch.uint8:  # Avalanche code (a plugin, Naive) running it on a cml dataset
+            x = normalized(x, input_stats(self))
         outputs = self.forward_outputs(x)
         return outputs if full else outputs["logits"]
 
@@ -102,7 +105,18 @@ class MultiLabelModel(nn.Module):
 
 def input_stats(model: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
     """The mean and std the backbone was trained with (timm's `pretrained_cfg`): ImageNet's for
-    most, none for TResNet (ASL's weights, which KRT starts from, take pixels in [0, 1])."""
+    most, none for TResNet (ASL's weights, which KRT starts from, take pixels in [0, 1]). A model
+    whose authors feed other statistics declares them as `input_mean_std` ((mean, std), or None
+    for the backbone's): MULTI-LANE's code gives its ViT raw [0, 1] pixels."""
+    own = getattr(model, "input_mean_std", None)
     cfg = getattr(getattr(model, "backbone", model), "pretrained_cfg", None) or {}
-    mean, std = cfg.get("mean", IMAGENET_MEAN), cfg.get("std", IMAGENET_STD)
+    mean, std = own or (cfg.get("mean", IMAGENET_MEAN), cfg.get("std", IMAGENET_STD))
     return torch.tensor(mean).view(3, 1, 1), torch.tensor(std).view(3, 1, 1)
+
+
+def normalized(x: torch.Tensor, stats: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """uint8 images -> float, (x / 255 - mean) / std: what cml's strategy feeds every model. The
+    model applies it itself to uint8 input, so that Avalanche's strategies and plugins, which run
+    the model on the datasets' uint8 images, see the same inputs as cml's strategy."""
+    mean, std = stats
+    return (x.float().div_(255) - mean.to(x.device)) / std.to(x.device)

@@ -101,13 +101,16 @@ class GrowingAdjacency(DynamicModule):
 
 
 class ClassIncrementalGCN(nn.Module):
-    def __init__(self, dim: int, num_classes: int = 0):
+    """`prior`: the specific graph generator's new biases at logit(prior) (cml before issue 26);
+    None, their code, keeps nn.Linear's default (as their Conv1d's), so that A_s starts near 0.5."""
+
+    def __init__(self, dim: int, num_classes: int = 0, prior: float | None = None):
         super().__init__()
         self.general = GrowingAdjacency(num_classes)
         self.general_weight = nn.Linear(dim, dim)
         self.global_conv = nn.Linear(dim, dim)
         self.global_norm = nn.BatchNorm1d(dim)
-        self.specific = GrowingLinear(2 * dim, num_classes)  # rows of A_s, one per class
+        self.specific = GrowingLinear(2 * dim, num_classes, prior)  # rows of A_s, one per class
         self.specific_weight = nn.Linear(dim, dim)
 
     def forward(self, v: torch.Tensor) -> torch.Tensor:

@@ -17,11 +17,17 @@ PRIOR = 0.05  # initial positive probability of a new class (bias = logit(PRIOR)
 
 def create_backbone(name: str, pretrained: bool | str = False, **kwargs) -> nn.Module:
     """A timm model without classifier; `pretrained` is False, True (timm's weights) or a file
-    (timm's layout or the ASL project's: `cml/models/_weights.py`)."""
+    (timm's layout or the ASL project's: `cml/models/_weights.py`). NAME may carry timm's weight
+    tag (`vit_base_patch16_224.augreg_in21k_ft_in1k`): true loads those weights, and the tag's
+    `pretrained_cfg` (input statistics) holds whatever `pretrained` is."""
     import timm
 
     if not timm.is_model(name):
         raise UserError(f"model.backbone: {name!r} is not a timm model{did_you_mean(name, timm.list_models(), n=3)}")
+    arch, _, tag = name.partition(".")
+    if tag and name not in timm.list_pretrained(name):  # is_model accepts any tag; create_model does not
+        tags = timm.list_pretrained(arch + ".*")
+        raise UserError(f"model.backbone: timm has no weights {tag!r} for {arch!r}{did_you_mean(name, tags, n=3)}")
     if isinstance(pretrained, str):  # timm's layout or the ASL project's (KRT's starting weights)
         from cml.models._weights import load_backbone_weights
 
@@ -91,14 +97,24 @@ class GrowingLinear(DynamicModule):
 
     Avalanche's IncrementalClassifier masks inactive units for softmax training; multi-label
     heads need no mask, and rows of classes already seen must stay exactly as they are.
+    New rows: nn.Linear's initialisation, biases at logit(`prior`) unless it is None; `bias=False`
+    has none (CSC's first classifier); `first_std` draws the first classes' weights N(0, std^2).
     """
 
-    def __init__(self, in_features: int, num_classes: int = 0, prior: float | None = PRIOR):
+    def __init__(
+        self,
+        in_features: int,
+        num_classes: int = 0,
+        prior: float | None = PRIOR,
+        bias: bool = True,
+        first_std: float | None = None,
+    ):
         super().__init__()
         self.in_features = in_features
         self.prior = prior  # None: nn.Linear's own initialisation of the biases too (PRS's code)
+        self.first_std = first_std  # KRT's POD baseline: their TResNet's N(0, 0.01), later rows nn.Linear's
         self.weight = nn.Parameter(torch.empty(0, in_features))
-        self.bias = nn.Parameter(torch.empty(0))
+        self.register_parameter("bias", nn.Parameter(torch.empty(0)) if bias else None)
         self.grow(num_classes)
 
     @property
@@ -109,11 +125,15 @@ class GrowingLinear(DynamicModule):
         extra = num_classes - self.num_classes
         if extra <= 0:
             return
-        fresh = nn.Linear(self.in_features, extra).to(self.weight.device)
-        if self.prior is not None:
+        fresh = nn.Linear(self.in_features, extra, bias=self.bias is not None)
+        if self.first_std is not None and not self.num_classes:
+            nn.init.normal_(fresh.weight, std=self.first_std)
+        fresh = fresh.to(self.weight.device)
+        if self.prior is not None and self.bias is not None:
             nn.init.constant_(fresh.bias, math.log(self.prior / (1 - self.prior)))
         self.weight = nn.Parameter(torch.cat([self.weight.data, fresh.weight.data]))
-        self.bias = nn.Parameter(torch.cat([self.bias.data, fresh.bias.data]))
+        if self.bias is not None:
+            self.bias = nn.Parameter(torch.cat([self.bias.data, fresh.bias.data]))
 
     def adaptation(self, experience) -> None:
         if self.training:  # test experiences of seen classes never grow the head

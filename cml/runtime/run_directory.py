@@ -15,6 +15,7 @@ from cml.core import safeyaml
 from cml.core.errors import UserError
 from cml.runtime.files import storage_error
 from cml.runtime.launch import launch_rank
+from cml.runtime.starting_weights import check_resumed_weights, paths_by_content
 
 MARKERS = ("checkpoint.pt", "results.json")
 
@@ -41,6 +42,16 @@ def first_difference(now, saved, default=ABSENT, prefix: str = "") -> str | None
     if now is ABSENT:
         now = None
     return None if now == saved else f"{prefix[:-1]} ({saved!r} in the run, {now!r} now)"
+
+
+def as_it_ran(saved):
+    """The saved config with keys it predates filled in where their default is not what that run did:
+    `train.randaugment_variant` (issue 26, default "uda"): a run saved without it and with
+    `train.randaugment: true` ran torchvision's RandAugment."""
+    train = saved.get("train") if isinstance(saved, dict) else None
+    if isinstance(train, dict) and train.get("randaugment") is True and "randaugment_variant" not in train:
+        return {**saved, "train": {**train, "randaugment_variant": "torchvision"}}
+    return saved
 
 
 def defaults(cfg) -> dict:
@@ -74,13 +85,15 @@ def check_run_directory(args, cfg, run_dir: Path) -> None:
             saved = safeyaml.load(saved_path.read_bytes(), str(saved_path))
         except OSError as err:
             raise storage_error(saved_path, err, "cannot read") from None
-        diff = first_difference(to_dict(cfg), saved, defaults(cfg))
+        saved = as_it_ran(saved)
+        diff = first_difference(paths_by_content(to_dict(cfg), saved), saved, defaults(cfg))
         if diff:
             raise UserError(
                 f"--resume: the config differs from the one {run_dir} was started with: {diff}; resume with "
                 f"the run's value, edit {saved_path} if the change is meant for the rest of the run, or start "
                 "a new run (another --out)"
             )
+        check_resumed_weights(cfg.model.pretrained, run_dir)
     elif any((run_dir / m).exists() for m in MARKERS):
         raise UserError(
             f"--out: {run_dir} already holds a run; add --resume to continue it, or choose another directory"
@@ -95,6 +108,9 @@ def resume_command(args, run_dir: Path) -> str:
         overrides = overrides[:-1]
     for item in overrides:
         words += ["--set", item]
+    words += ["--allow-imports"] if getattr(args, "allow_imports", False) else []
+    for name in getattr(args, "imports", ()):
+        words += ["--import", name]
     return " ".join(shlex.quote(w) for w in words)
 
 

@@ -1,10 +1,12 @@
 """Training augmentation on uint8 (3, S, S) images, in the loader or on the training device.
 
 The order is that of KRT's and ASL's training transform (resize, CutoutPIL, RandAugment), with
-the random resized crop and the flip ahead of them: crop, flip, cutout, RandAugment. The crop
-and RandAugment are torchvision's (`transforms.v2`, which work on uint8 tensors on any device);
-Cutout is ASL's `CutoutPIL`, which torchvision does not have: a rectangle of `factor` times each
-side, centred anywhere in the image and clipped at its border, filled with one random colour.
+the random resized crop and the flip ahead of them: crop, flip, cutout, RandAugment. The crop is
+torchvision's (`transforms.v2`, which work on uint8 tensors on any device); RandAugment is the
+`randaugment` package's that KRT, CSC and ASL import (`train.randaugment_variant: uda`,
+`cml/scenarios/randaugment_uda.py`) or torchvision's `v2.RandAugment` (`torchvision`); Cutout is
+ASL's `CutoutPIL`, which torchvision does not have: a rectangle of `factor` times each side,
+centred anywhere in the image and clipped at its border, filled with one random colour.
 Every draw comes from torch's generator, so runs are reproducible from `seed` (DataLoader
 workers get seeds derived from it).
 """
@@ -13,6 +15,8 @@ from __future__ import annotations
 
 import torch
 from torchvision.transforms import v2
+
+from cml.scenarios.randaugment_uda import RandAugmentUDA
 
 
 def cutout(x: torch.Tensor, factor: float) -> torch.Tensor:
@@ -25,6 +29,12 @@ def cutout(x: torch.Tensor, factor: float) -> torch.Tensor:
     return x
 
 
+def randaugment(train_cfg):
+    if not train_cfg.randaugment:
+        return None
+    return RandAugmentUDA() if train_cfg.randaugment_variant == "uda" else v2.RandAugment()
+
+
 class Augment:
     def __init__(self, train_cfg, image_size: int, flip: bool = True):
         self.crop = (
@@ -34,7 +44,7 @@ class Augment:
         )
         self.flip = flip and train_cfg.hflip
         self.cutout = train_cfg.cutout
-        self.randaugment = v2.RandAugment() if train_cfg.randaugment else None
+        self.randaugment = randaugment(train_cfg)
 
     def __bool__(self) -> bool:
         return bool(self.crop or self.flip or self.cutout or self.randaugment)

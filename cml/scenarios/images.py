@@ -60,9 +60,3 @@ class MultiLabelImages(Dataset):
         if self.augment:
             x = self.augment(x)
         return x, self.targets[i], self.rows[i]
-
-
-def normalize(x: torch.Tensor, stats: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-    """uint8 images -> float, (x / 255 - mean) / std."""
-    mean, std = stats
-    return (x.float().div_(255) - mean.to(x.device)) / std.to(x.device)

@@ -31,11 +31,10 @@ from avalanche.training.templates import SupervisedTemplate
 
 from cml.core.errors import UserError
 from cml.core.registry import LOSSES
-from cml.models._base import MultiLabelModelProtocol, input_stats
+from cml.models._base import MultiLabelModelProtocol, input_stats, normalized
 from cml.plugins._base import CmlPlugin
 from cml.runtime import distributed
 from cml.scenarios.augment import Augment, augment_batch
-from cml.scenarios.images import normalize
 from cml.strategies._compile import CompiledForward
 from cml.strategies._loaders import StepLoaders
 from cml.strategies._loss_terms import LossTerms
@@ -150,7 +149,7 @@ class MultiLabelStrategy(StepLoaders, SupervisedTemplate):
         channels_last when asked. Plugins that run the model on images of their own use it too."""
         if self.input_stats is None:
             self.input_stats = tuple(t.to(self.device) for t in input_stats(self.core_model))  # once, not per batch
-        x = normalize(x.to(self.device, non_blocking=True), self.input_stats)
+        x = normalized(x.to(self.device, non_blocking=True), self.input_stats)
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def autocast(self):

@@ -1,7 +1,9 @@
-"""The optimizer and the per-iteration lr schedule of a step, built afresh at the start of every
+"""The optimizer and the lr schedule of a step, built afresh at the start of every
 step (after the heads have grown), the common practice in class-incremental code."""
 
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -22,8 +24,18 @@ def build_optimizer(model: torch.nn.Module, train_cfg, step: int = 0) -> torch.o
 
 
 def build_scheduler(optimizer, train_cfg, total_iterations: int):
+    """Every schedule is stepped after each update (`MultiLabelStrategy.optimizer_step`); a
+    per-epoch one holds its lr through the epoch's iterations."""
     if train_cfg.scheduler == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total_iterations))
+    if train_cfg.scheduler == "cosine_epoch":
+        # MULTI-LANE's engine.py: CosineAnnealingLR(T_max=epochs) stepped after each epoch, i.e.
+        # lr_e = lr (1 + cos(pi e / E)) / 2 through epoch e (eta_min 0), here by iteration
+        epochs = 1 if train_cfg.online else train_cfg.epochs  # the strategy's train_epochs
+        per_epoch = max(1, total_iterations // epochs)
+        return torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda it: (1 + math.cos(math.pi * (it // per_epoch) / epochs)) / 2
+        )
     if train_cfg.scheduler == "onecycle":
         # at least 10 steps: torch's OneCycleLR divides by zero when pct_start * total_steps == 1
         # (5 steps at 0.2); a step of under 10 iterations then ends before the cycle does

@@ -98,7 +98,7 @@ def test_unknown_names_hint_the_closest():
 
 def test_a_module_without_a_declaration_is_one_line():
     with pytest.raises(UserError, match="imports: json: expected a module-level DECLARATION"):
-        registry.import_components(["json"], "config")
+        registry.import_components(["json"], "config: imports")
 
 
 def test_model_option_help_names_the_model_once():

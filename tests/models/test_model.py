@@ -6,9 +6,8 @@ from tests_helpers import make_model, tiny_model
 
 from cml.config import load_config
 from cml.core.errors import UserError
-from cml.models._base import input_stats
+from cml.models._base import input_stats, normalized
 from cml.models._parts import GrowingLinear, create_backbone
-from cml.scenarios.images import normalize
 
 
 class FakeExperience:
@@ -82,7 +81,7 @@ def test_images_are_normalised_as_the_backbone_was_trained(backbone, mean, std):
     model = make_model("linear", backbone=backbone, num_classes=2)
     pixels = torch.tensor([0, 51, 255], dtype=torch.uint8).view(1, 1, 1, 3).expand(1, 3, 1, 3)
     by_hand = torch.stack([(pixels[0, c].float() / 255 - mean[c]) / std[c] for c in range(3)])
-    assert torch.allclose(normalize(pixels, input_stats(model))[0], by_hand, atol=1e-6)
+    assert torch.allclose(normalized(pixels, input_stats(model))[0], by_hand, atol=1e-6)
 
 
 def _ddp_cases():

@@ -6,10 +6,10 @@ import pytest
 import torch
 from tests_helpers import make_model
 
-from cml.commands.run import build_model
 from cml.config import load_config
 from cml.core.errors import UserError
 from cml.losses.bce.loss import masked_bce
+from cml.models._build import build_model
 from cml.models.dlfl.model import sine_positions
 
 SMALL = {"embed_dim": 8, "heads": 2, "ffn_dim": 16}

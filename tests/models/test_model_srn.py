@@ -4,10 +4,10 @@ import pytest
 import torch
 from tests_helpers import make_model
 
-from cml.commands.run import build_model
 from cml.config import load_config
 from cml.core.errors import UserError
 from cml.losses.bce.loss import masked_bce
+from cml.models._build import build_model
 from cml.models.srn.model import stride16_stage
 
 SMALL = {"attention_width": 8, "regularizer_width": 4, "regularizer_filters": 8}

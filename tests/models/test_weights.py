@@ -85,8 +85,8 @@ def test_tresnet_from_an_asl_checkpoint(tmp_path, entry):
 
 def test_a_config_loads_the_asl_checkpoint(tmp_path):
     """`cml run configs/coco_b0_c10.yaml --set model.pretrained=FILE`: the model a run builds."""
-    from cml.commands.run import build_model
     from cml.config.loading import load_config
+    from cml.models._build import build_model
 
     path = tmp_path / "MS_COCO_TRresNet_M_224_81.8.pth"
     asl = asl_checkpoint(path)

@@ -9,10 +9,9 @@ from tests_helpers import with_loss_door
 from torch.utils.data import TensorDataset
 
 from cml.losses.bce.loss import masked_bce
-from cml.models._base import input_stats
+from cml.models._base import input_stats, normalized
 from cml.models._parts import GrowingLinear
 from cml.plugins.ewc.plugin import ElasticWeightConsolidation, FlatTerms, empirical_fisher, ewc_penalty
-from cml.scenarios.images import normalize
 
 
 def head(rows):
@@ -103,13 +102,13 @@ def test_empirical_fisher_is_the_mean_squared_batch_gradient_of_the_masked_loss(
         device="cpu",
         autocast=contextlib.nullcontext,
         _criterion=masked_bce,
-        prepare_images=lambda images: normalize(images, stats),
+        prepare_images=lambda images: normalized(images, stats),
     )
     fisher = empirical_fisher(strategy, dataset)
     expected = {n: torch.zeros_like(p) for n, p in model.named_parameters()}
     for batch in ((0, 2), (2, 4), (4, 5)):  # a plain reference loop over the same batches
         model.zero_grad()
-        masked_bce(model(normalize(x[slice(*batch)], stats)), y[slice(*batch)]).backward()
+        masked_bce(model(normalized(x[slice(*batch)], stats)), y[slice(*batch)]).backward()
         for n, p in model.named_parameters():
             expected[n] += p.grad**2 / 3
     for n in expected:

@@ -12,6 +12,7 @@ from cml.commands.cli import main
 from cml.config import load_config
 from cml.core.errors import UserError
 from cml.core.registry import MODELS, PLUGINS
+from cml.evaluation.results import reproducible
 from cml.runtime import checkpoint
 
 REPLAY = ["none", "prs", "reservoir"]
@@ -149,7 +150,7 @@ def test_resume_after_any_step_equals_the_uninterrupted_run(tmp_path, monkeypatc
         assert len(state["plugins"]["ewc"]["terms"]) == 2
     assert cli(tmp_path, killed, overrides, "--resume") == 0
     results = json.loads((full / "results.json").read_text())
-    assert results == json.loads((killed / "results.json").read_text())
+    assert reproducible(results) == reproducible(json.loads((killed / "results.json").read_text()))
     if plugins == KRT_R:  # the threshold was calibrated at steps 1 and 2, the second from the first
         assert [s["pseudo_threshold"] is None for s in results["steps"]] == [True, False, False]
 

@@ -11,8 +11,8 @@ import torch
 from run_helpers import argv
 
 from cml.commands.cli import main
-from cml.commands.run import set_determinism
 from cml.runtime import checkpoint
+from cml.runtime.setup import set_determinism
 from cml.strategies._base import MultiLabelStrategy
 
 

@@ -154,7 +154,7 @@ def test_compile_runs_every_step_compiled_or_says_why_not(limit, tmp_path, monke
         def after_training_iteration(self, strategy, **kwargs):
             iterations.append(1)
 
-    from cml.commands import run
+    from cml import experiment as run
 
     real_build = run.build_plugins
     monkeypatch.setattr(run, "build_plugins", lambda cfg, scenario: [Count(), *real_build(cfg, scenario)])

@@ -4,6 +4,7 @@ graph convolution, on any timm backbone; trained with the `csc` plugin (model.py
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from cml.core.registry import Model
 from cml.core.schema import option
@@ -12,12 +13,17 @@ from cml.core.schema import option
 @dataclass
 class CscModelOptions:
     embed_dim: int = option(1024, low=1, help="width of the class-specific features (theirs: 1024)")
+    init: Literal["authors", "prior"] = option(
+        "authors",
+        help="authors = Kaile-Du/CSC's layers: first classifier without bias, torch's default biases; "
+        "prior = cml before issue 26: that classifier with a bias, three biases at logit(0.05)",
+    )
 
 
 def build(backbone: str, pretrained, options: CscModelOptions, num_classes: int = 0, image_size=None):
     from cml.models.csc.model import CSCModel
 
-    return CSCModel(backbone, pretrained, num_classes, options.embed_dim)
+    return CSCModel(backbone, pretrained, num_classes, options.embed_dim, options.init)
 
 
 DECLARATION = Model(

@@ -11,8 +11,11 @@ projection of the map (`embed_dim`, theirs 1024 from TResNet-M's 2048) into one 
 v0; v2 = v0 + GCN(v0); out2_c = <w_c, v2_c> + b_c (their last_linear masked by the identity);
 logits = (out1 + out2) / 2. `label_features` are v2, so LwF's feature distillation applies too.
 
-`model.options`: `embed_dim` (1024). The co-occurrence statistics live in the model
-(`cooccurrence`, buffers) and are filled by the `csc` plugin from each step's partial labels.
+`model.options`: `embed_dim` (1024); `init`: `authors` as their layers (the first classifier, their
+`fc`, has no bias; the image-specific graph generator and out2's layer keep torch's default biases,
+so A_s starts near sigmoid(0) = 0.5), `prior` as cml before issue 26 (a bias on `fc` and all three
+biases at logit(0.05): A_s near 0.05, about 10x weaker). The co-occurrence statistics live in the
+model (`cooccurrence`, buffers) and are filled by the `csc` plugin from each step's partial labels.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from torch import nn
 from cml.models._base import MultiLabelModel
 from cml.models._label_graph import ClassIncrementalGCN, LabelCooccurrence
 from cml.models._parts import (
+    PRIOR,
     GrowingConv1x1,
     PerLabelLinear,
     create_backbone,
@@ -33,15 +37,23 @@ from cml.models._parts import (
 
 
 class CSCModel(MultiLabelModel):
-    def __init__(self, backbone: str, pretrained: bool | str = False, num_classes: int = 0, embed_dim: int = 1024):
+    def __init__(
+        self,
+        backbone: str,
+        pretrained: bool | str = False,
+        num_classes: int = 0,
+        embed_dim: int = 1024,
+        init: str = "authors",
+    ):
         super().__init__()
         self.backbone = create_backbone(backbone, pretrained)
         freeze_unused_by_map(self.backbone)  # the map is read, not timm's pooled feature
         dim = feature_dim(self.backbone)
-        self.classifier = GrowingConv1x1(dim, num_classes)
+        prior = PRIOR if init == "prior" else None  # None: nn.Linear's (= their Conv1d's) default biases
+        self.classifier = GrowingConv1x1(dim, num_classes, prior, bias=init == "prior")
         self.transform = nn.Conv2d(dim, embed_dim, 1)
-        self.gcn = ClassIncrementalGCN(embed_dim, num_classes)
-        self.last_linear = PerLabelLinear(embed_dim, num_classes)
+        self.gcn = ClassIncrementalGCN(embed_dim, num_classes, prior)
+        self.last_linear = PerLabelLinear(embed_dim, num_classes, prior)
         self.cooccurrence = LabelCooccurrence(num_classes)
 
     @property

@@ -5,6 +5,7 @@ details and deviations)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from cml.core.registry import Model
 from cml.core.schema import option
@@ -15,6 +16,11 @@ from cml.models._options import divides
 class KrtOptions:
     embed_dim: int = option(384, low=1, help="width D of the tokens (KRT: 384 COCO, 768 VOC)")
     heads: int = option(8, low=1, help="heads of the class-attention block (a divisor of embed_dim)")
+    init: Literal["authors", "torch"] = option(
+        "authors",
+        help="authors = KRT's code: class-attention Linears and the first head N(0, 0.01), zero bias, "
+        "projection Kaiming normal (fan out); torch = torch's defaults (cml before issue 26)",
+    )
 
 
 def check(cfg, o: KrtOptions) -> str | None:
@@ -24,7 +30,9 @@ def check(cfg, o: KrtOptions) -> str | None:
 def build(backbone: str, pretrained, options: KrtOptions, num_classes: int = 0, image_size=None):
     from cml.models.krt.model import KrtModel
 
-    return KrtModel(backbone, pretrained, num_classes, image_size or 224, options.embed_dim, options.heads)
+    return KrtModel(
+        backbone, pretrained, num_classes, image_size or 224, options.embed_dim, options.heads, options.init
+    )
 
 
 # the positional embedding is sized from the configured input

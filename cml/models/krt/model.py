@@ -12,8 +12,14 @@ are frozen (no gradient, heads in eval mode), so they stay bit-identical; backbo
 positional embedding, `cls` and the block keep training. The per-step tokens (B, steps, D) are in
 `forward(x, full=True)["tokens"]` for token distillation (`tdl`).
 
+Initialisation (`init`): `authors` as their release (reference sheet 4b): every Linear of the
+class-attention block N(0, 0.01) with zero bias, the projection's weight Kaiming normal (fan out,
+std sqrt(2 / D)), the first step's head N(0, 0.01) with zero bias; a head added later is a default
+nn.Linear, as theirs. `torch` keeps torch's defaults everywhere (cml before issue 26). Tokens and
+positional embedding are truncated normal 0.02 under both.
+
 Deviations: the authors' model is TResNet-M only; here any timm backbone whose last features form a
-map or tokens. A new head is a default nn.Linear, as theirs.
+map or tokens.
 """
 
 from __future__ import annotations
@@ -52,13 +58,24 @@ class ClassAttentionBlock(nn.Module):
         return x + self.mlp(self.norm2(x))
 
 
+def normal_linears(module: nn.Module, std: float = 0.01) -> None:
+    """Every nn.Linear in `module` redrawn N(0, std^2) with zero bias (KRT's ICA initialisation)."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, std=std)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
 class TaskTokensAndHeads(DynamicModule):
     """One task token and one head per step; a training step that brings classes adds both and
-    freezes the earlier ones."""
+    freezes the earlier ones. `init="authors"`: the first head N(0, 0.01), zero bias (later heads
+    keep nn.Linear's default, as the authors' `add_model`)."""
 
-    def __init__(self, dim: int):
+    def __init__(self, dim: int, init: str = "authors"):
         super().__init__()
         self.dim = dim
+        self.init = init
         self.tokens = nn.ParameterList()
         self.heads = nn.ModuleList()
 
@@ -73,7 +90,10 @@ class TaskTokensAndHeads(DynamicModule):
         self.heads.eval()
         token = nn.Parameter(nn.init.trunc_normal_(torch.zeros(1, 1, self.dim, device=device), std=0.02))
         self.tokens.append(token)
-        self.heads.append(nn.Sequential(nn.LayerNorm(self.dim), Fp32Linear(self.dim, classes)).to(device))
+        head = nn.Sequential(nn.LayerNorm(self.dim), Fp32Linear(self.dim, classes))
+        if self.init == "authors" and not len(self.heads):
+            normal_linears(head)
+        self.heads.append(head.to(device))
 
     def adaptation(self, experience) -> None:
         if self.training and head_size(experience) > self.num_classes:
@@ -95,6 +115,7 @@ class KrtModel(MultiLabelModel):
         image_size: int = 224,
         embed_dim: int = 384,
         heads: int = 8,
+        init: str = "authors",
     ):
         super().__init__()
         self.backbone = create_backbone(backbone, pretrained)
@@ -105,7 +126,10 @@ class KrtModel(MultiLabelModel):
         )
         self.cls = nn.Parameter(nn.init.trunc_normal_(torch.zeros(1, 1, embed_dim), std=0.02))
         self.block = ClassAttentionBlock(embed_dim, heads)
-        self.tasks = TaskTokensAndHeads(embed_dim)
+        if init == "authors":  # after torch's draws, so that `torch` draws exactly what it did before
+            nn.init.kaiming_normal_(self.proj.weight, mode="fan_out", nonlinearity="leaky_relu")
+            normal_linears(self.block)
+        self.tasks = TaskTokensAndHeads(embed_dim, init)
         if num_classes:
             self.tasks.add_step(num_classes)
 

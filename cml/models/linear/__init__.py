@@ -11,9 +11,10 @@ from cml.core.schema import option
 
 @dataclass
 class LinearOptions:
-    head_init: Literal["prior", "default"] = option(
+    head_init: Literal["prior", "default", "normal"] = option(
         "prior",
-        help="a new class's bias: prior = logit(0.05); default = nn.Linear's own initialisation (PRS's code)",
+        help="how a new class starts: prior = bias logit(0.05); default = nn.Linear's own initialisation (PRS's code); "
+        "normal = the first step's weights N(0, 0.01), nn.Linear's biases and later rows (KRT's POD baseline)",
     )
 
 

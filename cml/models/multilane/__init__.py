@@ -4,7 +4,7 @@ per step, no prompt selection at test time (model.py has the details and deviati
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Literal, Optional
 
 from cml.core.registry import Model
 from cml.core.schema import option
@@ -17,6 +17,11 @@ class MultiLaneOptions:
     prompt_layers: int = option(5, low=1, help="prompted blocks, from the first (theirs: 5)")
     patch_size: Optional[int] = option(None, low=1, help="the ViT's patch size (null: the backbone's)")
     depth: Optional[int] = option(None, low=1, help="the ViT's blocks (null: the backbone's)")
+    normalize_input: Literal["none", "imagenet", "backbone"] = option(
+        "none",
+        help="the ViT's input: none = pixels in [0, 1] (theirs); imagenet = ImageNet's mean/std "
+        "(their --normalize_input); backbone = its pretrained_cfg's, as cml's other models",
+    )
 
 
 def check(cfg, o: MultiLaneOptions) -> str | None:
@@ -30,7 +35,16 @@ def build(backbone: str, pretrained, options: MultiLaneOptions, num_classes: int
 
     o = options
     return MultiLane(
-        backbone, pretrained, num_classes, image_size, o.selectors, o.prompts, o.prompt_layers, o.patch_size, o.depth
+        backbone,
+        pretrained,
+        num_classes,
+        image_size,
+        o.selectors,
+        o.prompts,
+        o.prompt_layers,
+        o.patch_size,
+        o.depth,
+        o.normalize_input,
     )
 
 

@@ -20,14 +20,17 @@ the lane's head; the model's logits are the lanes' heads side by side (their `co
 A new step's lane starts from a copy of the previous lane's selectors and prompts (their
 `next_task`), with a new head.
 
-`model.options`: `selectors` (their 20), `prompts` (20), `prompt_layers` (5), and for a small ViT
-on small images `patch_size` / `depth` (null: the backbone's own). The ViT is built at
-`data.image_size`.
+`model.options`: `selectors` (their 20), `prompts` (20), `prompt_layers` (5), `normalize_input`
+(theirs: none, raw [0, 1] pixels; `INPUT_STATS`), and for a small ViT on small images
+`patch_size` / `depth` (null: the backbone's own). The ViT is built at `data.image_size`.
+Initialisation as their `init` (`Lane`: selector norm S^-1/2, prompts drawn for all steps, head
+trunc-normal 0.02 with zero bias).
 
 Deviations: old lanes are frozen (requires_grad off) instead of relying on logit masking, so they
 stay bit-identical whatever the optimizer does; the loss is cml's (`train.loss`) over all seen
 classes: old lanes' outputs are constants, so the gradient reaches only the new lane as in their
-masked BCE, but the mean runs over the seen classes rather than all 80 (a scale of the lr);
+masked BCE, but the mean runs over the seen classes rather than all 80 (a scale of the
+gradient, which Adam's update cancels but for its eps);
 their optional token merging and task-identifier ablations are not built. Only a timm ViT whose
 blocks have the parts a lane runs by hand is accepted (`unsupported`, checked when built).
 """
@@ -40,17 +43,30 @@ from torch import nn
 from torch.nn import functional as F
 
 from cml.core.errors import UserError
-from cml.models._base import MultiLabelModel
+from cml.models._base import IMAGENET_MEAN, IMAGENET_STD, MultiLabelModel
 from cml.models._parts import Fp32Linear, create_backbone, head_size
 
 
 class Lane(nn.Module):
-    def __init__(self, dim: int, selectors: int, prompts: int, prompt_layers: int, heads: int, num_classes: int):
+    """A lane drawn as their `init` draws task 0's part (later tasks copy the previous one): their
+    selectors (T, S, D) and each block's prompts (2, T, P, D) go through `orthogonal_`, which
+    flattens every dimension after the first, so the S x D selectors of a task are one unit vector
+    (a selector's norm about S^-1/2) and a block's keys (values) of all T steps one unit vector
+    (task 0's P x D part of norm about T^-1/2). The head is timm's ViT head init: truncated normal,
+    std 0.02, zero bias (their single 80-class head; a lane's rows are independent of the others)."""
+
+    def __init__(
+        self, dim: int, selectors: int, prompts: int, prompt_layers: int, heads: int, num_classes: int, steps: int = 1
+    ):
         super().__init__()
-        self.selectors = nn.Parameter(nn.init.orthogonal_(torch.empty(selectors, dim)))  # their prompt_init
-        self.prompts = nn.Parameter(nn.init.orthogonal_(torch.empty(prompt_layers, 2, prompts, dim)))
+        self.selectors = nn.Parameter(nn.init.orthogonal_(torch.empty(1, selectors * dim)).view(selectors, dim))
+        n = prompts * dim
+        kv = [nn.init.orthogonal_(torch.empty(2, steps * n))[:, :n] for _ in range(prompt_layers)]
+        self.prompts = nn.Parameter(torch.stack(kv).view(prompt_layers, 2, prompts, dim))
         self.heads = heads
         self.head = Fp32Linear(dim, num_classes)
+        nn.init.trunc_normal_(self.head.weight, std=0.02)
+        nn.init.zeros_(self.head.bias)
 
     def continue_from(self, previous: Lane) -> None:
         with torch.no_grad():
@@ -71,6 +87,10 @@ def lane_attention(attn: nn.Module, tokens: torch.Tensor, prompts: torch.Tensor 
     out = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, d)
     return attn.proj(attn.norm(out))
 
+
+# their build_transform: ToTensor only ([0, 1] pixels), ImageNet's statistics with --normalize_input;
+# "backbone": None, the statistics of the backbone's pretrained_cfg as for cml's other models
+INPUT_STATS = {"none": ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)), "imagenet": (IMAGENET_MEAN, IMAGENET_STD), "backbone": None}
 
 VIT_PARTS = ("patch_embed", "_pos_embed", "patch_drop", "norm_pre", "norm")  # read by forward_outputs
 BLOCK_PARTS = ("norm1", "ls1", "drop_path1", "norm2", "mlp", "ls2", "drop_path2")  # by _lane_block
@@ -112,6 +132,15 @@ def unsupported(vit: nn.Module) -> str | None:
     return None
 
 
+def stream_length(experience) -> int:
+    """The steps of the run (their prompts are drawn for all T tasks at once, `Lane`); 1 for an
+    experience outside a stream (a test's stand-in)."""
+    try:
+        return len(experience.origin_stream)
+    except (AttributeError, TypeError):
+        return 1
+
+
 class Lanes(DynamicModule):
     """The lanes, one per training step that brought classes; grows like the other heads."""
 
@@ -129,7 +158,7 @@ class Lanes(DynamicModule):
         extra = head_size(experience) - self.num_classes
         if not self.training or extra <= 0:
             return
-        lane = Lane(num_classes=extra, **self.shape).to(self.anchor.device)
+        lane = Lane(num_classes=extra, steps=stream_length(experience), **self.shape).to(self.anchor.device)
         if len(self.lanes):
             lane.continue_from(self.lanes[-1])
         for old in self.lanes:
@@ -149,8 +178,10 @@ class MultiLane(MultiLabelModel):
         prompt_layers: int = 5,
         patch_size: int | None = None,
         depth: int | None = None,
+        normalize_input: str = "none",
     ):
         super().__init__()
+        self.input_mean_std = INPUT_STATS[normalize_input]  # read by cml.models.input_stats
         shape = {k: v for k, v in (("patch_size", patch_size), ("depth", depth)) if v is not None}
         not_a_vit = UserError(f"model.backbone: multilane needs a timm VisionTransformer, got {backbone!r}")
         try:

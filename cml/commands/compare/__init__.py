@@ -1,13 +1,16 @@
-"""`python -m cml compare RUN_DIR_OR_PARENT ...`: runs side by side, a markdown table and a PNG.
+"""`python -m cml compare RUN_DIR_OR_PARENT ...`: runs side by side, a table (markdown, LaTeX or CSV,
+cml/commands/compare/formats.py) and a PNG.
 
 A run directory is a folder with `results.json` and `config.yaml`; any other folder given is
-searched for them. Runs whose configs are equal apart from `seed` and the data locations
+searched for them. Runs whose configs are equal apart from `seed`, the `log` section and the data locations
 (`data.root`, `data.cache_dir`), and whose data are the same (`data_digest` in results.json:
 class names, image ids and labels, see `cml.runtime.checkpoint.content_digest`), and whose starting
 weights are the same file by content (`pretrained` in results.json), form one configuration;
 its numbers are the mean and the sample standard deviation (n - 1) over its runs. A run written
-before the digest existed is grouped by its `data.root` instead. CF1 and OF1 are those of the last
-step. Left out, each with a note on stderr, the rest still compared: unfinished runs (fewer steps
+before the digest existed is grouped by its `data.root` instead. The F1s (both CF1 conventions
+and OF1) are those of the last step. A configuration on a published protocol (its config.yaml's
+dataset and scenario, cml/protocols/published.yaml) is shown with the protocol's published numbers.
+Left out, each with a note on stderr, the rest still compared: unfinished runs (fewer steps
 in results.json than the run has), unreadable or foreign run directories, and a run repeating the
 configuration and seed of another (a copy of a run directory is not a second seed).
 
@@ -26,19 +29,22 @@ from pathlib import Path
 
 import yaml
 
+from cml.commands.compare.formats import COLUMNS, render, to_json
 from cml.core import safeyaml
 from cml.core.errors import UserError
 from cml.core.registry import PLUGINS, section_of
+from cml.protocols.published import protocol_of
 
 IGNORED = ("seed", "data.root", "data.cache_dir")  # the same configuration whatever their values
+IGNORED_SECTIONS = ("log.",)  # loggers, progress, model files: nothing a result depends on
+
+
+def ignored(key: str) -> bool:
+    return key in IGNORED or key.startswith(IGNORED_SECTIONS)
+
+
 SHOWN = ("strategy.name", "strategy.plugins", "model.name", "model.backbone")  # always in the label
-COLUMNS = (
-    ("Avg mAP", "avg_map"),
-    ("Last mAP", "last_map"),
-    ("Avg forgetting", "avg_forgetting"),
-    ("CF1", "cf1"),
-    ("OF1", "of1"),
-)
+LAST_STEP = ("cf1", "macro_f1", "of1")  # read from the last step's record
 
 
 @dataclass
@@ -47,17 +53,19 @@ class Run:
     config: dict  # flattened: dotted key -> value
     results: dict
 
+    def has(self, key: str) -> bool:  # macro_f1 may be absent (results of an older cml)
+        return key in (self.results["steps"][-1] if key in LAST_STEP else self.results)
+
     def value(self, key: str) -> float | None:
-        if key in ("cf1", "of1"):
-            return self.results["steps"][-1][key]
-        return self.results[key]
+        return (self.results["steps"][-1] if key in LAST_STEP else self.results)[key]
 
 
 @dataclass
 class Group:
     runs: list[Run]
     label: str = ""
-    stats: dict = field(default_factory=dict)  # key -> (mean, std or None, n)
+    stats: dict = field(default_factory=dict)  # key -> (mean, std or None, n), None where no run has it
+    protocol: str | None = None  # the published protocol its config follows
 
 
 def flatten(tree: dict, prefix: str = "") -> dict:
@@ -82,6 +90,8 @@ def _results_problem(results) -> str | None:
         isinstance(s, dict) and all(_number(s.get(k, "")) for k in ("map", "cf1", "of1")) for s in results["steps"]
     ):
         return "results.json: a step lacks map, cf1 or of1"
+    if not all(_number(s.get("macro_f1")) for s in results["steps"]):
+        return "results.json: a step's macro_f1 is not a number"
     if not all(_number(results.get(k, "")) for k in ("avg_map", "last_map", "avg_forgetting")):
         return "results.json lacks avg_map, last_map or avg_forgetting"
     if not isinstance(results.get("n_steps", 0), int):
@@ -139,7 +149,7 @@ def find_runs(paths: list[Path]) -> list[Run]:
 
 
 def _key(run: Run) -> str:
-    return json.dumps({k: v for k, v in run.config.items() if k not in IGNORED}, sort_keys=True, default=str)
+    return json.dumps({k: v for k, v in run.config.items() if not ignored(k)}, sort_keys=True, default=str)
 
 
 def _mean_std(values: list) -> tuple[float | None, float | None, int]:
@@ -181,7 +191,7 @@ def group_runs(runs: list[Run]) -> list[Group]:
             continue
         group.runs.append(run)
     groups = list(by_key.values())
-    keys = sorted({k for g in groups for k in g.runs[0].config} - set(IGNORED) - set(SHOWN))
+    keys = sorted(k for k in {k for g in groups for k in g.runs[0].config} - set(SHOWN) if not ignored(k))
     differing = [k for k in keys if len({json.dumps(g.runs[0].config.get(k), default=str) for g in groups}) > 1]
     for g in groups:
         c = g.runs[0].config
@@ -189,44 +199,16 @@ def group_runs(runs: list[Run]) -> list[Group]:
         parts = [strategy, f"{c.get('model.name', '?')}/{c.get('model.backbone', '?')}"]
         parts += [f"{k.removeprefix('strategy.')}={_short(c.get(k))}" for k in differing if _in_use(k, c)]
         g.label = ", ".join(parts)
-        g.stats = {key: _mean_std([r.value(key) for r in g.runs]) for _, key in COLUMNS}
+        g.protocol = protocol_of(c)
+        for _, key in COLUMNS:
+            values = [r.value(key) for r in g.runs if r.has(key)]
+            g.stats[key] = _mean_std(values) if values else None
         n_steps = max(len(r.results["steps"]) for r in g.runs)
         g.stats["map_per_step"] = [
             _mean_std([r.results["steps"][i]["map"] for r in g.runs if i < len(r.results["steps"])])
             for i in range(n_steps)
         ]
     return groups
-
-
-def _cell(stat) -> str:
-    mean, std, _ = stat
-    if mean is None:
-        return "n/a"
-    return f"{mean:.2f}" if std is None else f"{mean:.2f} ± {std:.2f}"
-
-
-def markdown_table(groups: list[Group]) -> str:
-    header = ["configuration", "seeds", *(name for name, _ in COLUMNS)]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for g in groups:
-        cells = [g.label.replace("|", "/"), str(len(g.runs)), *(_cell(g.stats[key]) for _, key in COLUMNS)]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def to_json(groups: list[Group]) -> list[dict]:
-    out = []
-    for g in groups:
-        entry = {
-            "label": g.label,
-            "runs": [str(r.path) for r in g.runs],
-            "seeds": [r.config.get("seed") for r in g.runs],
-        }
-        for _, key in COLUMNS:
-            entry[key] = dict(zip(("mean", "std", "n"), g.stats[key]))
-        entry["map_per_step"] = [dict(zip(("mean", "std", "n"), s)) for s in g.stats["map_per_step"]]
-        out.append(entry)
-    return out
 
 
 def plot(groups: list[Group], path: Path) -> None:
@@ -275,10 +257,10 @@ def check_out(out: Path) -> None:
         raise UserError(f"--out: {out}: expected a .png file name (the plot is a PNG)")
 
 
-def compare(paths: list[Path], out: Path, as_json: bool = False) -> list[Group]:
+def compare(paths: list[Path], out: Path, as_json: bool = False, fmt: str = "markdown") -> list[Group]:
     check_out(out)
     groups = group_runs(find_runs(paths))
-    print(json.dumps(to_json(groups), indent=2) if as_json else markdown_table(groups))
+    print(json.dumps(to_json(groups), indent=2) if as_json else render(groups, fmt))
     plot(groups, out)
     print(f"wrote {out}", file=sys.stderr)
     return groups
