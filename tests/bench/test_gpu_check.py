@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SECTIONS = ["s1", "s2", "s3", "s4", "s5", "s6", "s7"]
 
 
+@pytest.mark.slow  # about 2 minutes: before a GPU slot, `pytest -m slow tests/bench`
 @pytest.mark.gpu_check_dry
 def test_gpu_check_dry_run(tmp_path):
     out, work = tmp_path / "out", tmp_path / "work"

@@ -123,12 +123,14 @@ def _one_and_two_processes(tmp_path, overrides: list[str], pythonpath: Path = RO
     return one, two
 
 
+@pytest.mark.slow  # one more 2-process run each (about 20 s); `pytest -m slow`
 def test_online_replay_lwf_ewc_match_one_process(tmp_path):
     overrides = _overrides(tmp_path, "train.online=true", "strategy.replay.size=16", "strategy.plugins=[prs,lwf,ewc]")
     one, two = _one_and_two_processes(tmp_path, overrides)
     _assert_same_results(one, two)
 
 
+@pytest.mark.slow  # one more 2-process run each (about 20 s); `pytest -m slow`
 def test_krt_token_distillation_and_dynamic_pseudo_labels_match_one_process(tmp_path):
     """The krt model's frozen tokens and heads under DDP, tdl, and the pseudo-label threshold
     calibrated on scores gathered from both ranks."""
@@ -148,6 +150,7 @@ def test_krt_token_distillation_and_dynamic_pseudo_labels_match_one_process(tmp_
     assert thresholds[0] is None and all(t is not None for t in thresholds[1:])
 
 
+@pytest.mark.slow  # one more 2-process run each (about 20 s); `pytest -m slow`
 def test_multilane_matches_one_process(tmp_path):
     """MULTI-LANE on timm's test ViT (LayerNorm): one lane per step, the old lanes frozen under DDP."""
     overrides = _overrides(
@@ -160,6 +163,7 @@ def test_multilane_matches_one_process(tmp_path):
     _assert_same_results(one, two)
 
 
+@pytest.mark.slow  # one more 2-process run each (about 20 s); `pytest -m slow`
 def test_csc_label_graph_is_counted_from_the_whole_step(tmp_path):
     """CSC's co-occurrence statistics are counted from the step's whole training set on every rank,
     so they equal one process's exactly. The results themselves differ a little: CSC's graph

@@ -48,6 +48,7 @@ def test_protocol_configs_run_a_step(tmp_path, monkeypatch, coco_root, voc_root,
     assert len(steps) == 1 and 0 < steps[0]["map"] <= 100
 
 
+@pytest.mark.slow  # 2-process runs (about 20 s); `pytest -m slow`
 def test_l3a_two_processes_equal_one(tmp_path):
     overrides = _overrides(
         tmp_path, "model.name=l3a", "strategy.name=l3a", "model.options.hidden=64", "strategy.l3a.base_epochs=1"
@@ -55,6 +56,7 @@ def test_l3a_two_processes_equal_one(tmp_path):
     _assert_same_results(*_one_and_two_processes(tmp_path, overrides))
 
 
+@pytest.mark.slow  # 2-process runs (about 20 s); `pytest -m slow`
 def test_l3a_cache_changes_nothing_under_torchrun_with_batchnorm(tmp_path):
     """test_resnet's BatchNorm trains per rank in step 0: the closed form must see rank 0's
     statistics on every rank, whether the features are cached or computed at every pass."""
