@@ -23,6 +23,8 @@ from pathlib import Path
 
 from _gpu_rates import last_error, run_config, run_rate  # bench/ is on the path (run as bench/_gpu_report.py)
 
+from cml.evaluation.results import reproducible
+
 
 def load(path) -> dict | None:
     try:
@@ -104,21 +106,9 @@ def numbers(value, path=""):
         yield path, float(value)
 
 
-MEASURED = {"wall_s", "train_s", "images_per_s", "peak_ram_mib", "peak_gpu_mib", "environment"}  # results.MEASURED
-
-
-def learnt(value):
-    """results.json without what the machine measured (times, memory, host): what a resume reproduces."""
-    if isinstance(value, dict):
-        return {k: learnt(v) for k, v in value.items() if k not in MEASURED}
-    if isinstance(value, list):
-        return [learnt(v) for v in value]
-    return value
-
-
 def difference(a: dict, b: dict) -> tuple[float, str, bool]:
     """(max |a - b| over the numbers both hold, where, whether a == b exactly), measured values left out."""
-    a, b = learnt(a), learnt(b)
+    a, b = reproducible(a), reproducible(b)
     na, nb = dict(numbers(a)), dict(numbers(b))
     worst, where = 0.0, ""
     for key in na.keys() & nb.keys():

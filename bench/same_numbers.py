@@ -7,8 +7,10 @@ import json
 import sys
 from pathlib import Path
 
+from cml.evaluation.results import MEASURED, MEASURED_RUN
+
 IGNORED = {"wall_s", "wall_time_s", "seconds", "time_s", "images_per_s", "run_dir", "config_path"}
-IGNORED |= {"train_s", "peak_ram_mib", "peak_gpu_mib", "environment"}  # cml.evaluation.results.MEASURED
+IGNORED |= {*MEASURED, *MEASURED_RUN}  # what the machine measured
 
 
 def scored(value):
