@@ -4,10 +4,13 @@
     python bench/loader_throughput.py --config configs/demo.yaml --set data.root=/tmp/cml-bench
     python bench/loader_throughput.py --config configs/demo.yaml --set data.root=/tmp/cml-bench \
         --set data.synthetic.image_size=256 --set data.image_size=224     # COCO-like decoding cost
+    ... --set data.geometry=keep_aspect --set train.crop_scale=0.05  # MULTI-LANE's: crops of originals
 
 The cache is built first into a fresh temporary folder (under data.cache_dir when set), so its
 one-off build time is measured too; both loaders then run with the files in the page cache.
-Each figure is the median of --repeats full passes of a DataLoader (shuffle off, no flips).
+Each figure is the median of --repeats full passes of a DataLoader (shuffle off, no flips); with
+`train.crop_scale` set, both loaders take its random resized crop of each image (from the
+originals, which the cache then holds, with `data.geometry: keep_aspect`).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -29,7 +33,9 @@ from torch.utils.data import DataLoader  # noqa: E402
 from cml.config import load_config  # noqa: E402
 from cml.core.registry import DATASETS  # noqa: E402
 from cml.runtime.launch import loader_workers  # noqa: E402
-from cml.scenarios.cache import split_pixels  # noqa: E402
+from cml.scenarios.augment import Augment  # noqa: E402
+from cml.scenarios.cache import split_originals, split_pixels  # noqa: E402
+from cml.scenarios.geometry import Geometry  # noqa: E402
 from cml.scenarios.images import MultiLabelImages  # noqa: E402
 
 
@@ -62,14 +68,19 @@ def main(argv=None) -> dict:
     data = DATASETS.get(cfg.data.dataset).build(cfg.data)
     rows = np.arange(min(args.images, len(data.train.paths)))
     split = data.train.subset(rows)
-    size = cfg.data.image_size
+    size, geometry = cfg.data.image_size, Geometry.of(cfg.data)
+    crop_only = SimpleNamespace(crop_scale=cfg.train.crop_scale, hflip=False, cutout=0.0, randaugment=False)
+    crop = Augment(crop_only, size) if cfg.train.crop_scale else None
 
     with tempfile.TemporaryDirectory(prefix="cml-bench-", dir=cfg.data.cache_dir) as folder:
         start = time.perf_counter()
-        pixels = split_pixels(split.paths, size, Path(folder), workers)
+        if geometry.train_originals:
+            pixels = split_originals(split.paths, Path(folder), workers)
+        else:
+            pixels = split_pixels(split.paths, geometry, Path(folder), workers)
         build_s = time.perf_counter() - start
-        plain = MultiLabelImages(split.paths, split.labels, size)
-        cached = MultiLabelImages(split.paths, split.labels, size, pixels=pixels, rows=rows)
+        plain = MultiLabelImages(split.paths, split.labels, geometry, crop)
+        cached = MultiLabelImages(split.paths, split.labels, geometry, crop, pixels, rows)
         plain_rate, plain_runs = images_per_second(plain, args.batch_size, workers, args.repeats)
         cached_rate, cached_runs = images_per_second(cached, args.batch_size, workers, args.repeats)
         del pixels, cached  # close the memory map before the folder goes
@@ -80,6 +91,7 @@ def main(argv=None) -> dict:
         "dataset": cfg.data.dataset,
         "images": len(rows),
         "image_size": size,
+        "geometry": geometry.kind,
         "batch_size": args.batch_size,
         "workers": workers,
         "repeats": args.repeats,
@@ -91,7 +103,7 @@ def main(argv=None) -> dict:
         "cached_runs_s": cached_runs,
     }
     print(
-        f"{cfg.data.dataset}: {len(rows)} images at {size}x{size}, batch {args.batch_size}, "
+        f"{cfg.data.dataset}: {len(rows)} images at {size}x{size} ({geometry.kind}), batch {args.batch_size}, "
         f"{workers} workers, median of {args.repeats}"
     )
     print(f"{'loader':<10} {'images/s':>10}")

@@ -156,6 +156,25 @@ def _check_log(config: Any, source: str) -> None:
         raise UserError(f"{source}: log.loggers: wandb needs the wandb package (pip install wandb)")
 
 
+def _check_geometry(config: Any, source: str) -> None:
+    """keep_aspect: training originals are of many sizes, so they are cropped in the loader."""
+    d = config.data
+    if d.geometry != "keep_aspect":
+        if d.test_resize is not None:
+            raise UserError(f"{source}: data.test_resize: used only with data.geometry: keep_aspect; remove it")
+        return
+    if config.train.augment_on_device:
+        raise UserError(
+            f"{source}: train.augment_on_device: data.geometry keep_aspect crops training images of "
+            "their own sizes in the loader; set train.augment_on_device: false or data.geometry: squash"
+        )
+    if d.test_resize is not None and d.test_resize < d.image_size:
+        raise UserError(
+            f"{source}: data.test_resize: {d.test_resize} is smaller than data.image_size "
+            f"{d.image_size}; expected at least the centre crop's size"
+        )
+
+
 def check_semantics(config: Any, source: str, pretrained_may_be_gone: bool = False) -> None:
     """PRETRAINED_MAY_BE_GONE: a resume, whose checkpoint holds the weights (see load_config)."""
     _check_names(config, source)
@@ -200,5 +219,6 @@ def check_semantics(config: Any, source: str, pretrained_may_be_gone: bool = Fal
         raise UserError(
             f"{source}: eval.groups.thresholds: expected [low, high] with 0 <= low <= high <= 1, got {low_high}"
         )
+    _check_geometry(config, source)
     _check_log(config, source)
     _check_declarations(config, source)

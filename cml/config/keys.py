@@ -18,6 +18,19 @@ class DataConfig:
     dataset: str = option("synthetic", help="a registered dataset")
     root: Optional[str] = option(None, help="dataset folder (synthetic: cache folder, made if absent)")
     image_size: int = option(224, low=8, high=2048, help="square input size of the model")
+    geometry: Literal["squash", "keep_aspect"] = option(
+        "squash",
+        help="squash: each image resized to image_size square, aspect not kept (KRT, CSC, PRS, L3A); "
+        "keep_aspect: training crops (train.crop_scale) from the original image, test images resized on "
+        "the shorter side to data.test_resize (bicubic) and centre-cropped (MULTI-LANE, DeiT)",
+    )
+    test_resize: Optional[int] = option(
+        None,
+        low=8,
+        high=4096,
+        help="keep_aspect: the test images' shorter side before the centre crop; "
+        "null: int(256 / 224 x image_size), 256 at 224 (MULTI-LANE, DeiT)",
+    )
     num_workers: Union[Literal["auto"], int] = option(
         "auto",
         low=0,

@@ -34,6 +34,7 @@ def run_hparams(cfg) -> dict:
         "split": f"B{cfg.scenario.base}-C{cfg.scenario.increment}",
         "labels": cfg.scenario.labels,
         "image_size": cfg.data.image_size,
+        "geometry": cfg.data.geometry,
         "epochs": t.epochs,
         "batch_size": t.batch_size,
         "lr": t.lr,

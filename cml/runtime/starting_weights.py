@@ -64,7 +64,10 @@ def check_resumed_weights(pretrained, run_dir: Path) -> None:
 def starting_weights(pretrained, run_dir: Path, resume: bool):
     """(the `pretrained` argument to build the model with, the identity results.json records).
     On a resume whose file is gone: False (built without the file; the checkpoint's weights are
-    loaded over it) and the identity the run recorded, with a note (rank 0)."""
+    loaded over it) and the identity the run recorded, with a note (rank 0). On a resume of timm's
+    weights (true): False too, so that a resume needs neither the hub nor its cache."""
+    if pretrained is True and resume:
+        return False, True
     if isinstance(pretrained, str) and resume and _state(pretrained) == "gone":
         recorded = recorded_weights(run_dir)
         if launch_rank() == 0:

@@ -23,6 +23,7 @@ from cml.datasets._types import MultiLabelData
 from cml.protocols.split import Step, joint_rows_and_targets
 from cml.protocols.steps import plan_steps
 from cml.scenarios.augment import Augment
+from cml.scenarios.geometry import Geometry
 from cml.scenarios.images import MultiLabelImages
 
 
@@ -31,9 +32,9 @@ class Scenario:
     benchmark: object  # avalanche CLScenario with train_stream and test_stream
     data: MultiLabelData  # columns in class order
     steps: list[Step]
-    image_size: int
+    geometry: Geometry
     augment: Augment | None
-    pixels: tuple[np.ndarray, np.ndarray] | None = None  # cached (train, test) images
+    pixels: tuple | None = None  # cached (train, test) images (cml.scenarios.cache)
     class_groups: dict[str, list[int]] | None = None  # eval.per_task: majority / moderate / minority
 
     @property
@@ -44,7 +45,7 @@ class Scenario:
         """Training images `rows` of `data.train` with the given targets (augmented)."""
         pixels = self.pixels[0] if self.pixels else None
         return MultiLabelImages(
-            [self.data.train.paths[i] for i in rows], targets, self.image_size, self.augment, pixels, rows
+            [self.data.train.paths[i] for i in rows], targets, self.geometry, self.augment, pixels, rows, "train"
         )
 
     def train_dataset(self, rows: np.ndarray, targets: np.ndarray) -> AvalancheDataset:
@@ -55,10 +56,11 @@ class Scenario:
         images = MultiLabelImages(
             [self.data.test.paths[i] for i in step.test_rows],
             step.test_targets,
-            self.image_size,
+            self.geometry,
             None,
             pixels,
             step.test_rows,
+            "test",
         )
         return AvalancheDataset([images])
 
@@ -77,7 +79,7 @@ def build_scenario(cfg: Config, data: MultiLabelData) -> Scenario:
         pixels = cached_pixels(data, cfg.data)
     # with augment_on_device the strategy augments whole batches on the device instead
     augment = None if cfg.train.augment_on_device else Augment(cfg.train, cfg.data.image_size)
-    scenario = Scenario(None, data, steps, cfg.data.image_size, augment, pixels, plan.class_groups)
+    scenario = Scenario(None, data, steps, Geometry.of(cfg.data), augment, pixels, plan.class_groups)
     train = [scenario.train_dataset(st.train_rows, st.train_targets) for st in steps]
     test = [scenario.test_dataset(st) for st in steps]
     scenario.benchmark = benchmark_from_datasets(train=train, test=test)

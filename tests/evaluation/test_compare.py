@@ -243,3 +243,26 @@ def test_seeds_refuse_existing_runs_and_resume_the_unfinished(seed_runs, monkeyp
     for seed in (0, 1):  # seed 0 untouched, seed 1 continued: both as the uninterrupted runs
         assert reproducible(results(parent / f"seed{seed}")) == reproducible(results(reference / f"seed{seed}"))
     assert len(results(parent / "seed2")["steps"]) == 2  # never started: started
+
+
+def test_a_run_older_than_a_key_groups_by_what_it_ran(tmp_path, capsys):
+    """A config.yaml written before data.geometry existed ran the squash; one written before
+    train.randaugment_variant with RandAugment on ran torchvision's (as_it_ran)."""
+    torchvision, uda = {"randaugment": True, "randaugment_variant": "torchvision"}, {"randaugment": True}
+    uda["randaugment_variant"] = "uda"
+    for name, data, train in (
+        ("old", {}, {"randaugment": True}),
+        ("new", {"geometry": "squash", "test_resize": None}, torchvision),
+        ("uda", {"geometry": "squash"}, uda),
+        ("kept", {"geometry": "keep_aspect"}, torchvision),
+    ):
+        fake_run(tmp_path / name, 0 if name != "new" else 1, [50.0, 40.0], 10.0, 1.0, 1.0)
+        config = yaml.safe_load((tmp_path / name / "config.yaml").read_text())
+        config["data"].update(data)
+        config["train"].update(train)
+        (tmp_path / name / "config.yaml").write_text(yaml.safe_dump(config))
+    assert main(["compare", str(tmp_path), "--json", "--out", str(tmp_path / "c.png")]) == 0
+    groups = json.loads(capsys.readouterr().out)
+    assert sorted(len(g["seeds"]) for g in groups) == [1, 1, 2]  # old + new together; uda and kept apart
+    (together,) = [g for g in groups if len(g["seeds"]) == 2]
+    assert sorted(together["seeds"]) == [0, 1]

@@ -11,6 +11,7 @@ from types import SimpleNamespace
 import pytest
 import timm
 import torch
+import yaml
 from run_helpers import argv, results, signal_once
 
 from cml.commands.cli import main
@@ -112,4 +113,27 @@ def test_starting_weights_builds_without_a_file_that_is_gone_only_on_a_resume(tm
     there.write_bytes(b"weights")
     digest = "sha256:" + hashlib.sha256(b"weights").hexdigest()[:16]
     assert starting_weights(str(there), run, resume=True) == (str(there), digest)
-    assert starting_weights(True, run, resume=True) == (True, True)
+    assert starting_weights(True, run, resume=True) == (False, True)  # the checkpoint holds timm's weights
+    assert starting_weights(True, run, resume=False) == (True, True)
+
+
+def test_a_resume_of_timms_weights_does_not_ask_the_hub(started, tmp_path, monkeypatch):
+    """`model.pretrained: true`: the checkpoint holds every weight, so a resume builds the model
+    without timm's download (it works offline) and continues the run exactly."""
+    run = tmp_path / "run"
+    shutil.copytree(started.stopped, run)
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    saved["model"]["pretrained"] = True  # as if the run had started from timm's weights
+    (run / "config.yaml").write_text(yaml.safe_dump(saved))
+    real = timm.create_model
+
+    def offline(name, pretrained=False, **kwargs):
+        if pretrained:
+            raise OSError("no network")
+        return real(name, pretrained=False, **kwargs)
+
+    monkeypatch.setattr(timm, "create_model", offline)
+    assert main(argv(started.tmp / "data", run, ["model.pretrained=true"], "--resume")) == 0
+    got, expected = outcome(run), outcome(started.full)
+    assert got.pop("pretrained") is True and expected.pop("pretrained") == started.digest
+    assert got == expected

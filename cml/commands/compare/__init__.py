@@ -7,7 +7,9 @@ searched for them. Runs whose configs are equal apart from `seed`, the `log` sec
 class names, image ids and labels, see `cml.runtime.checkpoint.content_digest`), and whose starting
 weights are the same file by content (`pretrained` in results.json), form one configuration;
 its numbers are the mean and the sample standard deviation (n - 1) over its runs. A run written
-before the digest existed is grouped by its `data.root` instead. The F1s (both CF1 conventions
+before the digest existed is grouped by its `data.root` instead, and one written before a core key
+of data, scenario, train or eval existed by that key's default (or what it ran,
+`cml.runtime.run_directory.as_it_ran`), so a new key does not split old runs from new. The F1s (both CF1 conventions
 and OF1) are those of the last step. A configuration on a published protocol (its config.yaml's
 dataset and scenario, cml/protocols/published.yaml) is shown with the protocol's published numbers.
 Left out, each with a note on stderr, the rest still compared: unfinished runs (fewer steps
@@ -30,10 +32,13 @@ from pathlib import Path
 import yaml
 
 from cml.commands.compare.formats import COLUMNS, render, to_json
+from cml.config import to_dict
+from cml.config.keys import DataConfig, EvalConfig, ScenarioConfig, TrainConfig
 from cml.core import safeyaml
 from cml.core.errors import UserError
 from cml.core.registry import PLUGINS, section_of
 from cml.protocols.published import protocol_of
+from cml.runtime.run_directory import as_it_ran
 
 IGNORED = ("seed", "data.root", "data.cache_dir")  # the same configuration whatever their values
 IGNORED_SECTIONS = ("log.",)  # loggers, progress, model files: nothing a result depends on
@@ -78,6 +83,12 @@ def flatten(tree: dict, prefix: str = "") -> dict:
     return flat
 
 
+def _core_defaults() -> dict:
+    """The core keys of the sections whose defaults do not depend on a component."""
+    sections = {"data": DataConfig, "scenario": ScenarioConfig, "train": TrainConfig, "eval": EvalConfig}
+    return flatten({name: to_dict(cls()) for name, cls in sections.items()})
+
+
 def _number(value) -> bool:
     return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
 
@@ -110,7 +121,7 @@ def _load(folder: Path) -> Run:
     problem = "config.yaml is not a mapping" if not isinstance(config, dict) else _results_problem(results)
     if problem:
         raise UserError(f"{folder}: not a cml run ({problem})")
-    flat = flatten(config)
+    flat = {**_core_defaults(), **flatten(as_it_ran(config))}
     # the data: their content digest, or for a run written before it existed, their location
     flat["data_digest"] = results.get("data_digest") or f"unknown, data.root {flat.get('data.root')}"
     if "pretrained" in results:  # the starting weights by content, not by path (older runs: the path)
