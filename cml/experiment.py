@@ -23,8 +23,8 @@ from cml.core.errors import UserError
 from cml.core.registry import STRATEGIES
 from cml.datasets._types import MultiLabelData
 from cml.datasets.imagefiles import load_data
-from cml.evaluation.hparams import log_hparams, log_summary
-from cml.evaluation.loggers import build_loggers, build_metrics, close_loggers
+from cml.evaluation.hparams import log_hparams
+from cml.evaluation.loggers import build_loggers, build_metrics, close_loggers, log_summary
 from cml.evaluation.loss import EpochLossOnDevice
 from cml.evaluation.progress import ProgressLogger
 from cml.evaluation.results import ROW_HEADER, build_summary, format_row, format_summary, write_summary
@@ -216,8 +216,7 @@ class Experiment:
                 checkpoint.save(self.run_dir, t, strategy, summary["steps"], self.identity, rng)
                 export.save(self.run_dir, strategy.core_model, self.cfg, self.scenario, t)  # model.pt
                 write_summary(self.run_dir, summary)
-            if self.tensorboard is not None:
-                log_summary(self.tensorboard.writer, summary, t)
+            log_summary(self.loggers, summary, t)
         self._say(format_row(t, summary["steps"][t]), flush=True)
         self.next_step = t + 1
         return summary["steps"][t]

@@ -73,8 +73,6 @@ def log_hparams(writer, cfg) -> None:
     writer.flush()
 
 
-def log_summary(writer, summary: dict, step: int) -> None:
-    for key, tag in METRICS.items():
-        if summary[key] is not None:
-            writer.add_scalar(tag, summary[key], step)
-    writer.flush()
+def summary_scalars(summary: dict) -> dict[str, float]:
+    """The run's summary so far under its TensorBoard tags (forgetting absent after one step)."""
+    return {tag: summary[key] for key, tag in METRICS.items() if summary[key] is not None}

@@ -19,6 +19,7 @@ import torch
 from avalanche.evaluation.metrics import gpu_usage_metrics, ram_usage_metrics, timing_metrics
 from avalanche.logging import BaseLogger, InteractiveLogger, TensorboardLogger
 
+from cml.evaluation.hparams import summary_scalars
 from cml.evaluation.metric_plugin import SCALARS, MultiLabelMetrics, scalars
 from cml.runtime.files import write_text_atomic
 
@@ -73,6 +74,19 @@ def smi_index(device: torch.device) -> int:
     return found[0] if found else index
 
 
+def log_summary(loggers, summary: dict, step: int) -> None:
+    """The summary after step STEP (avg and last mAP, forgetting) to every logger that keeps one,
+    so runs compare side by side in each: TensorBoard's `summary/*`, csv's summary.csv, W&B's."""
+    values = summary_scalars(summary)
+    for logger in loggers:
+        if isinstance(logger, TensorboardLogger):
+            for tag, value in values.items():
+                logger.writer.add_scalar(tag, value, step)
+            logger.writer.flush()
+        elif hasattr(logger, "log_summary"):
+            logger.log_summary(values, step)
+
+
 def close_loggers(loggers) -> None:
     """Flush TensorBoard, end a W&B run (its files are complete only then)."""
     for logger in loggers:
@@ -84,8 +98,9 @@ def close_loggers(loggers) -> None:
 
 class CSVLogger(BaseLogger):
     """cml's values of every scored test experience into FOLDER/eval.csv (`step`: the last trained
-    step, `experience`, results.json's step-record names, `map_step<j>`), Avalanche's scalars into
-    FOLDER/avalanche.csv (`metric`, `x`, `value`). Rows are appended as they come, so a resumed run
+    step, `experience`, results.json's step-record names, `map_step<j>`), the summary after each
+    step into FOLDER/summary.csv, Avalanche's scalars into FOLDER/avalanche.csv (`metric`, `x`,
+    `value`). Rows are appended as they come, so a resumed run
     continues the files; a row for a key already there (the step an interruption left half done,
     evaluated again) replaces it."""
 
@@ -95,6 +110,7 @@ class CSVLogger(BaseLogger):
         self.folder.mkdir(parents=True, exist_ok=True)
         self.others = KeyedCSV(self.folder / "avalanche.csv", ["metric", "x", "value"])
         self.eval: KeyedCSV | None = None  # its columns follow the number of steps
+        self.summary: KeyedCSV | None = None
 
     def log_metrics(self, metric_values) -> None:
         rows = [
@@ -104,6 +120,12 @@ class CSVLogger(BaseLogger):
             for name, value in scalars(mv)
         ]
         self.others.write(rows)
+
+    def log_summary(self, values: dict[str, float], step: int) -> None:
+        """FOLDER/summary.csv: `step`, `metric` (TensorBoard's tag), `value`, a row per value."""
+        if self.summary is None:
+            self.summary = KeyedCSV(self.folder / "summary.csv", ["step", "metric", "value"])
+        self.summary.write([[step, tag, value] for tag, value in values.items()])
 
     def after_eval_exp(self, strategy, metric_values, **kwargs) -> None:
         origins = {id(mv.origin): mv.origin for mv in metric_values if isinstance(mv.origin, MultiLabelMetrics)}

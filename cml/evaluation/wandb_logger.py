@@ -78,6 +78,16 @@ class WandBLogger(BaseLogger):
         for (axis, x), values in rows.items():
             self.run.log({axis: x, **values})
 
+    def log_summary(self, values: dict[str, float], step: int) -> None:
+        """The summary after STEP against `trained_step`, also as the run's W&B summary."""
+        if self.run is None:
+            return
+        for name in values:
+            if name not in self.axis:
+                self.run.define_metric(name, step_metric=STEP)
+                self.axis[name] = STEP
+        self.run.log({STEP: step, **values})
+
     def close(self) -> None:
         """End the W&B run: its files are complete (and an online run marked finished) only then."""
         if self.run is not None:

@@ -132,3 +132,36 @@ def test_wandb_offline_holds_each_step_at_its_x(run):
     assert {row["trained_step"] for row in rows if "eval_exp_mAP/exp1" in row} == {1}
     (started,) = [r.run for r in records if r.WhichOneof("record_type") == "run"]
     assert started.run_id == (out / "wandb" / "cml-run-id").read_text() and started.project == "test"
+
+
+def expected_summary(results) -> dict[tuple[int, str], float]:
+    """After step t: the mean and the last of the steps' mAPs so far; forgetting from step 1 (the
+    run's two steps: results.json's)."""
+    maps = [s["map"] for s in results["steps"]]
+    found = {}
+    for t in range(len(maps)):
+        found[t, "summary/avg_mAP"] = sum(maps[: t + 1]) / (t + 1)
+        found[t, "summary/last_mAP"] = maps[t]
+    found[1, "summary/avg_forgetting"] = results["avg_forgetting"]
+    return found
+
+
+def test_every_logger_holds_the_summary_after_each_step(run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out, results = run
+    expected = expected_summary(results)
+    with (out / "csv" / "summary.csv").open(newline="") as f:
+        rows = {(int(r["step"]), r["metric"]): float(r["value"]) for r in csv.DictReader(f)}
+    assert rows.keys() == expected.keys() and all(rows[k] == pytest.approx(v, abs=1e-12) for k, v in expected.items())
+    events = EventAccumulator(str(out / "tb"), size_guidance={"scalars": 0})
+    events.Reload()
+    tb = {(e.step, tag): e.value for tag in {k[1] for k in expected} for e in events.Scalars(tag)}
+    assert tb.keys() == expected.keys() and all(tb[k] == pytest.approx(v, rel=1e-6) for k, v in expected.items())
+    history = [
+        {item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in r.history.item}
+        for r in wandb_records(out)
+        if r.WhichOneof("record_type") == "history"
+    ]
+    wandb = {(row["trained_step"], k): v for row in history for k, v in row.items() if k.startswith("summary/")}
+    assert wandb.keys() == expected.keys() and all(wandb[k] == pytest.approx(v) for k, v in expected.items())
