@@ -195,7 +195,11 @@ class Experiment:
         facts = StepFacts(self.device)
         strategy.train(self.benchmark.train_stream[t], eval_streams=[], **self.loader_args)
         facts.trained()
-        strategy.eval([self.benchmark.test_stream[t]], **self.loader_args)
+        strategy.eval_draws_rng = True  # the step's own evaluation: one base seed, as every run has drawn
+        try:
+            strategy.eval([self.benchmark.test_stream[t]], **self.loader_args)
+        finally:
+            strategy.eval_draws_rng = False
         self.records.append(
             {
                 "classes": [self.scenario.class_names[c] for c in steps[t].classes],

@@ -81,6 +81,7 @@ class MultiLabelStrategy(StepLoaders, SupervisedTemplate):
         self.term_scale = 1.0  # `plugin_term`: the global batch size when the criterion is a sum
         self.input_stats = None  # from the backbone, on first use
         self.device_augment = None  # train.augment_on_device, on first use
+        self.eval_draws_rng = False  # True for a step's own evaluation: it draws as the CLI always has
         super().__init__(
             model=model,
             optimizer=build_optimizer(model, train_cfg),
@@ -120,7 +121,13 @@ class MultiLabelStrategy(StepLoaders, SupervisedTemplate):
 
     @torch.inference_mode()
     def eval(self, exp_list, **kwargs):
-        return super().eval(exp_list, **kwargs)
+        """Beyond a step's own evaluation (`eval_draws_rng`, `Experiment.train_step`) torch's
+        generators are left as they were: each DataLoader draws its base seed from them, so an
+        `eval(test_stream)` between steps would otherwise change the next step's augmentation."""
+        if self.eval_draws_rng:
+            return super().eval(exp_list, **kwargs)
+        with torch.random.fork_rng(devices=[torch.cuda.current_device()] if torch.cuda.is_initialized() else []):
+            return super().eval(exp_list, **kwargs)
 
     def make_optimizer(self, **kwargs):
         """`train.optimizer_scope: stream` (PRS): the new optimizer takes over the state (Adam's moments
