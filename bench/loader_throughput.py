@@ -4,7 +4,7 @@
     python bench/loader_throughput.py --config configs/demo.yaml --set data.root=/tmp/cml-bench
     python bench/loader_throughput.py --config configs/demo.yaml --set data.root=/tmp/cml-bench \
         --set data.synthetic.image_size=256 --set data.image_size=224     # COCO-like decoding cost
-    ... --set data.geometry=keep_aspect --set train.crop_scale=0.05  # MULTI-LANE's: crops of originals
+    ... --set data.geometry=keep_aspect --set data.jpeg_draft=false --set train.crop_scale=0.05  # MULTI-LANE
 
 The cache is built first into a fresh temporary folder (under data.cache_dir when set), so its
 one-off build time is measured too; both loaders then run with the files in the page cache.

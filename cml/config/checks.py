@@ -163,6 +163,11 @@ def _check_geometry(config: Any, source: str) -> None:
         if d.test_resize is not None:
             raise UserError(f"{source}: data.test_resize: used only with data.geometry: keep_aspect; remove it")
         return
+    if d.jpeg_draft:
+        raise UserError(
+            f"{source}: data.jpeg_draft: data.geometry keep_aspect crops the original image, decoded in "
+            "full; set data.jpeg_draft: false or data.geometry: squash"
+        )
     if config.train.augment_on_device:
         raise UserError(
             f"{source}: train.augment_on_device: data.geometry keep_aspect crops training images of "

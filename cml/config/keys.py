@@ -24,6 +24,12 @@ class DataConfig:
         "keep_aspect: training crops (train.crop_scale) from the original image, test images resized on "
         "the shorter side to data.test_resize (bicubic) and centre-cropped (MULTI-LANE, DeiT)",
     )
+    jpeg_draft: bool = option(
+        False,
+        help="squash: decode JPEGs at a reduced scale (PIL's draft mode, 1/2 to 1/8 while still at least "
+        "image_size) before the resize: faster from the files, but not the full decode of the authors' "
+        "loaders (the demo configs; every cml run before 2026-12-03)",
+    )
     test_resize: Optional[int] = option(
         None,
         low=8,

@@ -47,10 +47,14 @@ def first_difference(now, saved, default=ABSENT, prefix: str = "") -> str | None
 def as_it_ran(saved):
     """The saved config with keys it predates filled in where their default is not what that run did:
     `train.randaugment_variant` (issue 26, default "uda"): a run saved without it and with
-    `train.randaugment: true` ran torchvision's RandAugment."""
+    `train.randaugment: true` ran torchvision's RandAugment; `data.jpeg_draft` (default false): a
+    run saved without it decoded JPEGs in draft mode."""
     train = saved.get("train") if isinstance(saved, dict) else None
     if isinstance(train, dict) and train.get("randaugment") is True and "randaugment_variant" not in train:
-        return {**saved, "train": {**train, "randaugment_variant": "torchvision"}}
+        saved = {**saved, "train": {**train, "randaugment_variant": "torchvision"}}
+    data = saved.get("data") if isinstance(saved, dict) else None
+    if isinstance(data, dict) and "jpeg_draft" not in data and data.get("geometry", "squash") == "squash":
+        saved = {**saved, "data": {**data, "jpeg_draft": True}}
     return saved
 
 

@@ -1,7 +1,8 @@
 """`data.geometry`: how an image file becomes the model's S x S input.
 
 - `squash` (default): every image resized to S x S without keeping its aspect ratio (bilinear),
-  for training and testing alike: KRT's, CSC's, PRS's and L3A's `Resize((S, S))`. Training crops
+  for training and testing alike: KRT's, CSC's, PRS's and L3A's `Resize((S, S))`, decoded in full
+  (`data.jpeg_draft: true` lets the JPEG decoder downscale first: faster, a few grey levels off). Training crops
   (`train.crop_scale`) are then taken from that square.
 - `keep_aspect`: MULTI-LANE's `build_transform` (tdemin16/multi-lane `multi_lane/datasets.py`,
   DeiT's): a training crop is taken from the original image (`RandomResizedCrop(S, scale=
@@ -69,11 +70,12 @@ class Geometry:
     kind: str  # "squash" | "keep_aspect"
     size: int
     test_resize: int = 0  # keep_aspect: the shorter side before the centre crop
+    jpeg_draft: bool = False  # squash: `data.jpeg_draft`
 
     @classmethod
     def of(cls, data_cfg) -> Geometry:
         if data_cfg.geometry == "squash":
-            return cls("squash", data_cfg.image_size)
+            return cls("squash", data_cfg.image_size, jpeg_draft=data_cfg.jpeg_draft)
         return cls("keep_aspect", data_cfg.image_size, data_cfg.test_resize or default_test_resize(data_cfg.image_size))
 
     @property
@@ -82,13 +84,16 @@ class Geometry:
         return self.kind == "keep_aspect"
 
     def cache_tag(self) -> str:
-        """The test view's name in cache keys and file names ('' for the squash, as before)."""
-        return "" if self.kind == "squash" else f"centre{self.test_resize}-"
+        """The S x S view's name in cache keys and file names ('' for the squash with JPEG drafts,
+        cml's only view before 2026-12-03, so caches built then are still found)."""
+        if self.kind == "squash":
+            return "" if self.jpeg_draft else "full-"
+        return f"centre{self.test_resize}-"
 
     def view(self, path: str) -> np.ndarray:
         """The S x S image of `path`: squashed, or the test view."""
         if self.kind == "squash":
-            return read_checked(path, decode_rgb, self.size)
+            return read_checked(path, decode_rgb, self.size, self.jpeg_draft)
         return read_checked(path, _centre_file, self.size, self.test_resize)
 
     def read(self, path: str, split: str) -> np.ndarray:

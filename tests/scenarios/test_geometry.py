@@ -11,6 +11,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
 from tests_helpers import data_config, run_cli, tiny
 from torchvision import transforms as T
@@ -154,6 +155,7 @@ def test_cached_items_equal_decoded_items_under_augmentation(tmp_path):
         (["data.geometry=keep_aspect", "train.augment_on_device=true"], "train.augment_on_device: data.geometry"),
         (["data.geometry=keep_aspect", "data.image_size=32", "data.test_resize=24"], "data.test_resize: 24 is smaller"),
         (["data.test_resize=256"], "data.test_resize: used only with data.geometry: keep_aspect"),
+        (["data.geometry=keep_aspect", "data.jpeg_draft=true"], "data.jpeg_draft: data.geometry keep_aspect"),
     ],
 )
 def test_contradictory_geometry_settings_are_one_line(overrides, message):
@@ -170,9 +172,43 @@ def test_the_multilane_configs_take_their_geometry(name):
 
 def test_a_keep_aspect_run_from_the_cache_equals_one_from_the_files(tmp_path):
     overrides = tiny() + [f"data.root={tmp_path / 'data'}", "data.geometry=keep_aspect", "train.crop_scale=0.3"]
+    overrides += ["data.jpeg_draft=false"]  # the demo's draft decoding is for the squash
     overrides += ["data.image_size=24", "scenario.increment=4"]  # 32 px originals, 24 px crops; 2 steps
     results = []
     for name, cache in (("files", "false"), ("cache", "true")):
         assert run_cli(REPO / "configs" / "demo.yaml", tmp_path / name, overrides + [f"data.cache={cache}"]) == 0
         results.append(json.loads((tmp_path / name / "results.json").read_text())["steps"])
     assert [s["map"] for s in results[0]] == [s["map"] for s in results[1]] and len(results[0]) == 2
+
+
+def smooth_jpeg(path: Path, width: int, height: int) -> None:
+    coarse = np.random.default_rng(width).integers(0, 256, (height // 8 + 1, width // 8 + 1, 3), dtype=np.uint8)
+    Image.fromarray(coarse).resize((width, height), Image.BICUBIC).save(path, quality=90)
+
+
+@pytest.mark.parametrize("width, height", [(640, 480), (500, 375), (96, 120)])
+def test_the_squash_is_krts_resize_of_the_fully_decoded_image(tmp_path, width, height):
+    """KRT's, CSC's and PRS's loaders: `Image.open(path).convert("RGB")`, then torchvision's
+    `Resize((S, S))`. JPEG draft mode (`data.jpeg_draft`) decodes at 1/2 to 1/8 first wherever the
+    result still covers S, here wherever both sides are at least 2 x 64."""
+    smooth_jpeg(tmp_path / "x.jpg", width, height)
+    theirs = np.asarray(T.Resize((64, 64))(Image.open(tmp_path / "x.jpg").convert("RGB")))
+    assert np.array_equal(Geometry("squash", 64).view(str(tmp_path / "x.jpg")), theirs)
+    drafted = Geometry("squash", 64, jpeg_draft=True).view(str(tmp_path / "x.jpg"))
+    assert np.array_equal(drafted, theirs) == (min(width, height) < 128)
+
+
+def test_a_run_saved_before_jpeg_draft_existed_decoded_in_draft_mode(tmp_path):
+    """Its resume with the full decode is refused, naming the key and both values."""
+    from cml.config import to_dict
+    from cml.runtime.run_directory import as_it_ran, check_run_directory
+
+    saved = to_dict(load_config(None, ["data.jpeg_draft=true"]))
+    del saved["data"]["jpeg_draft"]
+    assert as_it_ran(saved)["data"]["jpeg_draft"] is True
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.yaml").write_text(yaml.safe_dump(saved, sort_keys=False))
+    resume = SimpleNamespace(resume=True)
+    with pytest.raises(UserError, match=r"data.jpeg_draft \(True in the run, False now\)"):
+        check_run_directory(resume, load_config(None), tmp_path / "run")
+    check_run_directory(resume, load_config(None, ["data.jpeg_draft=true"]), tmp_path / "run")
