@@ -1,9 +1,9 @@
 """`data.geometry`: how an image file becomes the model's S x S input.
 
-- `squash` (default): every image resized to S x S without keeping its aspect ratio (bilinear),
-  for training and testing alike: KRT's, CSC's, PRS's and L3A's `Resize((S, S))`, decoded in full
-  (`data.jpeg_draft: true` lets the JPEG decoder downscale first: faster, a few grey levels off). Training crops
-  (`train.crop_scale`) are then taken from that square.
+- `squash` (default): every image decoded in full and resized to S x S without keeping its aspect
+  ratio (bilinear), for training and testing alike: KRT's, CSC's, PRS's and L3A's `Resize((S, S))`
+  (`data.jpeg_draft: true` lets the JPEG decoder downscale first: faster, a few grey levels off).
+  Training crops (`train.crop_scale`) are then taken from that square.
 - `keep_aspect`: MULTI-LANE's `build_transform` (tdemin16/multi-lane `multi_lane/datasets.py`,
   DeiT's): a training crop is taken from the original image (`RandomResizedCrop(S, scale=
   (crop_scale, 1), ratio=(3/4, 4/3))`, so its scale and aspect are relative to the original), and a
