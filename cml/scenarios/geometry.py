@@ -13,9 +13,8 @@
   what torchvision's recipes use wherever an image is not augmented. Their branch for inputs of 32
   px or less (no resize: CIFAR's own size) is not followed; every input here is S x S.
 
-The resize and crop are PIL's, computed as torchvision's `Resize(int)` and `CenterCrop` compute them
-on a PIL image (the output size rounds down, the crop's offset rounds half to even), so the test
-view equals theirs pixel for pixel (tests/scenarios/test_geometry.py compares with torchvision).
+The test view is torchvision's resize and centre crop on the PIL image, as in their code, so it
+equals theirs pixel for pixel (tests/scenarios/test_geometry.py).
 """
 
 from __future__ import annotations
@@ -24,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
+from torchvision.transforms import InterpolationMode, functional
 
 from cml.core.errors import UserError
 from cml.datasets.imagefiles import decode_rgb, image_error_text, open_image, to_rgb
@@ -35,15 +35,10 @@ def default_test_resize(size: int) -> int:
 
 
 def centre_view(img: Image.Image, size: int, resize: int) -> np.ndarray:
-    """(size, size, 3): the shorter side resized to `resize` (bicubic), then the centre square."""
-    w, h = img.size
-    short, long = (w, h) if w <= h else (h, w)
-    new_long = int(resize * long / short)
-    new_w, new_h = (resize, new_long) if w <= h else (new_long, resize)
-    if (new_w, new_h) != (w, h):
-        img = img.resize((new_w, new_h), Image.BICUBIC)
-    top, left = int(round((new_h - size) / 2.0)), int(round((new_w - size) / 2.0))
-    return np.asarray(img.crop((left, top, left + size, top + size)))
+    """(size, size, 3): the shorter side resized to `resize` (bicubic), then the centre square, by
+    torchvision's own functions on the PIL image, as their `Resize(resize, 3)` + `CenterCrop(size)`."""
+    resized = functional.resize(img, resize, InterpolationMode.BICUBIC)
+    return np.asarray(functional.center_crop(resized, [size, size]))
 
 
 def decode_original(path: str) -> np.ndarray:
