@@ -30,7 +30,7 @@ from cml.config import describe, load_config, markdown_reference, to_dict
 from cml.config.loading import consent_to_imports
 from cml.core.errors import TrainingDiverged, UserError
 from cml.datasets.imagefiles import load_data
-from cml.runtime.files import os_error_text, storage_error, write_text_atomic
+from cml.runtime.files import CHECKPOINT_FILE, os_error_text, storage_error, write_text_atomic
 from cml.runtime.launch import check_launch, launch_rank, launched, peer_lost, torchrun_environment
 from cml.runtime.lock import RunLock
 from cml.runtime.run_directory import (
@@ -140,7 +140,7 @@ def _run_seeds(args) -> int:
         if done:
             print(f"{one.out}: finished, nothing to resume")
             continue
-        one.resume = args.resume and _is_file(Path(one.out) / "checkpoint.pt")
+        one.resume = args.resume and _is_file(Path(one.out) / CHECKPOINT_FILE)
         code = _run(one, session)
         if code:
             return code
@@ -197,7 +197,7 @@ def _run(args, session: _Session | None = None) -> int:
             return err.exit_code
         message = _one_line(err)
         run_dir = session.run_dir
-        if isinstance(err, TrainingDiverged) and run_dir and (run_dir / "checkpoint.pt").exists():
+        if isinstance(err, TrainingDiverged) and run_dir and (run_dir / CHECKPOINT_FILE).exists():
             message += f"; the completed steps are saved in {run_dir}"
         where = f" (rank {launch_rank()})" if torchrun_environment() else ""
         print(f"error{where}: {message}", file=sys.stderr)

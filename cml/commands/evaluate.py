@@ -28,11 +28,10 @@ from cml.config.loading import parse_override
 from cml.core.errors import UserError
 from cml.datasets.imagefiles import load_data
 from cml.protocols.steps import plan_steps
-from cml.runtime.files import write_text_atomic
+from cml.runtime.files import CHECKPOINT_FILE, MODEL_FILE, model_step_file, write_text_atomic
 
 SHOWN = (("map", "mAP"), ("cp", "CP"), ("cr", "CR"), ("cf1", "CF1"), ("macro_f1", "macro_F1"))
 SHOWN += (("op", "OP"), ("or", "OR"), ("of1", "OF1"))
-MODEL_FILE, CHECKPOINT = "model.pt", "checkpoint.pt"  # cml.runtime.export.FILE, cml.runtime.checkpoint.FILE
 
 
 @dataclasses.dataclass
@@ -71,14 +70,14 @@ def _eval_overrides(overrides: list[str]) -> None:
 
 def _model_file(run_dir: Path, step: int, last: int) -> Path:
     if step < last:
-        path = run_dir / f"model_step{step}.pt"  # cml.runtime.export.step_file
+        path = run_dir / model_step_file(step)
         if not path.is_file():
             raise UserError(
                 f"--step {step}: {run_dir} has no {path.name}: the run kept the last step's model only; "
                 "run it with --set log.save_models=every to keep every step's"
             )
         return path
-    for name in (MODEL_FILE, f"model_step{step}.pt", CHECKPOINT):
+    for name in (MODEL_FILE, model_step_file(step), CHECKPOINT_FILE):
         if (run_dir / name).is_file():
             return run_dir / name
     raise UserError(f"{run_dir}: no model.pt or checkpoint.pt: nothing to evaluate")
@@ -136,13 +135,13 @@ def _saved_model(request: Request, path: Path) -> dict:
     between its writes), the checkpoint's weights where they are of that step."""
     from cml.runtime import export
 
-    if path.name == CHECKPOINT:
+    if path.name == CHECKPOINT_FILE:
         return export.from_checkpoint(path, request.results, request.cfg)
     saved = export.load(path)
-    if saved["step"] != request.step and path.name == MODEL_FILE and (request.run_dir / CHECKPOINT).is_file():
-        fallback = export.from_checkpoint(request.run_dir / CHECKPOINT, request.results, request.cfg)
+    if saved["step"] != request.step and path.name == MODEL_FILE and (request.run_dir / CHECKPOINT_FILE).is_file():
+        fallback = export.from_checkpoint(request.run_dir / CHECKPOINT_FILE, request.results, request.cfg)
         if fallback["step"] == request.step:
-            request.model_file = request.run_dir / CHECKPOINT
+            request.model_file = request.run_dir / CHECKPOINT_FILE
             return fallback
     return saved
 

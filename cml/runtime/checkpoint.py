@@ -36,9 +36,9 @@ from cml.runtime import distributed
 from cml.runtime.data_identity import content_digest as content_digest  # re-exported: compare, run
 from cml.runtime.data_identity import data_identity as data_identity
 from cml.runtime.data_identity import data_problem
-from cml.runtime.files import storage_error, write_atomic
+from cml.runtime.files import CHECKPOINT_FILE, storage_error, write_atomic
 
-FILE = "checkpoint.pt"
+FILE = CHECKPOINT_FILE
 VERSION = 1  # bump when the layout below changes
 KEYS = ("version", "step", "model", "optimizer", "scheduler", "rng", "steps", "strategy")
 CLOCK = ("train_iterations", "train_exp_counter", "total_iterations")  # Avalanche's run-long counters

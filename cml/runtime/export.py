@@ -22,15 +22,11 @@ from cml.config import to_dict
 from cml.core.errors import UserError
 from cml.models._parts import head_size
 from cml.runtime.checkpoint import _shape_problem as shape_problem
-from cml.runtime.files import write_atomic
+from cml.runtime.files import MODEL_FILE, model_step_file, write_atomic
 
-FILE = "model.pt"
+FILE = MODEL_FILE
 FORMAT = 1
 KEYS = ("format", "step", "n_steps", "model", "class_order", "step_classes", "head_sizes", "num_classes", "config")
-
-
-def step_file(step: int) -> str:
-    return f"model_step{step}.pt"
 
 
 def exported(model: torch.nn.Module, cfg, scenario, step: int) -> dict:
@@ -56,7 +52,7 @@ def save(run_dir: Path, model: torch.nn.Module, cfg, scenario, step: int) -> Non
     if cfg.log.save_models == "none":
         return
     state = exported(model, cfg, scenario, step)
-    names = [FILE, step_file(step)] if cfg.log.save_models == "every" else [FILE]
+    names = [FILE, model_step_file(step)] if cfg.log.save_models == "every" else [FILE]
     for name in names:
         write_atomic(Path(run_dir) / name, lambda fh: torch.save(state, fh))
 

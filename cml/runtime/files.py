@@ -13,6 +13,15 @@ from typing import IO
 
 from cml.core.errors import UserError
 
+# a run directory's weights files, named here (torch-free) for the commands that check before torch
+CHECKPOINT_FILE = "checkpoint.pt"  # what --resume needs (cml.runtime.checkpoint)
+MODEL_FILE = "model.pt"  # the last step's model (cml.runtime.export)
+
+
+def model_step_file(step: int) -> str:
+    """Step STEP's model with `log.save_models: every`."""
+    return f"model_step{step}.pt"
+
 
 def os_error_text(err: OSError) -> str:
     """'No space left on device [ENOSPC]': the errno's text and its name."""

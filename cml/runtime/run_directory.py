@@ -13,11 +13,11 @@ from pathlib import Path
 from cml.config import to_dict
 from cml.core import safeyaml
 from cml.core.errors import UserError
-from cml.runtime.files import storage_error
+from cml.runtime.files import CHECKPOINT_FILE, storage_error
 from cml.runtime.launch import launch_rank
 from cml.runtime.starting_weights import check_resumed_weights, paths_by_content
 
-MARKERS = ("checkpoint.pt", "results.json")
+MARKERS = (CHECKPOINT_FILE, "results.json")
 
 
 ABSENT = object()  # a key the saved config.yaml does not have (or the current config no longer has)
@@ -132,7 +132,7 @@ def lost_peer_exit(args, run_dir: Path | None, err: Exception) -> int:
 
 def where_saved(args, run_dir: Path | None) -> str:
     saved = run_dir and (
-        any(run_dir.parent.glob("seed*/checkpoint.pt")) if args.seeds else (run_dir / "checkpoint.pt").exists()
+        any(run_dir.parent.glob(f"seed*/{CHECKPOINT_FILE}")) if args.seeds else (run_dir / CHECKPOINT_FILE).exists()
     )
     if saved:
         return (
